@@ -1,0 +1,142 @@
+"""The `nas` command: a thin Typer layer over plain functions; overrides go to Hydra."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+from hydra._internal.utils import get_args_parser
+from rich.console import Console
+from rich.table import Table
+
+from nascli.config import GROUPS, RunConfig, default_options, expand_sweep, group_options, load_config, merge_overrides
+from nascli.errors import UserError, exit_with
+from nascli.store import ensure_free
+
+app = typer.Typer(
+    help="Neural architecture search from the command line: search, retrain, report.\n\n"
+    "Settings are Hydra overrides (key=value, group=option); `nas list` shows the options.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(highlight=False)
+OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+
+
+def _check_job(cfg: RunConfig) -> None:
+    """Checks that are cheap and would otherwise fail only after work started."""
+    cfg.dataset.create().check()
+    if cfg.hardware.device == "cuda":
+        from nascli.hardware import resolve_hardware
+
+        resolve_hardware(cfg.hardware)
+
+
+def search_cli(args: list[str]) -> None:
+    """Validate every job of the command first, then hand the arguments to Hydra's own entry point."""
+    parsed = get_args_parser().parse_args(args)
+    informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info or parsed.shell_completion
+    if not informational:
+        jobs = expand_sweep(parsed.overrides) if parsed.multirun else [parsed.overrides]
+        configs = [load_config(job) for job in jobs]
+        for cfg in configs:
+            _check_job(cfg)
+        if parsed.multirun:
+            sweep_dir = Path(str(configs[0].raw.sweep_dir))
+            if sweep_dir.exists() and any(sweep_dir.iterdir()):
+                raise UserError(f"sweep_dir {sweep_dir} is not empty; pass another sweep_dir=... (nothing was overwritten)")
+        else:
+            ensure_free(Path(configs[0].run_dir))
+    from nascli.hydra_app import search_task
+
+    sys.argv = ["nas search", *args]
+    search_task()
+
+
+@app.command(context_settings=OVERRIDES)
+def search(ctx: typer.Context) -> None:
+    """Search an architecture, then retrain the best one.
+
+    Takes Hydra overrides, e.g. `nas search dataset=fashion_mnist strategy=random search.max_trials=50`,
+    and `-m` to sweep: `nas search -m strategy=random,evolution seed=0,1` (one run per job under sweep_dir).
+    `nas search --cfg job` prints the composed config without running.
+    """
+    search_cli(list(ctx.args))
+
+
+@app.command(context_settings=OVERRIDES)
+def retrain(
+    ctx: typer.Context,
+    source: Path = typer.Argument(..., help="A search run directory, or an architecture JSON file."),
+) -> None:
+    """Retrain an architecture into a new run directory.
+
+    SOURCE is a search run directory (its best architecture and settings are used) or a JSON file
+    holding an architecture (as in best.json). Overrides change settings, e.g. `retrain.epochs=100`.
+    """
+    from nascli.runner import read_architecture, retrain as retrain_run
+
+    arch, source_overrides = read_architecture(source)
+    inherited = [
+        o for o in source_overrides or [] if o.split("=", 1)[0].lstrip("+~") not in ("run_dir", "sweep_dir")
+    ]
+    overrides = merge_overrides(inherited, list(ctx.args))
+    cfg = load_config(overrides)
+    explicit_dir = any(o.split("=", 1)[0].lstrip("+") == "run_dir" for o in ctx.args)
+    if explicit_dir:
+        run_dir = Path(cfg.run_dir)
+    else:
+        now = datetime.now()
+        run_dir = Path("outputs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}-retrain-{cfg.dataset.name}-{cfg.space.name}"
+    _check_job(cfg)
+    retrain_run(cfg, arch, source, run_dir, overrides)
+
+
+@app.command()
+def report(
+    paths: list[Path] = typer.Argument(..., help="Run directories, sweep directories or any parent folder."),
+    csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table (numeric columns) as CSV."),
+    md: Optional[Path] = typer.Option(None, "--md", help="Also write the table as Markdown."),
+) -> None:
+    """Compare runs: one row per setting, with mean ± std over seeds."""
+    from nascli.report import display_table, report as build_report
+
+    table = build_report(paths)
+    shown = display_table(table)
+    rich_table = Table(show_lines=False)
+    for column in shown.columns:
+        rich_table.add_column(column, justify="right" if column not in ("dataset", "space", "strategy", "settings") else "left")
+    for row in shown.itertuples(index=False):
+        rich_table.add_row(*(str(v) for v in row))
+    console.print(rich_table)
+    if csv:
+        table.to_csv(csv, index=False)
+        console.print(f"wrote {csv}")
+    if md:
+        md.write_text(shown.to_markdown(index=False) + "\n")
+        console.print(f"wrote {md}")
+
+
+@app.command("list")
+def list_options() -> None:
+    """Show the options of every config group (the default is marked *)."""
+    defaults = default_options()
+    table = Table("group", "option", "description")
+    for group in GROUPS:
+        for option, description in group_options(group).items():
+            mark = " *" if defaults.get(group) == option else ""
+            table.add_row(group, option + mark, description)
+    console.print(table)
+    console.print("Pick one with group=option; see every key with `nas search --cfg job`.")
+
+
+def main() -> None:
+    """Entry point of the `nas` console script."""
+    try:
+        app()
+    except UserError as exc:
+        exit_with(exc)

@@ -1,0 +1,99 @@
+"""Dataset interface and the splits every dataset produces."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from nascli.config import require
+
+SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
+
+
+@dataclass
+class DatasetSettings:
+    """Settings every dataset has: the validation share held out from training, and augmentation."""
+
+    val_fraction: float = 0.1
+    crop_padding: int = 0
+    hflip: bool = False
+
+    def __post_init__(self) -> None:
+        require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        require(self.crop_padding >= 0, "crop_padding must be >= 0")
+
+
+@dataclass
+class DataSplits:
+    """Normalised image tensors (N, C, H, W) and integer labels for train, validation and test."""
+
+    train_x: Tensor
+    train_y: Tensor
+    val_x: Tensor
+    val_y: Tensor
+    test_x: Tensor
+    test_y: Tensor
+    num_classes: int
+    crop_padding: int = 0
+    hflip: bool = False
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return tuple(self.train_x.shape[1:])
+
+    def to(self, device: torch.device) -> DataSplits:
+        """The same splits on `device`."""
+        moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()}
+        return DataSplits(**moved)
+
+
+class Dataset(ABC):
+    """Loads a dataset's arrays; the base class splits, normalises and wraps them as tensors."""
+
+    Settings: type
+
+    def __init__(self, settings: DatasetSettings) -> None:
+        self.settings = settings
+
+    def check(self) -> None:
+        """Raise UserError now if the data cannot be found (cheap; called before any work starts)."""
+
+    @abstractmethod
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Images (N, C, H, W) and labels (N,) of the training pool and of the test set."""
+
+    def load(self) -> DataSplits:
+        """Train / validation / test splits, normalised by the training pool's channel statistics."""
+        x, y, test_x, test_y = self.arrays()
+        train_x, val_x, train_y, val_y = train_test_split(
+            x, y, test_size=self.settings.val_fraction, random_state=SPLIT_SEED, stratify=y
+        )
+        x = x.astype(np.float32)
+        mean = x.mean(axis=(0, 2, 3), keepdims=True)
+        std = x.std(axis=(0, 2, 3), keepdims=True) + 1e-8
+
+        def images(a: np.ndarray) -> Tensor:
+            return torch.from_numpy((a.astype(np.float32) - mean) / std)
+
+        def labels(a: np.ndarray) -> Tensor:
+            return torch.from_numpy(a.astype(np.int64))
+
+        return DataSplits(
+            images(train_x), labels(train_y), images(val_x), labels(val_y), images(test_x), labels(test_y),
+            num_classes=int(max(y.max(), test_y.max()) + 1),
+            crop_padding=self.settings.crop_padding,
+            hflip=self.settings.hflip,
+        )
+
+
+def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
+    """Split a dataset without an official test set into a training pool and a stratified test set."""
+    train_x, test_x, train_y, test_y = train_test_split(
+        x, y, test_size=fraction, random_state=SPLIT_SEED, stratify=y
+    )
+    return train_x, train_y, test_x, test_y

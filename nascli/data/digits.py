@@ -1,0 +1,33 @@
+"""scikit-learn's 8x8 handwritten digits: the offline default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.datasets import load_digits
+
+from nascli.config import require
+from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+
+
+@dataclass
+class DigitsSettings(DatasetSettings):
+    """Digits has no official test set: `test_fraction` of it is held out as one."""
+
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+
+
+class Digits(Dataset):
+    """1,797 grey 8x8 digit images in 10 classes."""
+
+    Settings = DigitsSettings
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        digits = load_digits()
+        images = digits.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
+        return hold_out_test(images, digits.target, self.settings.test_fraction)

@@ -1,0 +1,77 @@
+"""Datasets read from files: found in `dataset.root`, a system folder, or fetched with torchvision."""
+
+from __future__ import annotations
+
+import importlib.util
+from abc import abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from nascli.data.base import Dataset, DatasetSettings
+from nascli.errors import UserError
+
+CACHE = Path.home() / ".cache" / "nascli" / "datasets"
+
+
+@dataclass
+class FileDatasetSettings(DatasetSettings):
+    """`root`: a folder holding the dataset's files (also where torchvision downloads to)."""
+
+    root: Optional[str] = None
+
+
+class FileDataset(Dataset):
+    """A dataset whose files are looked for in several folders before torchvision downloads them."""
+
+    Settings = FileDatasetSettings
+    title: str = ""
+    files: tuple[str, ...] = ()
+    subdir: str = ""  # where torchvision puts the files under its root
+    system_dir: Optional[str] = None
+    install_hint: str = ""
+
+    def _download_root(self) -> Path:
+        return Path(self.settings.root).expanduser() if self.settings.root else CACHE
+
+    def _candidates(self) -> list[Path]:
+        dirs = []
+        if self.settings.root:
+            root = Path(self.settings.root).expanduser()
+            dirs += [root, root / self.subdir]
+        if self.system_dir:
+            dirs.append(Path(self.system_dir))
+        return dirs + [CACHE / self.subdir]
+
+    def _find(self) -> Optional[Path]:
+        for folder in self._candidates():
+            if all((folder / name).exists() or (folder / f"{name}.gz").exists() for name in self.files):
+                return folder
+        return None
+
+    def _missing_message(self) -> str:
+        looked = ", ".join(str(d) for d in self._candidates())
+        return f"{self.title} not found (looked in {looked}); {self.install_hint}"
+
+    def check(self) -> None:
+        if self._find() is None and importlib.util.find_spec("torchvision") is None:
+            raise UserError(self._missing_message())
+
+    @abstractmethod
+    def _download(self, root: Path) -> None:
+        """Fetch the files into `root` with torchvision."""
+
+    def locate(self) -> Path:
+        """The folder holding the files, downloading them with torchvision if needed."""
+        found = self._find()
+        if found is not None:
+            return found
+        try:
+            root = self._download_root()
+            self._download(root)
+        except Exception as exc:  # no torchvision, or no network
+            raise UserError(f"{self._missing_message()} (download failed: {str(exc).splitlines()[0]})") from None
+        found = self._find()
+        if found is None:
+            raise UserError(self._missing_message())
+        return found

@@ -1,0 +1,18 @@
+"""Errors that reach the user as one line and exit code 2."""
+
+import sys
+from typing import NoReturn
+
+
+class UserError(Exception):
+    """A mistake the user can fix (bad option, missing file, ...); shown as one line, exit code 2."""
+
+
+class TrialFailed(Exception):
+    """A trial that could not finish (diverged, out of memory); recorded as failed, the search goes on."""
+
+
+def exit_with(error: UserError) -> NoReturn:
+    """Print a user error as one line on stderr and exit with code 2."""
+    print(f"error: {error}", file=sys.stderr)
+    raise SystemExit(2)

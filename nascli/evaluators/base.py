@@ -1,0 +1,30 @@
+"""The interface of evaluators: an architecture and an optional budget in, metrics out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, Optional
+
+from nascli.data.base import DataSplits
+from nascli.hardware import Hardware
+from nascli.spaces.base import Arch, SearchSpace
+
+
+class Evaluator(ABC):
+    """Scores architectures; `objective` names the metric strategies maximise."""
+
+    Settings: type
+    objective: str = "val_acc"
+    needs_data: bool = True
+
+    def __init__(
+        self, settings: Any, space: SearchSpace, data: Optional[DataSplits], hardware: Hardware
+    ) -> None:
+        self.settings = settings
+        self.space = space
+        self.data = data
+        self.hardware = hardware
+
+    @abstractmethod
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+        """Metrics of `arch` (at least the objective); raises TrialFailed when the trial cannot finish."""

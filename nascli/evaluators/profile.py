@@ -1,0 +1,47 @@
+"""Cost metrics of a network: parameters, FLOPs and measured latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from nascli.hardware import Hardware
+
+
+def count_params(model: nn.Module) -> int:
+    """Trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@torch.no_grad()
+def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+    """FLOPs of one forward pass of one sample, as torch counts them (2 per multiply-add; MACs = FLOPs / 2)."""
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        model(torch.zeros(1, *input_shape, device=device))
+    return int(counter.get_total_flops())
+
+
+@torch.no_grad()
+def measure_latency(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, hardware: Hardware, repeats: int = 5
+) -> float:
+    """Median milliseconds of a forward pass of `batch` samples on the run's device."""
+    model.eval()
+    memory_format = torch.channels_last if hardware.channels_last else torch.contiguous_format
+    x = torch.zeros(batch, *input_shape, device=hardware.device).contiguous(memory_format=memory_format)
+    times = []
+    for i in range(repeats + 2):
+        hardware.synchronize()
+        start = time.perf_counter()
+        with hardware.autocast():
+            model(x)
+        hardware.synchronize()
+        if i >= 2:  # the first passes warm up kernels and caches
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)

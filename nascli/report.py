@@ -1,0 +1,126 @@
+"""Cross-run reports: one row per setting, mean ± std over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nascli.errors import UserError
+from nascli.store import Run, find_runs, load_run, read_json
+
+# Keys that differ between runs of the same setting and so do not split groups.
+PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")
+METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s")
+SPREAD = ("val_acc", "test_acc")  # shown as mean ± std
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: json.dumps(node) if isinstance(node, list) else node}
+
+
+def _run_row(run: Run) -> dict[str, Any]:
+    summary, best = run.summary, run.best or {}
+    retrained = run.path / "retrain" / "metrics.json"
+    costs = read_json(retrained) if retrained.exists() else best.get("metrics", {})
+    settings = {k: v for k, v in _flatten(run.config).items() if k not in PER_RUN_KEYS}
+    kind = summary.get("kind", "search")
+    return {
+        "run": str(run.path),
+        "kind": kind,
+        "dataset": run.config.get("dataset", {}).get("name"),
+        "space": run.config.get("space", {}).get("name"),
+        "strategy": run.config.get("strategy", {}).get("name") if kind == "search" else "(retrain)",
+        "seed": run.config.get("seed"),
+        "status": summary.get("status"),
+        "trials": summary.get("n_trials"),
+        "val_acc": (summary.get("best") or {}).get("val_acc"),
+        "test_acc": summary.get("test_acc"),
+        "params": costs.get("params"),
+        "flops": costs.get("flops"),
+        "latency_ms": costs.get("latency_ms"),
+        "wall_s": summary.get("wall_seconds"),
+        "_settings": settings,
+        "_key": json.dumps([kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
+    }
+
+
+def collect_runs(paths: list[Path]) -> pd.DataFrame:
+    """One row per run directory found at or below `paths`."""
+    run_dirs = find_runs(paths)
+    if not run_dirs:
+        raise UserError(f"no runs found under {', '.join(str(p) for p in paths)}")
+    return pd.DataFrame([_run_row(load_run(path)) for path in run_dirs])
+
+
+def _distinguishing(groups: list[dict[str, Any]]) -> list[str]:
+    """The settings keys whose values differ between groups of the same dataset, space and strategy."""
+    keys = sorted({k for g in groups for k in g})
+    return [k for k in keys if len({json.dumps(g.get(k), default=str) for g in groups}) > 1]
+
+
+def summarize(runs: pd.DataFrame) -> pd.DataFrame:
+    """Group runs that differ only in seed; numeric columns get _mean (and _std for accuracies)."""
+    rows = []
+    for _, group in runs.groupby("_key", sort=False):
+        first = group.iloc[0]
+        row: dict[str, Any] = {c: first[c] for c in ("dataset", "space", "strategy")}
+        row["_settings"] = first["_settings"]
+        row["runs"] = len(group)
+        row["seeds"] = ",".join(str(s) for s in sorted(group["seed"].dropna().astype(int)))
+        for metric in METRICS:
+            values = pd.to_numeric(group[metric], errors="coerce").dropna()
+            row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
+            if metric in SPREAD:
+                row[f"{metric}_std"] = values.std() if len(values) > 1 else math.nan
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    labels = []
+    for _, row in table.iterrows():
+        peers = table[(table.dataset == row.dataset) & (table.space == row.space) & (table.strategy == row.strategy)]
+        keys = _distinguishing(list(peers["_settings"])) if len(peers) > 1 else []
+        labels.append(" ".join(f"{k}={row['_settings'].get(k)}" for k in keys))
+    table.insert(3, "settings", labels)
+    return table.drop(columns="_settings").sort_values(["dataset", "space", "strategy", "settings"], ignore_index=True)
+
+
+def report(paths: list[Path]) -> pd.DataFrame:
+    """The summary table of every run at or below `paths`."""
+    return summarize(collect_runs(paths))
+
+
+def _count(value: float) -> str:
+    if math.isnan(value):
+        return "-"
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if value >= size:
+            return f"{value / size:.2f}{unit}"
+    return f"{value:.0f}"
+
+
+def _spread(mean: float, std: float) -> str:
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+
+
+def display_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The summary formatted for people: accuracies as mean ± std, counts with units."""
+    shown = table[["dataset", "space", "strategy", "settings", "runs", "seeds"]].copy()
+    shown["trials"] = table["trials_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:g}")
+    shown["val_acc"] = [_spread(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"])]
+    shown["test_acc"] = [_spread(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])]
+    shown["params"] = table["params_mean"].map(_count)
+    shown["flops"] = table["flops_mean"].map(_count)
+    shown["wall_s"] = table["wall_s_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:.1f}")
+    if not shown["settings"].astype(bool).any():
+        shown = shown.drop(columns="settings")
+    return shown

@@ -1,0 +1,220 @@
+"""Wires config, data, space, strategy, evaluator and store into a search and a retraining."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nascli.config import RunConfig
+from nascli.data.base import DataSplits
+from nascli.errors import TrialFailed, UserError
+from nascli.evaluators.profile import count_flops, count_params, measure_latency
+from nascli.evaluators.training import accuracy, train
+from nascli.hardware import Hardware, describe_environment, resolve_hardware
+from nascli.spaces.base import Arch, SearchSpace
+from nascli.store import RunStore, ensure_free, load_run, read_json
+from nascli.strategies.base import Outcome
+
+console = Console(highlight=False)
+
+
+def derive_seed(seed: int, key: str) -> int:
+    """A seed for one piece of work: fixed by the run seed and the work's key, not by its order."""
+    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+    )
+
+
+def _record(command: str, overrides: list[str], hardware: Hardware, **extra: Any) -> dict[str, Any]:
+    return {
+        "command": command,
+        "overrides": overrides,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+        "environment": describe_environment(hardware),
+    }
+
+
+def _load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
+    return cfg.dataset.create().load().to(hardware.device)
+
+
+def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Search the space with the strategy, log every trial, then retrain the best architecture."""
+    ensure_free(run_dir)
+    hardware = resolve_hardware(cfg.hardware)
+    space = cfg.space.create()
+    strategy = cfg.strategy.create(space=space, seed=cfg.seed)
+    evaluator_cls = cfg.evaluator.cls
+    data = _load_data(cfg, hardware) if evaluator_cls.needs_data or cfg.retrain.enabled else None
+    evaluator = cfg.evaluator.create(space=space, data=data, hardware=hardware)
+    cfg.raw.run_dir = str(run_dir)
+    store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware))
+    summary: dict[str, Any] = {
+        "kind": "search", "status": "running", "dataset": cfg.dataset.name, "space": cfg.space.name,
+        "strategy": cfg.strategy.name, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
+    }
+    start = time.perf_counter()
+    best: Optional[dict[str, Any]] = None
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials)
+            for trial_id in range(cfg.search.max_trials):
+                if cfg.search.max_seconds is not None and time.perf_counter() - start >= cfg.search.max_seconds:
+                    break
+                proposal = strategy.ask()
+                if proposal is None:
+                    console.print("the strategy has no new architecture left to propose")
+                    break
+                trial = _run_trial(trial_id, proposal, evaluator, space, cfg.seed)
+                store.append_trial(trial)
+                objective = trial["metrics"].get(evaluator.objective) if trial["status"] == "ok" else None
+                strategy.tell(proposal, Outcome(objective, trial["metrics"]))
+                summary["n_trials"] += 1
+                summary["n_failed"] += trial["status"] != "ok"
+                if objective is not None and (best is None or objective > best["metrics"][evaluator.objective]):
+                    best = {**trial, "space": cfg.space.name}
+                    store.write("best.json", best)
+                    summary["best"] = {"id": trial_id, "hash": trial["hash"], "val_acc": objective}
+                best_text = f"best {evaluator.objective} {best['metrics'][evaluator.objective]:.2f}" if best else ""
+                progress.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
+        if best is None:
+            summary.update(status="failed", error="no trial succeeded")
+        elif cfg.retrain.enabled:
+            summary.update(_retrain_into(store, best["arch"], cfg, space, data, hardware))
+        else:
+            summary["status"] = "completed"
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    finally:
+        summary["wall_seconds"] = round(time.perf_counter() - start, 3)
+        store.write("summary.json", summary)
+    _print_result(run_dir, summary)
+    return summary
+
+
+def _run_trial(trial_id: int, proposal: Any, evaluator: Any, space: SearchSpace, seed: int) -> dict[str, Any]:
+    key = space.hash(proposal.arch)
+    trial_seed = derive_seed(seed, key)
+    trial: dict[str, Any] = {"id": trial_id, "arch": proposal.arch, "hash": key, "budget": proposal.budget}
+    try:
+        metrics = evaluator.evaluate(proposal.arch, trial_seed, proposal.budget)
+        return {**trial, "status": "ok", "metrics": metrics, "seed": trial_seed}
+    except TrialFailed as exc:
+        console.print(f"[yellow]trial {trial_id} failed: {exc}[/yellow]")
+        return {**trial, "status": "failed", "metrics": {}, "error": str(exc), "seed": trial_seed}
+
+
+def _retrain_into(
+    store: RunStore, arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: Hardware
+) -> dict[str, Any]:
+    """Retrain `arch` on train+validation, score it on test, save metrics and checkpoint; summary fields."""
+    seed = derive_seed(cfg.seed, "retrain:" + space.hash(arch))
+    torch.manual_seed(seed)
+    model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
+    if hardware.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x = torch.cat([data.train_x, data.val_x])
+    y = torch.cat([data.train_y, data.val_y])
+    try:
+        with _progress() as progress:
+            task = progress.add_task("retrain", total=cfg.retrain.epochs)
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                progress.update(task, completed=epoch, description=f"retrain  loss {loss:.3f}")
+
+            seconds = train(
+                model, x, y, cfg.retrain, hardware, seed,
+                crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch,
+            )
+    except TrialFailed as exc:
+        return {"status": "failed", "error": f"retraining failed: {exc}"}
+    test_acc, test_top5 = accuracy(model, data.test_x, data.test_y, hardware)
+    metrics = {
+        "test_acc": test_acc,
+        "test_top5": test_top5,
+        "params": count_params(model),
+        "flops": count_flops(model, data.input_shape, hardware.device),
+        "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware),
+        "train_seconds": seconds,
+        "epochs": cfg.retrain.epochs,
+    }
+    store.write("retrain/metrics.json", metrics)
+    store.save_model("retrain/model.pt", {
+        "arch": arch,
+        "space": cfg.space.name,
+        "input_shape": list(data.input_shape),
+        "num_classes": data.num_classes,
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    })
+    return {"status": "completed", "test_acc": test_acc}
+
+
+def read_architecture(source: Path) -> tuple[Arch, Optional[list[str]]]:
+    """The architecture to retrain from a search run directory (with its overrides) or an architecture JSON file."""
+    if source.is_dir():
+        run = load_run(source)
+        if run.best is None:
+            raise UserError(f"{source} has no best.json: its search found no architecture to retrain")
+        record = read_json(source / "run.json") if (source / "run.json").exists() else {}
+        return run.best["arch"], record.get("overrides", [])
+    if not source.exists():
+        raise UserError(f"{source} does not exist; pass a search run directory or an architecture JSON file")
+    data = read_json(source)
+    arch = data.get("arch", data) if isinstance(data, dict) else data
+    return arch, None
+
+
+def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Retrain an architecture from a search run or a JSON file into a new run directory."""
+    ensure_free(run_dir)
+    space = cfg.space.create()
+    try:
+        space.validate(arch)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise UserError(f"{source} does not hold a valid {cfg.space.name} architecture: {exc}") from None
+    hardware = resolve_hardware(cfg.hardware)
+    data = _load_data(cfg, hardware)
+    cfg.raw.run_dir = str(run_dir)
+    store = RunStore.create(run_dir, cfg.raw, _record("retrain", overrides, hardware, source=str(source)))
+    store.write("best.json", {"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source)})
+    summary: dict[str, Any] = {
+        "kind": "retrain", "status": "running", "source": str(source), "dataset": cfg.dataset.name,
+        "space": cfg.space.name, "strategy": None, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
+    }
+    start = time.perf_counter()
+    try:
+        summary.update(_retrain_into(store, arch, cfg, space, data, hardware))
+    except KeyboardInterrupt:
+        summary["status"] = "interrupted"
+        raise
+    finally:
+        summary["wall_seconds"] = round(time.perf_counter() - start, 3)
+        store.write("summary.json", summary)
+    _print_result(run_dir, summary)
+    return summary
+
+
+def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
+    parts = []
+    if summary.get("best"):
+        parts.append(f"best val_acc {summary['best']['val_acc']:.2f} (trial {summary['best']['id']})")
+    if summary.get("test_acc") is not None:
+        parts.append(f"retrained test_acc {summary['test_acc']:.2f}")
+    if summary.get("error"):
+        parts.append(f"[red]{summary['error']}[/red]")
+    console.print(f"{summary['kind']} {summary['status']}: {', '.join(parts)}")
+    console.print(f"results in {run_dir}")

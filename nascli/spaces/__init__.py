@@ -1,0 +1,1 @@
+"""Search spaces: sample, mutate, enumerate neighbours, encode, hash and build architectures."""

@@ -1,0 +1,53 @@
+"""The interface every search space implements; architectures are plain JSON-able dicts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from abc import ABC, abstractmethod
+from typing import Any
+
+from torch import nn
+
+Arch = dict[str, Any]
+
+
+def arch_hash(arch: Arch) -> str:
+    """A stable short hash of an architecture's canonical JSON."""
+    canonical = json.dumps(arch, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class SearchSpace(ABC):
+    """A set of architectures with the operations strategies need and a builder for networks."""
+
+    name: str = ""
+
+    @abstractmethod
+    def sample(self, rng: random.Random) -> Arch:
+        """A uniformly drawn architecture."""
+
+    @abstractmethod
+    def mutate(self, arch: Arch, rng: random.Random) -> Arch:
+        """A random one-edit variant of `arch` that differs from it."""
+
+    @abstractmethod
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        """Every one-edit variant of `arch`."""
+
+    @abstractmethod
+    def encode(self, arch: Arch) -> list[float]:
+        """A fixed-length numeric vector for surrogate models."""
+
+    @abstractmethod
+    def validate(self, arch: Arch) -> Arch:
+        """Return `arch` if it belongs to this space, else raise ValueError saying why."""
+
+    @abstractmethod
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        """A network for inputs of `input_shape` (C, H, W) and `num_classes` outputs."""
+
+    def hash(self, arch: Arch) -> str:
+        """A stable identifier: equal architectures hash equal."""
+        return arch_hash(arch)

@@ -1,0 +1,164 @@
+"""A macro search space: a chain of blocks, each an op, a width and whether it downsamples."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+
+from torch import Tensor, nn
+
+from nascli.config import require
+from nascli.spaces.base import Arch, SearchSpace
+
+CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
+OPS = (*CONV_KERNELS, "sepconv3x3", "maxpool3x3", "avgpool3x3", "identity")
+
+
+@dataclass
+class ChainSettings:
+    """Which chains the space holds."""
+
+    min_blocks: int = 2
+    max_blocks: int = 6
+    ops: list[str] = field(default_factory=lambda: list(OPS))
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])
+    stem_width: int = 16
+    max_downsamples: int = 3
+
+    def __post_init__(self) -> None:
+        require(1 <= self.min_blocks <= self.max_blocks, "need 1 <= min_blocks <= max_blocks")
+        require(len(self.ops) > 0 and set(self.ops) <= set(OPS), f"ops must be a non-empty subset of {list(OPS)}")
+        require(len(self.widths) > 0 and min(self.widths) >= 1, "widths must be positive integers")
+        require(self.stem_width >= 1, "stem_width must be at least 1")
+        require(self.max_downsamples >= 0, "max_downsamples must be >= 0")
+
+
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
+    return [
+        nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+    ]
+
+
+class Block(nn.Module):
+    """One block of a chain; shape-preserving conv blocks get a residual connection."""
+
+    def __init__(self, op: str, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        layers: list[nn.Module]
+        if op in CONV_KERNELS:
+            layers = _conv_bn_relu(c_in, c_out, CONV_KERNELS[op], stride)
+        elif op == "sepconv3x3":
+            layers = _conv_bn_relu(c_in, c_in, 3, stride, groups=c_in) + _conv_bn_relu(c_in, c_out, 1, 1)
+        else:
+            if op == "maxpool3x3":
+                layers = [nn.MaxPool2d(3, stride, padding=1)]
+            elif op == "avgpool3x3":
+                layers = [nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)]
+            else:
+                layers = [nn.AvgPool2d(1, stride)] if stride > 1 else []
+            if c_in != c_out:
+                layers += _conv_bn_relu(c_in, c_out, 1, 1)
+        self.body = nn.Sequential(*layers)
+        self.residual = op not in ("maxpool3x3", "avgpool3x3", "identity") and stride == 1 and c_in == c_out
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x) if self.residual else self.body(x)
+
+
+class ChainSpace(SearchSpace):
+    """Chains of `min_blocks`..`max_blocks` blocks between a conv stem and a pooled linear head."""
+
+    Settings = ChainSettings
+    name = "chain"
+
+    def __init__(self, settings: ChainSettings) -> None:
+        self.s = settings
+
+    def _block(self, rng: random.Random, down: bool) -> dict:
+        return {"op": rng.choice(self.s.ops), "width": rng.choice(self.s.widths), "down": down}
+
+    def sample(self, rng: random.Random) -> Arch:
+        depth = rng.randint(self.s.min_blocks, self.s.max_blocks)
+        downs = set(rng.sample(range(depth), rng.randint(0, min(depth, self.s.max_downsamples))))
+        return {"blocks": [self._block(rng, i in downs) for i in range(depth)]}
+
+    def _edits(self, arch: Arch) -> dict[str, list[Arch]]:
+        """Every one-edit variant of `arch`, by kind of edit."""
+        blocks = arch["blocks"]
+        n_down = sum(b["down"] for b in blocks)
+
+        def with_blocks(new_blocks: list[dict]) -> Arch:
+            return {"blocks": new_blocks}
+
+        def replaced(i: int, **change: object) -> Arch:
+            return with_blocks([{**b, **change} if j == i else b for j, b in enumerate(blocks)])
+
+        edits: dict[str, list[Arch]] = {
+            "op": [replaced(i, op=op) for i, b in enumerate(blocks) for op in self.s.ops if op != b["op"]],
+            "width": [replaced(i, width=w) for i, b in enumerate(blocks) for w in self.s.widths if w != b["width"]],
+            "down": [
+                replaced(i, down=not b["down"])
+                for i, b in enumerate(blocks)
+                if b["down"] or n_down < self.s.max_downsamples
+            ],
+            "insert": [],
+            "remove": [],
+        }
+        if len(blocks) < self.s.max_blocks:
+            edits["insert"] = [
+                with_blocks(blocks[:i] + [{"op": op, "width": w, "down": False}] + blocks[i:])
+                for i in range(len(blocks) + 1)
+                for op in self.s.ops
+                for w in self.s.widths
+            ]
+        if len(blocks) > self.s.min_blocks:
+            edits["remove"] = [with_blocks(blocks[:i] + blocks[i + 1 :]) for i in range(len(blocks))]
+        return edits
+
+    def mutate(self, arch: Arch, rng: random.Random) -> Arch:
+        edits = {kind: variants for kind, variants in self._edits(arch).items() if variants}
+        return rng.choice(edits[rng.choice(sorted(edits))])
+
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        return [variant for variants in self._edits(arch).values() for variant in variants]
+
+    def encode(self, arch: Arch) -> list[float]:
+        vector: list[float] = []
+        widths = sorted(self.s.widths)
+        for i in range(self.s.max_blocks):
+            if i < len(arch["blocks"]):
+                b = arch["blocks"][i]
+                width = widths.index(b["width"]) / max(1, len(widths) - 1)
+                vector += [1.0, *(float(b["op"] == op) for op in self.s.ops), width, float(b["down"])]
+            else:
+                vector += [0.0] * (len(self.s.ops) + 3)
+        return vector
+
+    def validate(self, arch: Arch) -> Arch:
+        require(isinstance(arch, dict) and set(arch) == {"blocks"}, "a chain architecture is {'blocks': [...]}")
+        blocks = arch["blocks"]
+        require(isinstance(blocks, list), "'blocks' must be a list")
+        require(
+            self.s.min_blocks <= len(blocks) <= self.s.max_blocks,
+            f"a chain has {self.s.min_blocks} to {self.s.max_blocks} blocks, this one {len(blocks)}",
+        )
+        for i, b in enumerate(blocks):
+            require(isinstance(b, dict) and set(b) == {"op", "width", "down"}, f"block {i} needs op, width, down")
+            require(b["op"] in self.s.ops, f"block {i}: op {b['op']!r} is not one of {self.s.ops}")
+            require(b["width"] in self.s.widths, f"block {i}: width {b['width']!r} is not one of {self.s.widths}")
+            require(isinstance(b["down"], bool), f"block {i}: down must be true or false")
+        require(sum(b["down"] for b in blocks) <= self.s.max_downsamples, "too many downsampling blocks")
+        return arch
+
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        channels, height, width = input_shape
+        layers: list[nn.Module] = _conv_bn_relu(channels, self.s.stem_width, 3, 1)
+        c_in, size = self.s.stem_width, min(height, width)
+        for b in arch["blocks"]:
+            stride = 2 if b["down"] and size >= 2 else 1
+            layers.append(Block(b["op"], c_in, b["width"], stride))
+            c_in, size = b["width"], (size + stride - 1) // stride
+        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+        return nn.Sequential(*layers)

@@ -1,0 +1,83 @@
+"""The ask/tell interface of multi-trial strategies, with state that can be saved and restored."""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from nascli.spaces.base import Arch, SearchSpace
+
+
+@dataclass
+class Proposal:
+    """What a strategy asks to evaluate: an architecture and, for multi-fidelity search, a budget."""
+
+    arch: Arch
+    budget: Optional[float] = None
+
+
+@dataclass
+class Outcome:
+    """What the runner tells a strategy about a proposal: `objective` is None when the trial failed."""
+
+    objective: Optional[float]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.objective is not None
+
+
+class Strategy(ABC):
+    """Proposes architectures one at a time and learns from their outcomes (higher objective is better)."""
+
+    Settings: type
+    name: str = ""
+    max_attempts = 200
+
+    def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
+        self.settings = settings
+        self.space = space
+        self.rng = random.Random(seed)
+        self.seen: set[str] = set()
+
+    @abstractmethod
+    def ask(self) -> Optional[Proposal]:
+        """The next proposal, or None when the strategy has nothing left to propose."""
+
+    @abstractmethod
+    def tell(self, proposal: Proposal, outcome: Outcome) -> None:
+        """Learn from the outcome of an earlier proposal."""
+
+    def _claim(self, arch: Arch) -> bool:
+        """Mark `arch` as proposed; False if it was proposed before."""
+        key = self.space.hash(arch)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+    def _unseen(self, generate: Callable[[], Arch]) -> Optional[Arch]:
+        """The first architecture from `generate` never proposed before, or None after many tries."""
+        for _ in range(self.max_attempts):
+            arch = generate()
+            if self._claim(arch):
+                return arch
+        return None
+
+    def _random_unseen(self) -> Optional[Arch]:
+        return self._unseen(lambda: self.space.sample(self.rng))
+
+    def state_dict(self) -> dict[str, Any]:
+        """A JSON-able snapshot from which `load_state_dict` continues the search identically."""
+        version, internal, gauss = self.rng.getstate()
+        return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a snapshot taken by `state_dict`."""
+        version, internal, gauss = state["rng"]
+        self.rng.setstate((version, tuple(internal), gauss))
+        self.seen = set(state["seen"])

@@ -1,0 +1,61 @@
+"""Regularized evolution (Real et al., 2019): tournament selection, mutation, the oldest dies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from nascli.config import require
+from nascli.strategies.base import Outcome, Proposal, Strategy
+
+
+@dataclass
+class EvolutionSettings:
+    """Population and tournament sizes."""
+
+    population_size: int = 10
+    tournament_size: int = 3
+
+    def __post_init__(self) -> None:
+        require(self.population_size >= 2, "population_size must be at least 2")
+        require(
+            1 <= self.tournament_size <= self.population_size,
+            "tournament_size must be between 1 and population_size",
+        )
+
+
+class RegularizedEvolution(Strategy):
+    """Random architectures until the population is full, then mutated tournament winners."""
+
+    Settings = EvolutionSettings
+    name = "evolution"
+
+    def __init__(self, settings: EvolutionSettings, space: Any, seed: int) -> None:
+        super().__init__(settings, space, seed)
+        self.population: list[tuple[dict, float]] = []
+        self.asked = 0
+
+    def ask(self) -> Optional[Proposal]:
+        self.asked += 1
+        if self.asked <= self.settings.population_size or not self.population:
+            arch = self._random_unseen()
+        else:
+            contenders = self.rng.sample(self.population, min(self.settings.tournament_size, len(self.population)))
+            parent = max(contenders, key=lambda member: member[1])[0]
+            arch = self._unseen(lambda: self.space.mutate(parent, self.rng)) or self._random_unseen()
+        return Proposal(arch) if arch is not None else None
+
+    def tell(self, proposal: Proposal, outcome: Outcome) -> None:
+        if not outcome.ok:
+            return
+        self.population.append((proposal.arch, outcome.objective))
+        if len(self.population) > self.settings.population_size:
+            self.population.pop(0)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "population": [list(m) for m in self.population], "asked": self.asked}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.population = [(arch, score) for arch, score in state["population"]]
+        self.asked = state["asked"]
