@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pandas.api.types import is_numeric_dtype
 from hydra._internal.utils import get_args_parser
 from rich.console import Console
 from rich.table import Table
@@ -107,12 +108,15 @@ def report(
 
     table = build_report(paths)
     shown = display_table(table)
-    rich_table = Table(show_lines=False)
-    for column in shown.columns:
-        rich_table.add_column(column, justify="right" if column not in ("dataset", "space", "strategy", "settings") else "left")
-    for row in shown.itertuples(index=False):
-        rich_table.add_row(*(str(v) for v in row))
-    console.print(rich_table)
+    if console.is_terminal:
+        rich_table = Table()
+        for column in shown.columns:
+            rich_table.add_column(column, justify="right" if is_numeric_dtype(shown[column]) else "left")
+        for row in shown.itertuples(index=False):
+            rich_table.add_row(*(str(v) for v in row))
+        console.print(rich_table)
+    else:
+        print(shown.to_string(index=False))
     if csv:
         table.to_csv(csv, index=False)
         console.print(f"wrote {csv}")

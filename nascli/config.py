@@ -150,7 +150,7 @@ def _typed(schema: type, values: Any, where: str) -> Any:
         key = getattr(exc, "full_key", "") or ""
         raise UserError(f"invalid value for '{where}{key}': {_first_line(exc)}") from None
     except (ValueError, TypeError) as exc:
-        raise UserError(f"invalid {where.rstrip('.') or 'config'}: {_first_line(exc)}") from None
+        raise UserError(f"invalid {where.rstrip('.') or 'setting'}: {_first_line(exc)}") from None
 
 
 def _component(group: str, node: Any) -> Component:
@@ -185,11 +185,15 @@ def validate(cfg: DictConfig) -> RunConfig:
     )
 
 
+def _compose(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
 def compose_config(overrides: list[str]) -> DictConfig:
     """Compose conf/config.yaml with Hydra overrides; errors become one-line UserErrors."""
     try:
-        with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-            return compose("config", overrides=overrides)
+        return _compose(overrides)
     except MissingConfigException as exc:
         if exc.options and exc.missing_cfg_file:
             group, _, option = exc.missing_cfg_file.rpartition("/")
@@ -198,16 +202,23 @@ def compose_config(overrides: list[str]) -> DictConfig:
     except OverrideParseException as exc:
         raise UserError(f"malformed override: {_first_line(exc)} (Hydra syntax: key=value)") from None
     except (HydraException, OmegaConfBaseException) as exc:
-        raise UserError(_describe_compose_error(exc)) from None
+        if isinstance(exc.__cause__, OmegaConfBaseException) and "not in struct" in str(exc.__cause__):
+            raise UserError(_unknown_key_message(str(exc).split("'")[1], overrides)) from None
+        raise UserError("; ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())) from None
 
 
-def _describe_compose_error(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    key_missing = next((line for line in lines if "not in struct" in line), None)
-    if key_missing and lines[0].startswith("Could not override"):
-        key = lines[0].split("'")[1]
+def _unknown_key_message(key: str, overrides: list[str]) -> str:
+    """Name the unknown key and list the keys valid where it was put."""
+    parent = key.rpartition(".")[0]
+    choices = [o for o in overrides if o.split("=", 1)[0] in GROUPS]
+    try:
+        node = _compose(choices)
+        node = OmegaConf.select(node, parent) if parent else node
+        valid = [k for k in node if k not in ("_target_", "name")]
+    except Exception:
         return f"unknown key '{key}'; see `nas search --cfg job` for the valid keys"
-    return "; ".join(lines[:2]) if lines else type(exc).__name__
+    where = f" under {parent}" if parent else ""
+    return f"unknown key '{key}'; valid keys{where}: {', '.join(valid) if valid else '(none)'}"
 
 
 def parse_overrides(overrides: list[str]) -> list:

@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nascli.errors import UserError
@@ -79,6 +78,8 @@ class RunStore:
 
     def save_model(self, name: str, checkpoint: dict[str, Any]) -> Path:
         """Save a checkpoint that loads with torch.load(..., weights_only=True)."""
+        import torch  # lazily: commands that only read runs should not pay for importing torch
+
         path = self.root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, path)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.spaces.base import Arch, SearchSpace
+from nascli.spaces.base import Arch, SearchSpace, arch_hash
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
 OPS = (*CONV_KERNELS, "sepconv3x3", "maxpool3x3", "avgpool3x3", "identity")
@@ -107,12 +107,14 @@ class ChainSpace(SearchSpace):
             "remove": [],
         }
         if len(blocks) < self.s.max_blocks:
-            edits["insert"] = [
+            inserts = (
                 with_blocks(blocks[:i] + [{"op": op, "width": w, "down": False}] + blocks[i:])
                 for i in range(len(blocks) + 1)
                 for op in self.s.ops
                 for w in self.s.widths
-            ]
+            )
+            # inserting a copy of a block just before or just after it gives the same chain
+            edits["insert"] = list({arch_hash(a): a for a in inserts}.values())
         if len(blocks) > self.s.min_blocks:
             edits["remove"] = [with_blocks(blocks[:i] + blocks[i + 1 :]) for i in range(len(blocks))]
         return edits

@@ -1,0 +1,51 @@
+"""Shared fixtures: every test runs in its own folder on tiny synthetic data on the CPU."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nascli.cli import main
+
+TINY = [
+    "dataset=synthetic",
+    "dataset.num_samples=200",
+    "hardware=cpu",
+    "hardware.threads=1",
+    "search.max_trials=3",
+    "evaluator.epochs=1",
+    "evaluator.latency_batch=4",
+    "retrain.epochs=1",
+]
+
+
+@pytest.fixture(autouse=True)
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run each test in an empty folder."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def nas(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
+    """Run the `nas` command in-process; returns (exit code, stdout, stderr)."""
+
+    def run(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["nas", *args])
+        code = 0
+        try:
+            main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def read_trials(run_dir: Path) -> list[dict]:
+    """The trials of a run directory."""
+    return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]

@@ -1,0 +1,81 @@
+"""Datasets: splits, normalisation, IDX and CIFAR readers from a dataset.root."""
+
+from __future__ import annotations
+
+import gzip
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from nascli.data.cifar10 import CIFAR10
+from nascli.data.digits import Digits, DigitsSettings
+from nascli.data.files import FileDatasetSettings
+from nascli.data.mnist import IDX_FILES, FashionMNIST, read_idx
+from nascli.data.synthetic import Synthetic, SyntheticSettings
+from nascli.errors import UserError
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
+    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes()))
+
+
+def test_digits_splits_are_disjoint_stratified_and_normalised() -> None:
+    data = Digits(DigitsSettings()).load()
+    assert data.input_shape == (1, 8, 8) and data.num_classes == 10
+    sizes = len(data.train_x), len(data.val_x), len(data.test_x)
+    assert sum(sizes) == 1797 and sizes[2] == 360
+    assert set(data.val_y.tolist()) == set(range(10))
+    assert abs(data.train_x.mean().item()) < 0.1 and abs(data.train_x.std().item() - 1) < 0.1
+    rows = {tuple(r) for r in data.test_x.flatten(1).tolist()}
+    assert not rows & {tuple(r) for r in data.train_x.flatten(1).tolist()}
+
+
+def test_splits_do_not_depend_on_the_run() -> None:
+    a, b = Synthetic(SyntheticSettings()).load(), Synthetic(SyntheticSettings()).load()
+    assert torch.equal(a.val_x, b.val_x) and torch.equal(a.test_y, b.test_y)
+
+
+def test_idx_round_trip(tmp_path: Path) -> None:
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    write_idx(tmp_path / "x.gz", array)
+    assert np.array_equal(read_idx(tmp_path / "x.gz"), array)
+
+
+def test_fashion_mnist_from_dataset_root(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    shapes = {"train": 100, "t10k": 20}
+    for name in IDX_FILES:
+        n = shapes[name.split("-")[0]]
+        array = rng.integers(0, 255, (n, 28, 28)) if "images" in name else np.arange(n) % 10
+        write_idx(tmp_path / f"{name}.gz", array)
+    data = FashionMNIST(FileDatasetSettings(root=str(tmp_path), val_fraction=0.1)).load()
+    assert data.input_shape == (1, 28, 28) and data.num_classes == 10
+    assert (len(data.train_x), len(data.val_x), len(data.test_x)) == (90, 10, 20)
+
+
+def test_cifar10_from_dataset_root(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": np.full((20, 3072), 7, dtype=np.uint8), b"labels": list(np.arange(20) % 10)}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    data = CIFAR10(FileDatasetSettings(root=str(tmp_path), val_fraction=0.1, hflip=True)).load()
+    assert data.input_shape == (3, 32, 32) and len(data.test_x) == 20 and data.hflip
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_the_debian_package() -> None:
+    data = FashionMNIST(FileDatasetSettings()).load()
+    assert (len(data.train_x) + len(data.val_x), len(data.test_x)) == (60000, 10000)
+
+
+def test_missing_files_name_the_folders_looked_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nascli.data.files.CACHE", tmp_path / "cache")
+    monkeypatch.setattr(FashionMNIST, "system_dir", str(tmp_path / "system"))
+    monkeypatch.setattr("nascli.data.files.importlib.util.find_spec", lambda name: None)
+    with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
+        FashionMNIST(FileDatasetSettings(root=str(tmp_path / "mine"))).check()

@@ -1,0 +1,76 @@
+"""`nas retrain`, `nas report`, `nas list` and help through the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from conftest import TINY
+
+
+def test_retrain_a_search_run_with_other_settings(nas, workdir: Path) -> None:
+    assert nas("search", *TINY, "run_dir=run", "retrain.enabled=false")[0] == 0
+    code, out, err = nas("retrain", "run", "retrain.epochs=2", "run_dir=again")
+    assert code == 0, err
+    again = workdir / "again"
+    summary = json.loads((again / "summary.json").read_text())
+    assert summary["kind"] == "retrain" and summary["status"] == "completed" and summary["source"] == "run"
+    assert json.loads((again / "retrain" / "metrics.json").read_text())["epochs"] == 2
+    best = json.loads((workdir / "run" / "best.json").read_text())
+    assert json.loads((again / "best.json").read_text())["arch"] == best["arch"]
+    # settings of the source run are inherited: the synthetic dataset, not the default digits
+    assert torch.load(again / "retrain" / "model.pt", weights_only=True)["input_shape"] == [1, 8, 8]
+    record = json.loads((again / "run.json").read_text())
+    assert "dataset=synthetic" in record["overrides"] and "retrain.epochs=2" in record["overrides"]
+
+
+def test_retrain_an_architecture_file_into_a_dated_directory(nas, workdir: Path) -> None:
+    arch = {"blocks": [{"op": "conv3x3", "width": 16, "down": True}, {"op": "identity", "width": 32, "down": False}]}
+    (workdir / "arch.json").write_text(json.dumps(arch))
+    code, _, err = nas("retrain", "arch.json", *TINY)
+    assert code == 0, err
+    (run,) = (workdir / "outputs").glob("*/*-retrain-synthetic-chain")
+    assert json.loads((run / "best.json").read_text())["arch"] == arch
+    assert (run / "retrain" / "model.pt").exists()
+
+
+def test_report_aggregates_seeds_and_writes_files(nas, workdir: Path) -> None:
+    assert nas("search", "-m", *TINY, "seed=0,1", "strategy=random,evolution", "sweep_dir=sweep")[0] == 0
+    assert nas("search", *TINY, "evaluator.epochs=2", "run_dir=other/two_epochs")[0] == 0
+    code, out, err = nas("report", "sweep", "other", "--csv", "table.csv", "--md", "table.md")
+    assert code == 0, err
+    table = pd.read_csv(workdir / "table.csv")
+    assert len(table) == 3
+    random_row = table[table.strategy == "random"].iloc[0]
+    assert random_row.runs == 2 and random_row.seeds == "0,1"
+    best = [json.loads((d / "summary.json").read_text())["best"]["val_acc"] for d in workdir.glob("sweep/*-random-*")]
+    assert len(best) == 2 and random_row.val_acc_mean == sum(best) / 2
+    evolution = table[table.strategy == "evolution"].sort_values("runs")
+    assert list(evolution.runs) == [1, 2]
+    assert list(evolution.settings.fillna("")) == ["evaluator.epochs=2", "evaluator.epochs=1"]
+    markdown = (workdir / "table.md").read_text()
+    assert "| dataset" in markdown and "±" in markdown
+    for column in ("dataset", "space", "strategy", "seeds", "trials", "val_acc", "test_acc", "params", "flops", "wall_s"):
+        assert column in out
+
+
+def test_list_shows_every_group_and_default(nas) -> None:
+    code, out, _ = nas("list")
+    assert code == 0
+    for option in ("digits", "fashion_mnist", "mnist", "cifar10", "synthetic", "chain", "random",
+                   "evolution *", "auto *", "cpu", "gpu", "train *"):
+        assert option in out
+
+
+def test_help_texts(nas) -> None:
+    code, out, _ = nas("--help")
+    assert code == 0
+    for command in ("search", "retrain", "report", "list"):
+        assert command in out
+    code, out, _ = nas("search", "--help")
+    assert code == 0 and "-m" in out and "override" in out.lower()
+    code, out, _ = nas("retrain", "--help")
+    assert code == 0 and "SOURCE" in out
