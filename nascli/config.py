@@ -257,8 +257,8 @@ def group_options(group: str) -> dict[str, str]:
     """The options of a config group with the one-line description of each."""
     options = {}
     for path in sorted((config_dir() / group).glob("*.yaml")):
-        first = path.read_text().splitlines()[0] if path.read_text() else ""
-        options[path.stem] = first.lstrip("# ").strip() if first.startswith("#") else ""
+        comments = [line for line in path.read_text().splitlines() if line.startswith("#") and "@package" not in line]
+        options[path.stem] = comments[0].lstrip("# ").strip() if comments else ""
     return options
 
 

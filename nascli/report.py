@@ -36,7 +36,7 @@ def _run_row(run: Run) -> dict[str, Any]:
     return {
         "run": str(run.path),
         "kind": kind,
-        "dataset": run.config.get("dataset", {}).get("name"),
+        "dataset": summary.get("dataset") or run.config.get("dataset", {}).get("name"),
         "space": run.config.get("space", {}).get("name"),
         "strategy": run.config.get("strategy", {}).get("name") if kind == "search" else "(retrain)",
         "seed": run.config.get("seed"),

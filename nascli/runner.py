@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -15,12 +16,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from nascli.config import RunConfig
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError
+from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.training import accuracy, train
 from nascli.hardware import Hardware, describe_environment, resolve_hardware
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.store import RunStore, ensure_free, load_run, read_json
-from nascli.strategies.base import Outcome
+from nascli.strategies.base import Outcome, Strategy
 
 console = Console(highlight=False)
 
@@ -63,7 +65,8 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
     cfg.raw.run_dir = str(run_dir)
     store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware))
     summary: dict[str, Any] = {
-        "kind": "search", "status": "running", "dataset": cfg.dataset.name, "space": cfg.space.name,
+        "kind": "search", "status": "running", "dataset": evaluator.dataset_label or cfg.dataset.name,
+        "space": cfg.space.name,
         "strategy": cfg.strategy.name, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
     }
     start = time.perf_counter()
@@ -71,23 +74,18 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
     try:
         with _progress() as progress:
             task = progress.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials)
-            for trial_id in range(cfg.search.max_trials):
-                if cfg.search.max_seconds is not None and time.perf_counter() - start >= cfg.search.max_seconds:
-                    break
-                proposal = strategy.ask()
-                if proposal is None:
-                    console.print("the strategy has no new architecture left to propose")
-                    break
-                trial = _run_trial(trial_id, proposal, evaluator, space, cfg.seed)
+            trials = run_trials(strategy, evaluator, space, cfg.seed, cfg.search.max_trials, cfg.search.max_seconds)
+            for trial in trials:
                 store.append_trial(trial)
-                objective = trial["metrics"].get(evaluator.objective) if trial["status"] == "ok" else None
-                strategy.tell(proposal, Outcome(objective, trial["metrics"]))
                 summary["n_trials"] += 1
                 summary["n_failed"] += trial["status"] != "ok"
-                if objective is not None and (best is None or objective > best["metrics"][evaluator.objective]):
+                objective = trial["metrics"].get(evaluator.objective)
+                if trial["status"] == "ok" and (best is None or objective > best["metrics"][evaluator.objective]):
                     best = {**trial, "space": cfg.space.name}
                     store.write("best.json", best)
-                    summary["best"] = {"id": trial_id, "hash": trial["hash"], "val_acc": objective}
+                    summary["best"] = {"id": trial["id"], "hash": trial["hash"], evaluator.objective: objective}
+                    if evaluator.test_metric:
+                        summary["test_acc"] = trial["metrics"][evaluator.test_metric]
                 best_text = f"best {evaluator.objective} {best['metrics'][evaluator.objective]:.2f}" if best else ""
                 progress.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
         if best is None:
@@ -106,16 +104,33 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
     return summary
 
 
-def _run_trial(trial_id: int, proposal: Any, evaluator: Any, space: SearchSpace, seed: int) -> dict[str, Any]:
-    key = space.hash(proposal.arch)
-    trial_seed = derive_seed(seed, key)
-    trial: dict[str, Any] = {"id": trial_id, "arch": proposal.arch, "hash": key, "budget": proposal.budget}
-    try:
-        metrics = evaluator.evaluate(proposal.arch, trial_seed, proposal.budget)
-        return {**trial, "status": "ok", "metrics": metrics, "seed": trial_seed}
-    except TrialFailed as exc:
-        console.print(f"[yellow]trial {trial_id} failed: {exc}[/yellow]")
-        return {**trial, "status": "failed", "metrics": {}, "error": str(exc), "seed": trial_seed}
+def run_trials(
+    strategy: Strategy, evaluator: Evaluator, space: SearchSpace, seed: int,
+    max_trials: int, max_seconds: Optional[float] = None,
+) -> Iterator[dict[str, Any]]:
+    """Ask, evaluate and tell until the budget is spent or the strategy has nothing left; yield each trial.
+
+    A trial is yielded (to be recorded) before the strategy is told its outcome.
+    """
+    start = time.perf_counter()
+    for trial_id in range(max_trials):
+        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
+            return
+        proposal = strategy.ask()
+        if proposal is None:
+            return
+        key = space.hash(proposal.arch)
+        trial_seed = derive_seed(seed, key)
+        trial: dict[str, Any] = {"id": trial_id, "arch": proposal.arch, "hash": key, "budget": proposal.budget}
+        try:
+            metrics = evaluator.evaluate(proposal.arch, trial_seed, proposal.budget)
+            trial.update(status="ok", metrics=metrics, seed=trial_seed)
+        except TrialFailed as exc:
+            console.print(f"[yellow]trial {trial_id} failed: {exc}[/yellow]")
+            trial.update(status="failed", metrics={}, error=str(exc), seed=trial_seed)
+        yield trial
+        objective = trial["metrics"].get(evaluator.objective) if trial["status"] == "ok" else None
+        strategy.tell(proposal, Outcome(objective, trial["metrics"]))
 
 
 def _retrain_into(
@@ -211,9 +226,10 @@ def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: 
 def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
     parts = []
     if summary.get("best"):
-        parts.append(f"best val_acc {summary['best']['val_acc']:.2f} (trial {summary['best']['id']})")
+        objective, value = next((k, v) for k, v in summary["best"].items() if k not in ("id", "hash"))
+        parts.append(f"best {objective} {value:.2f} (trial {summary['best']['id']})")
     if summary.get("test_acc") is not None:
-        parts.append(f"retrained test_acc {summary['test_acc']:.2f}")
+        parts.append(f"test_acc {summary['test_acc']:.2f}")
     if summary.get("error"):
         parts.append(f"[red]{summary['error']}[/red]")
     console.print(f"{summary['kind']} {summary['status']}: {', '.join(parts)}")

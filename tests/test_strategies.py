@@ -12,10 +12,13 @@ from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.strategies.base import Outcome, Strategy
 
 STRATEGIES = sorted(group_options("strategy"))
+MULTI_FIDELITY = {"hyperband"}  # re-evaluates promoted architectures at larger budgets
 
 
 def toy_objective(arch: dict) -> float:
-    """A deterministic stand-in for accuracy: favours wide conv3x3 blocks."""
+    """A deterministic stand-in for accuracy: favours wide conv3x3 blocks, or 3x3 convs in a cell."""
+    if "cell" in arch:
+        return arch["cell"].count("nor_conv_3x3") + 0.5 * arch["cell"].count("skip_connect")
     return sum((b["op"] == "conv3x3") * b["width"] for b in arch["blocks"]) / 64
 
 
@@ -25,26 +28,33 @@ def make(name: str, seed: int = 0, space: ChainSpace | None = None) -> Strategy:
 
 
 def drive(strategy: Strategy, steps: int) -> list[dict]:
-    archs = []
+    """Proposals of `steps` ask/tell rounds; with a budget, the budget is part of the proposal."""
+    proposals = []
     for _ in range(steps):
         proposal = strategy.ask()
         if proposal is None:
             break
-        archs.append(proposal.arch)
-        strategy.tell(proposal, Outcome(toy_objective(proposal.arch)))
-    return archs
+        proposals.append(proposal.arch if proposal.budget is None else {**proposal.arch, "budget": proposal.budget})
+        strategy.tell(proposal, Outcome(toy_objective(proposal.arch) + (proposal.budget or 0) / 100))
+    return proposals
 
 
 def test_strategy_options_are_found() -> None:
-    assert {"random", "evolution"} <= set(STRATEGIES)
+    assert {"random", "evolution", "local", "bo", "reinforce", "hyperband"} <= set(STRATEGIES)
 
 
+@pytest.mark.parametrize("space", ["chain", "nb201"])
 @pytest.mark.parametrize("name", STRATEGIES)
-def test_never_proposes_an_architecture_twice(name: str) -> None:
-    strategy = make(name)
-    archs = drive(strategy, 80)
-    assert len(archs) == 80
-    assert len({strategy.space.hash(a) for a in archs}) == 80
+def test_never_proposes_an_architecture_twice(name: str, space: str) -> None:
+    strategy = make(name, space=load_config([f"space={space}"]).space.create())
+    proposals = drive(strategy, 80)
+    assert len(proposals) == 80
+    for proposal in proposals:
+        strategy.space.validate({k: v for k, v in proposal.items() if k != "budget"})
+    # a multi-fidelity strategy may train an architecture again, but only at a larger budget
+    assert len({json.dumps(p, sort_keys=True) for p in proposals}) == 80
+    if name not in MULTI_FIDELITY:
+        assert len({strategy.space.hash(p) for p in proposals}) == 80
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -69,8 +79,10 @@ def test_saved_state_continues_identically(name: str) -> None:
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_stops_when_the_space_is_exhausted(name: str) -> None:
     space = ChainSpace(ChainSettings(min_blocks=1, max_blocks=1, ops=["conv3x3"], widths=[8, 16], max_downsamples=1))
-    archs = drive(make(name, space=space), 10)
-    assert len(archs) == 4
+    proposals = drive(make(name, space=space), 10)
+    assert len({json.dumps({k: v for k, v in p.items() if k != "budget"}) for p in proposals}) == 4
+    if name not in MULTI_FIDELITY:
+        assert len(proposals) == 4
 
 
 @pytest.mark.parametrize("name", STRATEGIES)
@@ -82,10 +94,22 @@ def test_failed_trials_are_tolerated(name: str) -> None:
     assert strategy.ask() is not None
 
 
-def test_evolution_finds_better_architectures_than_random() -> None:
-    def best_after(name: str, seed: int) -> float:
-        return max(toy_objective(a) for a in drive(make(name, seed=seed), 100))
+@pytest.mark.parametrize("name", ["evolution", "local", "bo", "reinforce"])
+def test_model_guided_strategies_beat_random_search(name: str) -> None:
+    def best_after(strategy: str, seed: int) -> float:
+        return max(toy_objective(a) for a in drive(make(strategy, seed=seed), 60))
 
-    evolution = statistics.mean(best_after("evolution", s) for s in range(10))
-    random_search = statistics.mean(best_after("random", s) for s in range(10))
-    assert evolution > random_search
+    guided = statistics.mean(best_after(name, s) for s in range(5))
+    random_search = statistics.mean(best_after("random", s) for s in range(5))
+    assert guided > random_search
+
+
+def test_hyperband_promotes_the_best_to_larger_budgets() -> None:
+    strategy = make("hyperband")
+    first_bracket = drive(strategy, 13)  # 9 at 1 epoch, the best 3 at 3, the best 1 at 9
+    assert [p["budget"] for p in first_bracket] == [1] * 9 + [3] * 3 + [9]
+    strip = [{k: v for k, v in p.items() if k != "budget"} for p in first_bracket]
+    top3 = sorted(strip[:9], key=toy_objective, reverse=True)[:3]
+    assert sorted(map(toy_objective, strip[9:12])) == sorted(map(toy_objective, top3))
+    assert strip[12] == max(strip[9:12], key=toy_objective)
+    assert [p["budget"] for p in drive(strategy, 6)] == [3] * 5 + [9]  # the next bracket

@@ -11,10 +11,16 @@ from nascli.spaces.base import Arch, SearchSpace
 
 
 class Evaluator(ABC):
-    """Scores architectures; `objective` names the metric strategies maximise."""
+    """Scores architectures; `objective` names the metric strategies maximise.
+
+    `test_metric` names a metric that already is a test score (a table's), reported when no retraining runs;
+    `dataset_label` names the data the scores come from when it is not the configured dataset.
+    """
 
     Settings: type
     objective: str = "val_acc"
+    test_metric: Optional[str] = None
+    dataset_label: Optional[str] = None
     needs_data: bool = True
 
     def __init__(

@@ -41,6 +41,14 @@ class SearchSpace(ABC):
         """A fixed-length numeric vector for surrogate models."""
 
     @abstractmethod
+    def decisions(self) -> list[int]:
+        """The number of choices of each decision that, taken in order, pick an architecture."""
+
+    @abstractmethod
+    def from_decisions(self, choices: list[int]) -> Arch:
+        """The architecture picked by one choice per decision (indices into `decisions()`)."""
+
+    @abstractmethod
     def validate(self, arch: Arch) -> Arch:
         """Return `arch` if it belongs to this space, else raise ValueError saying why."""
 
@@ -51,3 +59,7 @@ class SearchSpace(ABC):
     def hash(self, arch: Arch) -> str:
         """A stable identifier: equal architectures hash equal."""
         return arch_hash(arch)
+
+    def key(self, arch: Arch) -> str:
+        """The architecture as tables of results name it (canonical JSON unless the space has a format)."""
+        return json.dumps(arch, sort_keys=True, separators=(",", ":"))

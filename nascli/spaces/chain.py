@@ -138,6 +138,20 @@ class ChainSpace(SearchSpace):
                 vector += [0.0] * (len(self.s.ops) + 3)
         return vector
 
+    def decisions(self) -> list[int]:
+        per_block = [len(self.s.ops), len(self.s.widths), 2]
+        return [self.s.max_blocks - self.s.min_blocks + 1] + per_block * self.s.max_blocks
+
+    def from_decisions(self, choices: list[int]) -> Arch:
+        depth = self.s.min_blocks + choices[0]
+        blocks, downs = [], 0
+        for i in range(depth):
+            op, width, down = choices[1 + 3 * i : 4 + 3 * i]
+            down = bool(down) and downs < self.s.max_downsamples
+            downs += down
+            blocks.append({"op": self.s.ops[op], "width": self.s.widths[width], "down": down})
+        return {"blocks": blocks}
+
     def validate(self, arch: Arch) -> Arch:
         require(isinstance(arch, dict) and set(arch) == {"blocks"}, "a chain architecture is {'blocks': [...]}")
         blocks = arch["blocks"]

@@ -1,0 +1,64 @@
+"""Evaluate by table look-up: a tabular benchmark's recorded metrics instead of training."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from nascli.config import require
+from nascli.errors import TrialFailed, UserError
+from nascli.evaluators.base import Evaluator
+from nascli.spaces.base import Arch
+
+COST_METRICS = ("params", "flops", "latency_ms", "train_seconds")
+
+
+@dataclass
+class TabularSettings:
+    """The CSV (an `arch` column plus metric columns), the column to maximise and the one to report."""
+
+    table: Optional[str] = None
+    objective: str = "val_acc"
+    report: str = "test_acc"
+
+    def __post_init__(self) -> None:
+        require(self.table is not None, "evaluator.table is required: a CSV with an `arch` column and metric columns")
+        require(Path(self.table).expanduser().is_file(), f"evaluator.table {self.table} is not a file")
+
+
+class TabularEvaluator(Evaluator):
+    """Looks each architecture up by the space's key (for nb201, the official cell string)."""
+
+    Settings = TabularSettings
+    needs_data = False
+
+    def __init__(self, settings: TabularSettings, **dependencies: Any) -> None:
+        super().__init__(settings, **dependencies)
+        self.objective = settings.objective
+        self.test_metric = settings.report
+        self.dataset_label = f"table:{Path(settings.table).stem}"
+        self.rows = self._load(Path(settings.table).expanduser())
+
+    def _load(self, path: Path) -> dict[str, dict[str, Any]]:
+        try:
+            table = pd.read_csv(path)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read evaluator.table {path}: {str(exc).splitlines()[0]}") from None
+        missing = {"arch", self.objective, self.test_metric} - set(table.columns)
+        if missing:
+            raise UserError(f"evaluator.table {path} lacks the column(s) {', '.join(sorted(missing))}")
+        table = table.drop_duplicates("arch").set_index("arch")
+        numeric = table.select_dtypes("number")
+        return numeric.to_dict("index")
+
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+        row = self.rows.get(self.space.key(arch))
+        if row is None:
+            raise TrialFailed(f"{self.space.key(arch)} is not in the table")
+        if not math.isfinite(row[self.objective]):
+            raise TrialFailed(f"the table has no {self.objective} for this architecture")
+        return {**{name: None for name in COST_METRICS}, **row}

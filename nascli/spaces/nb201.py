@@ -1,0 +1,157 @@
+"""The NAS-Bench-201 cell space: 6 edges of a 4-node cell, each one of 5 ops, in the NB201 skeleton."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from nascli.config import require
+from nascli.spaces.base import Arch, SearchSpace
+
+OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+# Edge k joins node EDGES[k][0] to node EDGES[k][1], in the order of the official cell string.
+EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+
+
+def cell_string(ops: list[str]) -> str:
+    """The official string `|op~0|+|op~0|op~1|+|op~0|op~1|op~2|` of six edge ops."""
+    nodes = []
+    for target in (1, 2, 3):
+        nodes.append("|" + "|".join(f"{ops[k]}~{src}" for k, (src, dst) in enumerate(EDGES) if dst == target) + "|")
+    return "+".join(nodes)
+
+
+def parse_cell(text: str) -> list[str]:
+    """The six edge ops of an official cell string; ValueError if it is not one."""
+    require(isinstance(text, str), "a cell is a string like |op~0|+|op~0|op~1|+|op~0|op~1|op~2|")
+    nodes = text.split("+")
+    require(len(nodes) == 3, f"a cell string has 3 nodes joined by '+', got {text!r}")
+    ops = []
+    for target, node in enumerate(nodes, start=1):
+        require(node.startswith("|") and node.endswith("|"), f"node {target} of {text!r} is not |...|")
+        entries = node[1:-1].split("|")
+        require(len(entries) == target, f"node {target} of {text!r} needs {target} inputs")
+        for source, entry in enumerate(entries):
+            op, _, index = entry.partition("~")
+            require(op in OPS and index == str(source), f"bad edge {entry!r} in {text!r}; ops are {list(OPS)}")
+            ops.append(op)
+    return ops
+
+
+@dataclass
+class NB201Settings:
+    """The skeleton's size: stem channels (doubled per stage) and cells per stage (5 in the benchmark)."""
+
+    stem_channels: int = 16
+    cells_per_stage: int = 5
+
+    def __post_init__(self) -> None:
+        require(self.stem_channels >= 1, "stem_channels must be at least 1")
+        require(self.cells_per_stage >= 1, "cells_per_stage must be at least 1")
+
+
+class _ReLUConvBN(nn.Sequential):
+    def __init__(self, c_in: int, c_out: int, kernel: int, stride: int) -> None:
+        super().__init__(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False),
+            nn.BatchNorm2d(c_out),
+        )
+
+
+class _Zero(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.zeros_like(x)
+
+
+def _edge_op(op: str, channels: int) -> nn.Module:
+    if op == "none":
+        return _Zero()
+    if op == "skip_connect":
+        return nn.Identity()
+    if op == "avg_pool_3x3":
+        return nn.AvgPool2d(3, 1, padding=1, count_include_pad=False)
+    return _ReLUConvBN(channels, channels, 1 if op == "nor_conv_1x1" else 3, 1)
+
+
+class Cell(nn.Module):
+    """A NAS-Bench-201 cell: node j sums the ops on its incoming edges; node 3 is the output."""
+
+    def __init__(self, ops: list[str], channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(_edge_op(op, channels) for op in ops)
+
+    def forward(self, x: Tensor) -> Tensor:
+        nodes = [x]
+        for target in (1, 2, 3):
+            nodes.append(sum(self.edges[k](nodes[src]) for k, (src, dst) in enumerate(EDGES) if dst == target))
+        return nodes[3]
+
+
+class ResidualReduction(nn.Module):
+    """The benchmark's reduction block: two 3x3 convs (the first strided) plus a pooled 1x1 shortcut."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(_ReLUConvBN(c_in, c_out, 3, 2), _ReLUConvBN(c_out, c_out, 3, 1))
+        self.shortcut = nn.Sequential(nn.AvgPool2d(2, 2, ceil_mode=True), nn.Conv2d(c_in, c_out, 1, bias=False))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x) + self.shortcut(x)
+
+
+class NB201Space(SearchSpace):
+    """All 15,625 cells of NAS-Bench-201; architectures are {"cell": official string}."""
+
+    Settings = NB201Settings
+    name = "nb201"
+
+    def __init__(self, settings: NB201Settings) -> None:
+        self.s = settings
+
+    def sample(self, rng: random.Random) -> Arch:
+        return {"cell": cell_string([rng.choice(OPS) for _ in EDGES])}
+
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        ops = parse_cell(arch["cell"])
+        return [
+            {"cell": cell_string(ops[:k] + [op] + ops[k + 1 :])}
+            for k in range(len(EDGES))
+            for op in OPS
+            if op != ops[k]
+        ]
+
+    def mutate(self, arch: Arch, rng: random.Random) -> Arch:
+        return rng.choice(self.neighbours(arch))
+
+    def encode(self, arch: Arch) -> list[float]:
+        return [float(op == choice) for op in parse_cell(arch["cell"]) for choice in OPS]
+
+    def key(self, arch: Arch) -> str:
+        return arch["cell"]
+
+    def decisions(self) -> list[int]:
+        return [len(OPS)] * len(EDGES)
+
+    def from_decisions(self, choices: list[int]) -> Arch:
+        return {"cell": cell_string([OPS[c] for c in choices])}
+
+    def validate(self, arch: Arch) -> Arch:
+        require(isinstance(arch, dict) and set(arch) == {"cell"}, 'an nb201 architecture is {"cell": "|op~0|+..."}')
+        parse_cell(arch["cell"])
+        return arch
+
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+        ops = parse_cell(arch["cell"])
+        c = self.s.stem_channels
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers += [Cell(ops, c) for _ in range(self.s.cells_per_stage)]
+        layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+        return nn.Sequential(*layers)
