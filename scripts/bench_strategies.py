@@ -19,9 +19,17 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
+import torch
+from threadpoolctl import threadpool_limits
 
 from nascli.config import group_options, load_config
 from nascli.runner import run_trials
+
+
+def _one_thread() -> None:
+    """One BLAS and torch thread per worker: the workers already use every core."""
+    threadpool_limits(1)
+    torch.set_num_threads(1)
 
 
 def trajectory(table: str, space: str, strategy: str, seed: int, budget: int) -> list[float]:
@@ -56,7 +64,7 @@ def main() -> None:
 
     start = time.perf_counter()
     jobs = [(args.table, args.space, s, seed, max(args.budgets)) for s in strategies for seed in range(args.seeds)]
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+    with ProcessPoolExecutor(max_workers=os.cpu_count(), initializer=_one_thread) as pool:
         curves = list(pool.map(trajectory, *zip(*jobs)))
     by_strategy = {s: [c for (_, _, name, _, _), c in zip(jobs, curves) if name == s] for s in strategies}
 

@@ -14,12 +14,14 @@ from nascli.config import GROUPS, default_options, group_options, load_config, m
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_composes_and_validates(group: str) -> None:
+def test_every_option_composes_and_validates(group: str, tmp_path: Path) -> None:
+    (tmp_path / "table.csv").write_text("arch,val_acc,test_acc\n")
+    required = {"tabular": [f"evaluator.table={tmp_path / 'table.csv'}"]}
     options = group_options(group)
     assert default_options()[group] in options
     for option, description in options.items():
         assert description, f"conf/{group}/{option}.yaml needs a first-line comment for `nas list`"
-        cfg = load_config([f"{group}={option}"])
+        cfg = load_config([f"{group}={option}", *required.get(option, [])])
         if group != "hardware":
             component = getattr(cfg, group)
             assert component.name == option and isinstance(component.settings, component.cls.Settings)

@@ -47,14 +47,14 @@ def test_strategy_options_are_found() -> None:
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_never_proposes_an_architecture_twice(name: str, space: str) -> None:
     strategy = make(name, space=load_config([f"space={space}"]).space.create())
-    proposals = drive(strategy, 80)
-    assert len(proposals) == 80
+    proposals = drive(strategy, 50)
+    assert len(proposals) == 50
     for proposal in proposals:
         strategy.space.validate({k: v for k, v in proposal.items() if k != "budget"})
     # a multi-fidelity strategy may train an architecture again, but only at a larger budget
-    assert len({json.dumps(p, sort_keys=True) for p in proposals}) == 80
+    assert len({json.dumps(p, sort_keys=True) for p in proposals}) == 50
     if name not in MULTI_FIDELITY:
-        assert len({strategy.space.hash(p) for p in proposals}) == 80
+        assert len({strategy.space.hash(p) for p in proposals}) == 50
 
 
 @pytest.mark.parametrize("name", STRATEGIES)

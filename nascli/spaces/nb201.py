@@ -125,7 +125,10 @@ class NB201Space(SearchSpace):
         ]
 
     def mutate(self, arch: Arch, rng: random.Random) -> Arch:
-        return rng.choice(self.neighbours(arch))
+        ops = parse_cell(arch["cell"])
+        edge = rng.randrange(len(EDGES))
+        ops[edge] = rng.choice([op for op in OPS if op != ops[edge]])
+        return {"cell": cell_string(ops)}
 
     def encode(self, arch: Arch) -> list[float]:
         return [float(op == choice) for op in parse_cell(arch["cell"]) for choice in OPS]

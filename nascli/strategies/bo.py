@@ -32,7 +32,7 @@ class BOSettings:
 
 
 class BayesianOptimisation(Strategy):
-    """GP-BO whose acquisition is maximised over neighbours and mutants of the best architectures."""
+    """GP-BO: expected improvement over the incumbent's neighbours, then over mutants of the best and random ones."""
 
     Settings = BOSettings
     name = "bo"
@@ -42,6 +42,14 @@ class BayesianOptimisation(Strategy):
         self.observed: list[tuple[dict, float]] = []
 
     def _pool(self) -> list[dict]:
+        """Unseen candidates: the incumbent's neighbours while any is left, else a wider pool."""
+        incumbent = max(self.observed, key=lambda o: o[1])[0]
+        # Exhausting the incumbent's neighbourhood first (in the surrogate's order) keeps the search
+        # from leaving a basin one edit short of its top, which measured better on NAS-Bench-201.
+        local = [a for a in self.space.neighbours(incumbent) if self.space.hash(a) not in self.seen]
+        return local or self._wide_pool()
+
+    def _wide_pool(self) -> list[dict]:
         """Unseen candidates: all neighbours of the best few, their mutants, and random architectures."""
         parents = [arch for arch, _ in sorted(self.observed, key=lambda o: -o[1])[: self.settings.parents]]
         pool = [n for parent in parents for n in self.space.neighbours(parent)]

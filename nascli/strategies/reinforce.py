@@ -19,7 +19,7 @@ class ReinforceSettings:
     """Controller size and learning rate, baseline decay and entropy bonus."""
 
     hidden: int = 32
-    lr: float = 0.05
+    lr: float = 0.02
     baseline_decay: float = 0.9
     entropy_weight: float = 0.01
 
