@@ -29,12 +29,13 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         ("dataset=imagenet", ("unknown dataset 'imagenet'", "digits")),
         ("seed=[1", ("malformed override",)),
         ("foo=1", ("unknown key 'foo'", "search")),
-        ("strategy.populaton=3", ("unknown key 'strategy.populaton'", "population_size")),
-        ("+strategy.populaton=3", ("unknown key 'strategy.populaton'", "population_size")),
+        ("strategy=evolution strategy.populaton=3", ("unknown key 'strategy.populaton'", "population_size")),
+        ("strategy=evolution +strategy.populaton=3", ("unknown key 'strategy.populaton'", "population_size")),
         ("search.max_trials=-1", ("max_trials must be at least 1",)),
         ("search.max_trials=abc", ("search.max_trials", "Integer")),
-        ("strategy.population_size=1", ("population_size must be at least 2",)),
-        ("strategy.tournament_size=50", ("tournament_size",)),
+        ("strategy=evolution strategy.population_size=1", ("population_size must be at least 2",)),
+        ("strategy=evolution strategy.tournament_size=50", ("tournament_size",)),
+        ("strategy=bo strategy.initial=1", ("initial must be at least 2",)),
         ("space.widths=[]", ("widths",)),
         ("hardware.amp=fp8", ("amp must be auto, bf16 or off",)),
         ("evaluator.lr=0", ("lr must be positive",)),
@@ -42,7 +43,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
     ],
 )
 def test_bad_search_overrides(nas, workdir: Path, override: str, fragments: tuple[str, ...]) -> None:
-    code, _, err = nas("search", *TINY, override)
+    code, _, err = nas("search", *TINY, *override.split())
     assert_one_line_error(code, err, *fragments)
     assert not (workdir / "outputs").exists()
 

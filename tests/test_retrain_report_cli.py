@@ -39,7 +39,7 @@ def test_retrain_an_architecture_file_into_a_dated_directory(nas, workdir: Path)
 
 def test_report_aggregates_seeds_and_writes_files(nas, workdir: Path) -> None:
     assert nas("search", "-m", *TINY, "seed=0,1", "strategy=random,evolution", "sweep_dir=sweep")[0] == 0
-    assert nas("search", *TINY, "evaluator.epochs=2", "run_dir=other/two_epochs")[0] == 0
+    assert nas("search", *TINY, "strategy=evolution", "evaluator.epochs=2", "run_dir=other/two_epochs")[0] == 0
     code, out, err = nas("report", "sweep", "other", "--csv", "table.csv", "--md", "table.md")
     assert code == 0, err
     table = pd.read_csv(workdir / "table.csv")
