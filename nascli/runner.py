@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
@@ -69,9 +70,8 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
         "space": cfg.space.name,
         "strategy": cfg.strategy.name, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
     }
-    start = time.perf_counter()
     best: Optional[dict[str, Any]] = None
-    try:
+    with _summary_written(store, summary, run_dir):
         with _progress() as progress:
             task = progress.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials)
             trials = run_trials(strategy, evaluator, space, cfg.seed, cfg.search.max_trials, cfg.search.max_seconds)
@@ -94,6 +94,15 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
             summary.update(_retrain_into(store, best["arch"], cfg, space, data, hardware))
         else:
             summary["status"] = "completed"
+    return summary
+
+
+@contextmanager
+def _summary_written(store: RunStore, summary: dict[str, Any], run_dir: Path) -> Iterator[None]:
+    """Write summary.json with the wall time however the work ends (Ctrl-C: status interrupted); print the result."""
+    start = time.perf_counter()
+    try:
+        yield
     except KeyboardInterrupt:
         summary["status"] = "interrupted"
         raise
@@ -101,7 +110,6 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
         summary["wall_seconds"] = round(time.perf_counter() - start, 3)
         store.write("summary.json", summary)
     _print_result(run_dir, summary)
-    return summary
 
 
 def run_trials(
@@ -210,16 +218,8 @@ def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: 
         "kind": "retrain", "status": "running", "source": str(source), "dataset": cfg.dataset.name,
         "space": cfg.space.name, "strategy": None, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
     }
-    start = time.perf_counter()
-    try:
+    with _summary_written(store, summary, run_dir):
         summary.update(_retrain_into(store, arch, cfg, space, data, hardware))
-    except KeyboardInterrupt:
-        summary["status"] = "interrupted"
-        raise
-    finally:
-        summary["wall_seconds"] = round(time.perf_counter() - start, 3)
-        store.write("summary.json", summary)
-    _print_result(run_dir, summary)
     return summary
 
 

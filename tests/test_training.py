@@ -87,3 +87,23 @@ def test_search_where_every_trial_fails(nas, workdir: Path, monkeypatch: pytest.
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert summary["status"] == "failed" and summary["error"] == "no trial succeeded"
     assert not (workdir / "run" / "best.json").exists()
+
+
+def test_ctrl_c_keeps_finished_trials_and_marks_the_run_interrupted(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    original = TrainEvaluator.evaluate
+    calls = []
+
+    def interrupted(self, arch, seed, budget=None):
+        calls.append(arch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, arch, seed, budget)
+
+    monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
+    code, _, _ = nas("search", *TINY, "run_dir=run")
+    assert code != 0
+    assert len(read_trials(workdir / "run")) == 1
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and summary["n_trials"] == 1
