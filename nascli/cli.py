@@ -30,7 +30,8 @@ OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 def _check_job(cfg: RunConfig) -> None:
     """Checks that are cheap and would otherwise fail only after work started."""
-    cfg.dataset.create().check()
+    if cfg.trains:
+        cfg.dataset.create().check()
     if cfg.hardware.device == "cuda":
         from nascli.hardware import resolve_hardware
 

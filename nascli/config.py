@@ -132,6 +132,11 @@ class RunConfig:
     run_dir: str
     raw: DictConfig
 
+    @property
+    def trains(self) -> bool:
+        """Whether the search trains networks (and so needs the dataset)."""
+        return self.evaluator.cls.needs_data or self.retrain.enabled
+
 
 def _first_line(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -60,8 +60,7 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
     hardware = resolve_hardware(cfg.hardware)
     space = cfg.space.create()
     strategy = cfg.strategy.create(space=space, seed=cfg.seed)
-    evaluator_cls = cfg.evaluator.cls
-    data = _load_data(cfg, hardware) if evaluator_cls.needs_data or cfg.retrain.enabled else None
+    data = _load_data(cfg, hardware) if cfg.trains else None
     evaluator = cfg.evaluator.create(space=space, data=data, hardware=hardware)
     cfg.raw.run_dir = str(run_dir)
     store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware))

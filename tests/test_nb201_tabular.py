@@ -97,6 +97,15 @@ def test_every_strategy_trains_both_spaces(nas, workdir: Path, strategy: str) ->
             assert [t["budget"] for t in trials] == [t["metrics"]["epochs"] for t in trials] == [1, 1, 1, 3]
 
 
+def test_a_table_search_needs_no_dataset(nas, workdir: Path, table: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("nascli.data.files.CACHE", workdir / "cache")
+    monkeypatch.setattr("nascli.data.files.importlib.util.find_spec", lambda name: None)
+    args = ["space=nb201", "evaluator=tabular", f"evaluator.table={table}", "dataset=mnist", "search.max_trials=5"]
+    assert nas("search", *args, "run_dir=run")[0] == 0
+    code, _, err = nas("search", *args, "retrain.enabled=true", "run_dir=again")
+    assert code == 2 and "MNIST not found" in err
+
+
 def test_table_errors(nas, workdir: Path) -> None:
     code, _, err = nas("search", "space=nb201", "evaluator=tabular")
     assert code == 2 and "evaluator.table is required" in err
