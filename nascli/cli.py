@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from pandas.api.types import is_numeric_dtype
 from hydra._internal.utils import get_args_parser
+from pandas.api.types import is_numeric_dtype
 from rich.console import Console
 from rich.table import Table
 

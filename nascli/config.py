@@ -107,7 +107,6 @@ class _Schema:
 class Component:
     """A validated option of a component group: its class, its name and its typed settings."""
 
-    group: str
     name: str
     cls: type
     settings: Any
@@ -167,7 +166,7 @@ def _component(group: str, node: Any) -> Component:
         raise UserError(f"{group}: cannot import '{node._target_}'") from None
     params = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in ("_target_", "name")}
     settings = _typed(cls.Settings, params, f"{group}.")
-    return Component(group=group, name=str(node.name), cls=cls, settings=settings)
+    return Component(name=str(node.name), cls=cls, settings=settings)
 
 
 def validate(cfg: DictConfig) -> RunConfig:

@@ -71,6 +71,11 @@ class Strategy(ABC):
     def _random_unseen(self) -> Optional[Arch]:
         return self._unseen(lambda: self.space.sample(self.rng))
 
+    def _propose_random(self) -> Optional[Proposal]:
+        """A random architecture never proposed before, or None when none can be found."""
+        arch = self._random_unseen()
+        return Proposal(arch) if arch is not None else None
+
     def state_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot from which `load_state_dict` continues the search identically."""
         version, internal, gauss = self.rng.getstate()

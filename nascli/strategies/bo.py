@@ -62,13 +62,9 @@ class BayesianOptimisation(Strategy):
         return [arch for key, arch in unique.items() if key not in self.seen]
 
     def ask(self) -> Optional[Proposal]:
-        if len(self.observed) < self.settings.initial:
-            arch = self._random_unseen()
-            return Proposal(arch) if arch is not None else None
-        pool = self._pool()
+        pool = self._pool() if len(self.observed) >= self.settings.initial else []
         if not pool:
-            arch = self._random_unseen()
-            return Proposal(arch) if arch is not None else None
+            return self._propose_random()
         x = np.array([self.space.encode(a) for a, _ in self.observed])
         y = np.array([score for _, score in self.observed])
         kernel = ConstantKernel(1.0) * Matern(length_scale=1.0, nu=2.5) + WhiteKernel(1e-2)

@@ -38,12 +38,11 @@ class RegularizedEvolution(Strategy):
     def ask(self) -> Optional[Proposal]:
         self.asked += 1
         if self.asked <= self.settings.population_size or not self.population:
-            arch = self._random_unseen()
-        else:
-            contenders = self.rng.sample(self.population, min(self.settings.tournament_size, len(self.population)))
-            parent = max(contenders, key=lambda member: member[1])[0]
-            arch = self._unseen(lambda: self.space.mutate(parent, self.rng)) or self._random_unseen()
-        return Proposal(arch) if arch is not None else None
+            return self._propose_random()
+        contenders = self.rng.sample(self.population, min(self.settings.tournament_size, len(self.population)))
+        parent = max(contenders, key=lambda member: member[1])[0]
+        child = self._unseen(lambda: self.space.mutate(parent, self.rng))
+        return Proposal(child) if child is not None else self._propose_random()
 
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         if not outcome.ok:

@@ -42,8 +42,7 @@ class LocalSearch(Strategy):
             self._move_to(*self.best_neighbour)
             return self.ask()
         self.current = None  # a local optimum: restart
-        arch = self._random_unseen()
-        return Proposal(arch) if arch is not None else None
+        return self._propose_random()
 
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         if not outcome.ok:

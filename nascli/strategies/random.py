@@ -20,8 +20,7 @@ class RandomSearch(Strategy):
     name = "random"
 
     def ask(self) -> Optional[Proposal]:
-        arch = self._random_unseen()
-        return Proposal(arch) if arch is not None else None
+        return self._propose_random()
 
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         """Random search learns nothing."""

@@ -101,8 +101,7 @@ class Reinforce(Strategy):
                 if self._claim(arch):
                     self.pending[self.space.hash(arch)] = choices
                     return Proposal(arch)
-        arch = self._random_unseen()  # the policy has collapsed onto architectures already seen
-        return Proposal(arch) if arch is not None else None
+        return self._propose_random()  # the policy has collapsed onto architectures already seen
 
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         choices = self.pending.pop(self.space.hash(proposal.arch), None)
