@@ -42,7 +42,7 @@ def _run_row(run: Run) -> dict[str, Any]:
         "seed": run.config.get("seed"),
         "status": summary.get("status"),
         "trials": summary.get("n_trials"),
-        "val_acc": (summary.get("best") or {}).get("val_acc"),
+        "val_acc": (summary.get("best") or {}).get(summary.get("objective", "val_acc")),
         "test_acc": summary.get("test_acc"),
         "params": costs.get("params"),
         "flops": costs.get("flops"),

@@ -66,8 +66,8 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
     store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware))
     summary: dict[str, Any] = {
         "kind": "search", "status": "running", "dataset": evaluator.dataset_label or cfg.dataset.name,
-        "space": cfg.space.name,
-        "strategy": cfg.strategy.name, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
+        "space": cfg.space.name, "strategy": cfg.strategy.name, "seed": cfg.seed,
+        "objective": evaluator.objective, "n_trials": 0, "n_failed": 0, "best": None,
     }
     best: Optional[dict[str, Any]] = None
     with _summary_written(store, summary, run_dir):
@@ -225,8 +225,8 @@ def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: 
 def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
     parts = []
     if summary.get("best"):
-        objective, value = next((k, v) for k, v in summary["best"].items() if k not in ("id", "hash"))
-        parts.append(f"best {objective} {value:.2f} (trial {summary['best']['id']})")
+        objective = summary["objective"]
+        parts.append(f"best {objective} {summary['best'][objective]:.2f} (trial {summary['best']['id']})")
     if summary.get("test_acc") is not None:
         parts.append(f"test_acc {summary['test_acc']:.2f}")
     if summary.get("error"):

@@ -36,6 +36,7 @@ def test_search_writes_the_run_directory(nas, workdir: Path) -> None:
 
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["n_trials"] == 3
+    assert summary["objective"] == "val_acc" and summary["best"]["val_acc"] == best["metrics"]["val_acc"]
     assert summary["best"]["hash"] == best["hash"]
     assert summary["wall_seconds"] > 0
 
