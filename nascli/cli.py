@@ -13,7 +13,7 @@ from pandas.api.types import is_numeric_dtype
 from rich.console import Console
 from rich.table import Table
 
-from nascli.config import GROUPS, RunConfig, default_options, expand_sweep, group_options, load_config, merge_overrides
+from nascli.config import GROUPS, default_options, expand_sweep, group_options, load_config, merge_overrides
 from nascli.errors import UserError, exit_with
 from nascli.store import ensure_free
 
@@ -28,25 +28,17 @@ console = Console(highlight=False)
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
-def _check_job(cfg: RunConfig) -> None:
-    """Checks that are cheap and would otherwise fail only after work started."""
-    if cfg.trains:
-        cfg.dataset.create().check()
-    if cfg.hardware.device == "cuda":
-        from nascli.hardware import resolve_hardware
-
-        resolve_hardware(cfg.hardware)
-
-
 def search_cli(args: list[str]) -> None:
     """Validate every job of the command first, then hand the arguments to Hydra's own entry point."""
+    from nascli.runner import check_job
+
     parsed = get_args_parser().parse_args(args)
     informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info or parsed.shell_completion
     if not informational:
         jobs = expand_sweep(parsed.overrides) if parsed.multirun else [parsed.overrides]
         configs = [load_config(job) for job in jobs]
         for cfg in configs:
-            _check_job(cfg)
+            check_job(cfg)
         if parsed.multirun:
             sweep_dir = Path(str(configs[0].raw.sweep_dir))
             if sweep_dir.exists() and any(sweep_dir.iterdir()):
@@ -60,14 +52,27 @@ def search_cli(args: list[str]) -> None:
 
 
 @app.command(context_settings=OVERRIDES)
-def search(ctx: typer.Context) -> None:
+def search(
+    ctx: typer.Context,
+    resume: Optional[Path] = typer.Option(
+        None, "--resume", metavar="RUN_DIR", help="Continue a stopped search; overrides may change search.*, hardware.*."
+    ),
+) -> None:
     """Search an architecture, then retrain the best one.
 
     Takes Hydra overrides, e.g. `nas search dataset=fashion_mnist strategy=random search.max_trials=50`,
     and `-m` to sweep: `nas search -m strategy=random,evolution seed=0,1` (one run per job under sweep_dir).
-    `nas search --cfg job` prints the composed config without running.
+    `nas search --cfg job` prints the composed config without running. `nas search --resume RUN_DIR`
+    continues a search stopped by Ctrl-C, a kill or a crash.
     """
-    search_cli(list(ctx.args))
+    if resume is None:
+        search_cli(list(ctx.args))
+        return
+    if any(arg in ("-m", "--multirun") or arg.startswith("-") for arg in ctx.args):
+        raise UserError("--resume takes a run directory and search.*/hardware.* overrides, nothing else")
+    from nascli.runner import resume as resume_run
+
+    resume_run(resume, list(ctx.args))
 
 
 @app.command(context_settings=OVERRIDES)
@@ -80,7 +85,7 @@ def retrain(
     SOURCE is a search run directory (its best architecture and settings are used) or a JSON file
     holding an architecture (as in best.json). Overrides change settings, e.g. `retrain.epochs=100`.
     """
-    from nascli.runner import read_architecture, retrain as retrain_run
+    from nascli.runner import check_job, read_architecture, retrain as retrain_run
 
     arch, source_overrides = read_architecture(source)
     inherited = [
@@ -94,7 +99,7 @@ def retrain(
     else:
         now = datetime.now()
         run_dir = Path("outputs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}-retrain-{cfg.dataset.name}-{cfg.space.name}"
-    _check_job(cfg)
+    check_job(cfg)
     retrain_run(cfg, arch, source, run_dir, overrides)
 
 

@@ -53,26 +53,36 @@ class TrainSettings:
 
 @dataclass
 class HardwareSettings:
-    """Where trials run: device, CPU threads, mixed precision and memory layout."""
+    """Where trials run: device, parallel workers, CPU threads, mixed precision and memory layout."""
 
     device: str = "auto"
+    gpus: Optional[list[int]] = None
+    trials_per_gpu: int = 1
+    workers: int = 1
     threads: Optional[int] = None
     amp: str = "auto"
     channels_last: str = "auto"
+    executor: str = "local"
+    ray_address: Optional[str] = None
 
     def __post_init__(self) -> None:
         require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        require(self.gpus is None or (len(self.gpus) > 0 and min(self.gpus) >= 0), "gpus must list GPU indices")
+        require(self.trials_per_gpu >= 1, "trials_per_gpu must be at least 1")
+        require(self.workers >= 1, "workers must be at least 1")
         require(self.threads is None or self.threads >= 1, "threads must be at least 1 (or null for all)")
         require(self.amp in ("auto", "bf16", "off"), f"amp must be auto, bf16 or off, got {self.amp!r}")
         require(self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off")
+        require(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")
 
 
 @dataclass
 class SearchSettings:
-    """When the search stops."""
+    """When the search stops, and whether outcomes reach the strategy in proposal order (reproducible with workers)."""
 
     max_trials: int = 30
     max_seconds: Optional[float] = None
+    ordered: bool = True
 
     def __post_init__(self) -> None:
         require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
@@ -250,6 +260,22 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     replaced = {override.get_key_element().lstrip("+~") for override in parse_overrides(extra)}
     kept = [o.input_line for o in parse_overrides(base) if o.get_key_element().lstrip("+~") not in replaced]
     return kept + extra
+
+
+RESUMABLE = ("search", "hardware")
+
+
+def resume_config(stored: DictConfig, original: list[str], extra: list[str]) -> DictConfig:
+    """A run's stored config with `extra` overrides applied; only search.* and hardware.* may change."""
+    keys = [o.get_key_element().lstrip("+~") for o in parse_overrides(extra)]
+    groups = {key.split(".")[0].split("@")[0] for key in keys}
+    fixed = groups - set(RESUMABLE)
+    if fixed:
+        raise UserError(f"a resumed search keeps its config; only search.* and hardware.* may change, not {sorted(fixed)[0]}")
+    fresh = compose_config(merge_overrides(original, extra)) if extra else None
+    for group in groups:
+        stored[group] = fresh[group]
+    return stored
 
 
 def load_config(overrides: list[str]) -> RunConfig:

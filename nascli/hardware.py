@@ -38,19 +38,51 @@ class Hardware:
             torch.cuda.synchronize(self.device)
 
 
-def resolve_hardware(settings: HardwareSettings) -> Hardware:
-    """Pick the device and set CPU threads; hardware=gpu without a visible GPU is a user error."""
+def _uses_cuda(settings: HardwareSettings) -> bool:
     cuda = torch.cuda.is_available()
     if settings.device == "cuda" and not cuda:
         raise UserError("hardware=gpu needs a CUDA GPU and none is visible; use hardware=cpu or hardware=auto")
-    use_cuda = settings.device == "cuda" or (settings.device == "auto" and cuda)
-    if not use_cuda:
-        torch.set_num_threads(settings.threads or os.cpu_count() or 1)
-    bf16 = settings.amp == "bf16" or (settings.amp == "auto" and use_cuda)
+    return settings.device == "cuda" or (settings.device == "auto" and cuda)
+
+
+def trial_devices(
+    settings: HardwareSettings, job_index: Optional[int] = None, gpu_count: Optional[int] = None
+) -> list[str]:
+    """One device per trial slot: `trials_per_gpu` slots on each GPU used, else `workers` CPU slots.
+
+    Without `gpus`, a search uses every visible GPU, and job k of a sweep uses GPU k mod count, so that
+    parallel sweep jobs spread over the GPUs instead of all landing on GPU 0.
+    """
+    if not _uses_cuda(settings):
+        return ["cpu"] * settings.workers
+    count = torch.cuda.device_count() if gpu_count is None else gpu_count
+    gpus = settings.gpus
+    if gpus is None:
+        gpus = [job_index % count] if job_index is not None else list(range(count))
+    missing = [g for g in gpus if g >= count]
+    if missing:
+        raise UserError(f"hardware.gpus names GPU {missing[0]}, but only {count} GPU(s) are visible")
+    return [f"cuda:{gpu}" for gpu in gpus for _ in range(settings.trials_per_gpu)]
+
+
+def cpu_threads(settings: HardwareSettings, share: int = 1) -> int:
+    """Threads for one of `share` CPU workers: hardware.threads, else an equal share of the cores."""
+    return settings.threads or max(1, (os.cpu_count() or 1) // share)
+
+
+def resolve_hardware(settings: HardwareSettings, device: Optional[str] = None, threads: Optional[int] = None) -> Hardware:
+    """Set up `device` (default: the first trial device) and its threads; hardware=gpu without a GPU is a user error."""
+    target = torch.device(device or trial_devices(settings)[0])
+    if target.type == "cuda":
+        torch.cuda.set_device(target)
+    else:
+        torch.set_num_threads(threads or cpu_threads(settings))
+    on_cuda = target.type == "cuda"
+    bf16 = settings.amp == "bf16" or (settings.amp == "auto" and on_cuda)
     return Hardware(
-        device=torch.device("cuda" if use_cuda else "cpu"),
+        device=target,
         amp_dtype=torch.bfloat16 if bf16 else None,
-        channels_last=settings.channels_last == "on" or (settings.channels_last == "auto" and use_cuda),
+        channels_last=settings.channels_last == "on" or (settings.channels_last == "auto" and on_cuda),
     )
 
 

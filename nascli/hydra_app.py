@@ -7,6 +7,7 @@ from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from nascli.config import config_dir, validate
@@ -18,8 +19,9 @@ from nascli.runner import search
 def search_task(cfg: DictConfig) -> Optional[float]:
     """One search job: Hydra composed `cfg` and chose its output folder (run_dir, or a sweep job's folder)."""
     hydra_cfg = HydraConfig.get()
+    job_index = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
     try:
-        summary = search(validate(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        summary = search(validate(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), job_index)
     except UserError as exc:
         exit_with(exc)  # SystemExit passes through Hydra's job wrapper; an exception would get a traceback
-    return summary["best"]["val_acc"] if summary["best"] else None
+    return summary["best"][summary["objective"]] if summary["best"] else None

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,23 +13,22 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nascli.config import RunConfig
+from omegaconf import OmegaConf
+
+from nascli.config import RunConfig, resume_config, validate
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.training import accuracy, train
-from nascli.hardware import Hardware, describe_environment, resolve_hardware
+from nascli.executors.base import Executor
+from nascli.executors.inline import InlineExecutor
+from nascli.hardware import Hardware, cpu_threads, describe_environment, resolve_hardware, trial_devices
+from nascli.scheduler import Scheduler, derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.store import RunStore, ensure_free, load_run, read_json
-from nascli.strategies.base import Outcome, Strategy
 
 console = Console(highlight=False)
-
-
-def derive_seed(seed: int, key: str) -> int:
-    """A seed for one piece of work: fixed by the run seed and the work's key, not by its order."""
-    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
 
 
 def _progress() -> Progress:
@@ -54,37 +52,100 @@ def _load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
     return cfg.dataset.create().load().to(hardware.device)
 
 
-def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+def _executor(cfg: RunConfig, evaluator: Evaluator, devices: list[str]) -> Executor:
+    """Trials in this process when one slot on its device suffices, else in worker processes or on Ray."""
+    if cfg.hardware.executor == "ray":
+        from nascli.executors.ray import RayExecutor
+
+        return RayExecutor(OmegaConf.to_container(cfg.raw), cfg.hardware)
+    if devices == [str(evaluator.hardware.device)]:
+        return InlineExecutor(evaluator)
+    from nascli.executors.processes import ProcessExecutor
+
+    return ProcessExecutor(OmegaConf.to_container(cfg.raw), devices, cpu_threads(cfg.hardware, len(devices)))
+
+
+def search(cfg: RunConfig, run_dir: Path, overrides: list[str], job_index: Optional[int] = None) -> dict[str, Any]:
     """Search the space with the strategy, log every trial, then retrain the best architecture."""
     ensure_free(run_dir)
-    hardware = resolve_hardware(cfg.hardware)
+    devices = trial_devices(cfg.hardware, job_index)
+    hardware = resolve_hardware(cfg.hardware, devices[0])
+    cfg.raw.run_dir = str(run_dir)
+    store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware, trial_devices=devices))
+    return _search(cfg, store, hardware, devices)
+
+
+def resume(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
+    """Continue a search that was stopped, from its checkpoint and trial log; overrides may change search.*, hardware.*."""
+    store = RunStore.reopen(run_dir)
+    try:
+        status = read_json(run_dir / "summary.json").get("status") if (run_dir / "summary.json").exists() else None
+        if status in ("completed", "failed"):
+            raise UserError(f"{run_dir} holds a finished search (status {status}); there is nothing to resume")
+        record = read_json(run_dir / "run.json")
+        stored = OmegaConf.load(run_dir / "config.yaml")
+        cfg = validate(resume_config(stored, record.get("overrides", []), overrides))
+        check_job(cfg)
+        devices = trial_devices(cfg.hardware)
+        hardware = resolve_hardware(cfg.hardware, devices[0])
+        store.save_config(cfg.raw)
+        record.setdefault("resumed", []).append(_record("resume", overrides, hardware, trial_devices=devices))
+        store.write("run.json", record)
+        state = read_json(run_dir / "state.json") if (run_dir / "state.json").exists() else None
+    except BaseException:
+        store.close()
+        raise
+    return _search(cfg, store, hardware, devices, state, store.recover_trials())
+
+
+def check_job(cfg: RunConfig) -> None:
+    """Checks that are cheap and would otherwise fail only after work started: the data and the GPUs."""
+    if cfg.trains:
+        cfg.dataset.create().check()
+    trial_devices(cfg.hardware)
+
+
+def _search(
+    cfg: RunConfig, store: RunStore, hardware: Hardware, devices: list[str],
+    state: Optional[dict[str, Any]] = None, logged: Sequence[dict[str, Any]] = (),
+) -> dict[str, Any]:
     space = cfg.space.create()
     strategy = cfg.strategy.create(space=space, seed=cfg.seed)
     data = _load_data(cfg, hardware) if cfg.trains else None
     evaluator = cfg.evaluator.create(space=space, data=data, hardware=hardware)
-    cfg.raw.run_dir = str(run_dir)
-    store = RunStore.create(run_dir, cfg.raw, _record("search", overrides, hardware))
     summary: dict[str, Any] = {
         "kind": "search", "status": "running", "dataset": evaluator.dataset_label or cfg.dataset.name,
         "space": cfg.space.name, "strategy": cfg.strategy.name, "seed": cfg.seed,
         "objective": evaluator.objective, "n_trials": 0, "n_failed": 0, "best": None,
     }
     best: Optional[dict[str, Any]] = None
-    with _summary_written(store, summary, run_dir):
+
+    def account(trial: dict[str, Any]) -> None:
+        nonlocal best
+        summary["n_trials"] += 1
+        summary["n_failed"] += trial["status"] != "ok"
+        objective = trial["metrics"].get(evaluator.objective)
+        if trial["status"] == "ok" and (best is None or objective > best["metrics"][evaluator.objective]):
+            best = {**trial, "space": cfg.space.name}
+            store.write("best.json", best)
+            summary["best"] = {"id": trial["id"], "hash": trial["hash"], evaluator.objective: objective}
+            if evaluator.test_metric:
+                summary["test_acc"] = trial["metrics"][evaluator.test_metric]
+
+    elapsed_before = state["elapsed"] if state else 0.0
+    with _summary_written(store, summary, elapsed_before), _executor(cfg, evaluator, devices) as executor:
+        scheduler = Scheduler(
+            strategy, executor, cfg.seed, cfg.search, evaluator.objective, lambda s: store.write("state.json", s)
+        )
+        if state:
+            scheduler.restore(state, {trial["id"]: trial for trial in logged})
+        for trial in logged:
+            account(trial)
         with _progress() as progress:
-            task = progress.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials)
-            trials = run_trials(strategy, evaluator, space, cfg.seed, cfg.search.max_trials, cfg.search.max_seconds)
-            for trial in trials:
+            task = progress.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials, completed=len(logged))
+            for trial in scheduler.run():
                 store.append_trial(trial)
-                summary["n_trials"] += 1
-                summary["n_failed"] += trial["status"] != "ok"
-                objective = trial["metrics"].get(evaluator.objective)
-                if trial["status"] == "ok" and (best is None or objective > best["metrics"][evaluator.objective]):
-                    best = {**trial, "space": cfg.space.name}
-                    store.write("best.json", best)
-                    summary["best"] = {"id": trial["id"], "hash": trial["hash"], evaluator.objective: objective}
-                    if evaluator.test_metric:
-                        summary["test_acc"] = trial["metrics"][evaluator.test_metric]
+                account(trial)
                 best_text = f"best {evaluator.objective} {best['metrics'][evaluator.objective]:.2f}" if best else ""
                 progress.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
         if best is None:
@@ -97,7 +158,7 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> dict[str, Any
 
 
 @contextmanager
-def _summary_written(store: RunStore, summary: dict[str, Any], run_dir: Path) -> Iterator[None]:
+def _summary_written(store: RunStore, summary: dict[str, Any], elapsed_before: float = 0.0) -> Iterator[None]:
     """Write summary.json with the wall time however the work ends (Ctrl-C: status interrupted); print the result."""
     start = time.perf_counter()
     try:
@@ -106,38 +167,10 @@ def _summary_written(store: RunStore, summary: dict[str, Any], run_dir: Path) ->
         summary["status"] = "interrupted"
         raise
     finally:
-        summary["wall_seconds"] = round(time.perf_counter() - start, 3)
+        summary["wall_seconds"] = round(elapsed_before + time.perf_counter() - start, 3)
         store.write("summary.json", summary)
-    _print_result(run_dir, summary)
-
-
-def run_trials(
-    strategy: Strategy, evaluator: Evaluator, space: SearchSpace, seed: int,
-    max_trials: int, max_seconds: Optional[float] = None,
-) -> Iterator[dict[str, Any]]:
-    """Ask, evaluate and tell until the budget is spent or the strategy has nothing left; yield each trial.
-
-    A trial is yielded (to be recorded) before the strategy is told its outcome.
-    """
-    start = time.perf_counter()
-    for trial_id in range(max_trials):
-        if max_seconds is not None and time.perf_counter() - start >= max_seconds:
-            return
-        proposal = strategy.ask()
-        if proposal is None:
-            return
-        key = space.hash(proposal.arch)
-        trial_seed = derive_seed(seed, key)
-        trial: dict[str, Any] = {"id": trial_id, "arch": proposal.arch, "hash": key, "budget": proposal.budget}
-        try:
-            metrics = evaluator.evaluate(proposal.arch, trial_seed, proposal.budget)
-            trial.update(status="ok", metrics=metrics, seed=trial_seed)
-        except TrialFailed as exc:
-            console.print(f"[yellow]trial {trial_id} failed: {exc}[/yellow]")
-            trial.update(status="failed", metrics={}, error=str(exc), seed=trial_seed)
-        yield trial
-        objective = trial["metrics"].get(evaluator.objective) if trial["status"] == "ok" else None
-        strategy.tell(proposal, Outcome(objective, trial["metrics"]))
+        store.close()
+    _print_result(store.root, summary)
 
 
 def _retrain_into(
@@ -217,7 +250,7 @@ def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: 
         "kind": "retrain", "status": "running", "source": str(source), "dataset": cfg.dataset.name,
         "space": cfg.space.name, "strategy": None, "seed": cfg.seed, "n_trials": 0, "n_failed": 0, "best": None,
     }
-    with _summary_written(store, summary, run_dir):
+    with _summary_written(store, summary):
         summary.update(_retrain_into(store, arch, cfg, space, data, hardware))
     return summary
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import warnings
@@ -16,15 +17,19 @@ from nascli.errors import UserError
 RUN_MARKERS = ("config.yaml", "trials.jsonl", "summary.json")
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half of one."""
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file atomically: a reader sees the old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
+        f.write(text)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write JSON atomically."""
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
 
 
 def read_json(path: Path) -> Any:
@@ -49,19 +54,49 @@ def ensure_free(path: Path) -> None:
 
 
 class RunStore:
-    """Writes one run directory; the only writer of its files."""
+    """Writes one run directory; the only writer of its files, which it locks while open."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._lock = open(root / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released by the OS however the process ends
+        except BlockingIOError:
+            self._lock.close()
+            raise UserError(f"{root} is in use by another nas process") from None
 
     @classmethod
     def create(cls, root: Path, config: DictConfig, record: dict[str, Any]) -> RunStore:
         """Start a run directory with its resolved config and its record (command, overrides, environment)."""
         ensure_free(root)
         root.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(config, root / "config.yaml", resolve=True)
+        store = cls(root)
+        store.save_config(config)
         write_json(root / "run.json", record)
+        return store
+
+    @classmethod
+    def reopen(cls, root: Path) -> RunStore:
+        """Open an existing run directory to continue it."""
+        if not (root / "config.yaml").exists():
+            raise UserError(f"{root} is not a run directory (no config.yaml)")
         return cls(root)
+
+    def close(self) -> None:
+        """Release the run directory."""
+        self._lock.close()
+
+    def save_config(self, config: DictConfig) -> None:
+        """Write the run's resolved config.yaml (atomically)."""
+        write_atomic(self.root / "config.yaml", OmegaConf.to_yaml(config, resolve=True))
+
+    def recover_trials(self) -> list[dict[str, Any]]:
+        """The trials logged so far; a half-written last line is dropped from the file too, so appends start clean."""
+        path = self.root / "trials.jsonl"
+        trials = read_trials(path)
+        if path.exists():
+            write_atomic(path, "".join(json.dumps(trial) + "\n" for trial in trials))
+        return trials
 
     def append_trial(self, trial: dict[str, Any]) -> None:
         """Append one finished trial to trials.jsonl and force it to disk."""

@@ -23,7 +23,8 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from nascli.config import group_options, load_config
-from nascli.runner import run_trials
+from nascli.executors.inline import InlineExecutor
+from nascli.scheduler import Scheduler
 
 
 def _one_thread() -> None:
@@ -35,12 +36,13 @@ def _one_thread() -> None:
 def trajectory(table: str, space: str, strategy: str, seed: int, budget: int) -> list[float]:
     """Test accuracy of the best-validation architecture after each query."""
     cfg = load_config([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
-                       f"seed={seed}"])
+                       f"seed={seed}", f"search.max_trials={budget}"])
     space_obj = cfg.space.create()
     evaluator = cfg.evaluator.create(space=space_obj, data=None, hardware=None)
     strategy_obj = cfg.strategy.create(space=space_obj, seed=seed)
+    scheduler = Scheduler(strategy_obj, InlineExecutor(evaluator), seed, cfg.search, evaluator.objective)
     best_val, best_test, curve = float("-inf"), float("nan"), []
-    for trial in run_trials(strategy_obj, evaluator, space_obj, seed, budget):
+    for trial in scheduler.run():
         metrics = trial["metrics"]
         if trial["status"] == "ok" and metrics[evaluator.objective] > best_val:
             best_val, best_test = metrics[evaluator.objective], metrics[evaluator.test_metric]

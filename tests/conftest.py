@@ -49,3 +49,14 @@ def nas(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
 def read_trials(run_dir: Path) -> list[dict]:
     """The trials of a run directory."""
     return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+
+
+TIMING = ("elapsed", "train_seconds", "latency_ms")
+
+
+def untimed(trials: list[dict]) -> list[dict]:
+    """Trials without their timings, which differ between identical runs."""
+    return [
+        {**{k: v for k, v in t.items() if k not in TIMING}, "metrics": {k: v for k, v in t["metrics"].items() if k not in TIMING}}
+        for t in trials
+    ]

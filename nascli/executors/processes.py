@@ -1,0 +1,55 @@
+"""Run trials in worker processes, one per slot, each pinned to its device (a GPU or a share of the CPU cores)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Optional
+
+from nascli.evaluators.base import Evaluator
+from nascli.executors.base import Executor, Task, build_worker_evaluator, run_task, settle
+
+_evaluator: Optional[Evaluator] = None  # the worker process's own evaluator, built once by _start_worker
+
+
+def _start_worker(config: dict[str, Any], device: str, threads: int) -> None:
+    global _evaluator
+    _evaluator = build_worker_evaluator(config, device, threads)
+
+
+def _run(task: Task) -> dict[str, Any]:
+    return run_task(_evaluator, task)
+
+
+class ProcessExecutor(Executor):
+    """One single-process pool per slot; a worker that dies fails its trial and is replaced."""
+
+    def __init__(self, config: dict[str, Any], devices: list[str], threads: int) -> None:
+        self.config, self.devices, self.threads = config, devices, threads
+        self.slots = len(devices)
+        self.context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
+        self.pools = [self._pool(slot) for slot in range(self.slots)]
+
+    def _pool(self, slot: int) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            max_workers=1, mp_context=self.context, initializer=_start_worker,
+            initargs=(self.config, self.devices[slot], self.threads),
+        )
+
+    def submit(self, slot: int, task: Task) -> Future:
+        return settle(
+            self.pools[slot].submit(_run, task), task, BrokenProcessPool,
+            f"the worker process on {self.devices[slot]} died", lambda: self._replace(slot),
+        )
+
+    def _replace(self, slot: int) -> None:
+        self.pools[slot].shutdown(wait=False)
+        self.pools[slot] = self._pool(slot)
+
+    def close(self) -> None:
+        for pool in self.pools:
+            processes = list((getattr(pool, "_processes", None) or {}).values())
+            pool.shutdown(wait=False, cancel_futures=True)
+            for process in processes:  # an abandoned trial would otherwise run on to its end
+                process.terminate()

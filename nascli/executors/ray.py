@@ -1,0 +1,57 @@
+"""Run trials on a Ray cluster (`hardware=ray`): one actor per slot, each holding its own evaluator."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from typing import Any
+
+from nascli.config import HardwareSettings
+from nascli.errors import UserError
+from nascli.executors.base import Executor, Task, build_worker_evaluator, run_task, settle
+
+
+class _Worker:
+    """A Ray actor's body: builds the evaluator once, then runs tasks."""
+
+    def __init__(self, config: dict[str, Any], device: str, threads: int) -> None:
+        self.evaluator = build_worker_evaluator(config, device, threads)
+
+    def run(self, task: Task) -> dict[str, Any]:
+        return run_task(self.evaluator, task)
+
+
+class RayExecutor(Executor):
+    """`hardware.workers` actors on CPUs, or `trials_per_gpu` actors per GPU of the cluster; a lost actor is replaced."""
+
+    def __init__(self, config: dict[str, Any], settings: HardwareSettings) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'") from None
+        self.ray = ray
+        ray.init(address=settings.ray_address, ignore_reinit_error=True, log_to_driver=False)
+        cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
+        if settings.device == "cuda" and cluster_gpus == 0:
+            raise UserError("hardware.device=cuda, but the Ray cluster has no GPUs")
+        use_gpus = settings.device != "cpu" and cluster_gpus > 0
+        threads = settings.threads or 1
+        self.slots = cluster_gpus * settings.trials_per_gpu if use_gpus else settings.workers
+        self.actor_class = ray.remote(
+            num_cpus=threads, num_gpus=1 / settings.trials_per_gpu if use_gpus else 0
+        )(_Worker)
+        # Ray makes the actor's GPU the only visible one, so it is cuda:0 inside the actor.
+        self.worker_args = (config, "cuda:0" if use_gpus else "cpu", threads)
+        self.actors = [self.actor_class.remote(*self.worker_args) for _ in range(self.slots)]
+
+    def submit(self, slot: int, task: Task) -> Future:
+        return settle(
+            self.actors[slot].run.remote(task).future(), task, self.ray.exceptions.RayActorError,
+            "the Ray actor running it died", lambda: self._replace(slot),
+        )
+
+    def _replace(self, slot: int) -> None:
+        self.actors[slot] = self.actor_class.remote(*self.worker_args)
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
