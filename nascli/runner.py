@@ -135,7 +135,7 @@ def _search(
     elapsed_before = state["elapsed"] if state else 0.0
     with _summary_written(store, summary, elapsed_before), _executor(cfg, evaluator, devices) as executor:
         scheduler = Scheduler(
-            strategy, executor, cfg.seed, cfg.search, evaluator.objective, lambda s: store.write("state.json", s)
+            strategy, executor, cfg.seed, cfg.search, evaluator.objective, store.write_state
         )
         if state:
             scheduler.restore(state, {trial["id"]: trial for trial in logged})

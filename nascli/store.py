@@ -111,6 +111,10 @@ class RunStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_json(path, data)
 
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Write the search's checkpoint, state.json (atomically, compact: it is rewritten after every trial)."""
+        write_atomic(self.root / "state.json", json.dumps(state))
+
     def save_model(self, name: str, checkpoint: dict[str, Any]) -> Path:
         """Save a checkpoint that loads with torch.load(..., weights_only=True)."""
         import torch  # lazily: commands that only read runs should not pay for importing torch

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from nascli.cli import main
+from nascli.spaces.nb201 import OPS, cell_string
 
 TINY = [
     "dataset=synthetic",
@@ -60,3 +63,17 @@ def untimed(trials: list[dict]) -> list[dict]:
         {**{k: v for k, v in t.items() if k not in TIMING}, "metrics": {k: v for k, v in t["metrics"].items() if k not in TIMING}}
         for t in trials
     ]
+
+
+def synthetic_score(ops: tuple[str, ...]) -> float:
+    """A made-up validation accuracy of an NB201 cell."""
+    return 50 + 6 * ops.count("nor_conv_3x3") + 3 * ops.count("skip_connect") - 4 * ops.count("none")
+
+
+@pytest.fixture
+def table(workdir: Path) -> Path:
+    """Every NB201 cell with a made-up validation accuracy and a test accuracy one point above it."""
+    rows = [(cell_string(list(ops)), synthetic_score(ops)) for ops in itertools.product(OPS, repeat=6)]
+    path = workdir / "table.csv"
+    pd.DataFrame([{"arch": a, "val_acc": v, "test_acc": v + 1} for a, v in rows]).to_csv(path, index=False)
+    return path

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import random
 from pathlib import Path
@@ -11,25 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import TINY, read_trials, untimed
+from conftest import TINY, read_trials, synthetic_score, untimed
 from nascli.config import group_options
 from nascli.spaces.nb201 import OPS, NB201Settings, NB201Space, cell_string, parse_cell
 
 STRATEGIES = sorted(group_options("strategy"))
 SHARED_TABLE = Path(__file__).parents[2] / "shared" / "benchmarks" / "nb201" / "cifar10.csv"
-
-
-def synthetic_score(ops: tuple[str, ...]) -> float:
-    return 50 + 6 * ops.count("nor_conv_3x3") + 3 * ops.count("skip_connect") - 4 * ops.count("none")
-
-
-@pytest.fixture
-def table(workdir: Path) -> Path:
-    """Every cell with a made-up validation accuracy and a test accuracy one point above it."""
-    rows = [(cell_string(list(ops)), synthetic_score(ops)) for ops in itertools.product(OPS, repeat=6)]
-    path = workdir / "table.csv"
-    pd.DataFrame([{"arch": a, "val_acc": v, "test_acc": v + 1} for a, v in rows]).to_csv(path, index=False)
-    return path
 
 
 def test_cell_string_round_trip() -> None:

@@ -1,0 +1,161 @@
+"""Resuming a stopped search: from a checkpoint in the middle of a trial, after Ctrl-C, after kill -9."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY, read_trials, untimed
+from nascli.config import load_config
+from nascli.evaluators.train import TrainEvaluator
+from nascli.executors.base import Executor, Task, run_task
+from nascli.scheduler import Scheduler
+
+STRATEGIES = ["local", "evolution", "bo", "reinforce", "hyperband"]
+
+
+class JitteryExecutor(Executor):
+    """Threads whose tasks finish in a random order, as trials on real workers do."""
+
+    def __init__(self, evaluator, slots: int) -> None:
+        self.evaluator, self.slots = evaluator, slots
+        self.pool = ThreadPoolExecutor(slots)
+
+    def submit(self, slot: int, task: Task) -> Future:
+        delay = random.random() / 200
+
+        def run() -> dict:
+            time.sleep(delay)
+            return run_task(self.evaluator, task)
+
+        return self.pool.submit(run)
+
+    def close(self) -> None:
+        self.pool.shutdown()
+
+
+def scheduler(table: Path, strategy: str, states: list) -> Scheduler:
+    cfg = load_config(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
+                       "search.max_trials=30", "seed=3"])
+    space = cfg.space.create()
+    evaluator = cfg.evaluator.create(space=space, data=None, hardware=None)
+    return Scheduler(cfg.strategy.create(space=space, seed=cfg.seed), JitteryExecutor(evaluator, slots=3),
+                     cfg.seed, cfg.search, evaluator.objective, states.append)
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("logged_last", [True, False], ids=["killed-after-logging", "killed-mid-trial"])
+def test_a_resumed_search_continues_as_if_never_stopped(table: Path, strategy: str, logged_last: bool) -> None:
+    expected = list(scheduler(table, strategy, []).run())
+    states: list = []
+    log = []
+    for trial in scheduler(table, strategy, states).run():
+        log.append(trial)
+        if len(log) == 11:
+            break  # killed here: the trial is logged, the strategy not yet told
+    if not logged_last:
+        log.pop()  # killed while the trial ran: it never reached the log
+    resumed = scheduler(table, strategy, [])
+    resumed.restore(json.loads(json.dumps(states[-1])), {t["id"]: t for t in log})
+    log += list(resumed.run())
+    assert [t["id"] for t in log] == list(range(30))
+    assert untimed(log) == untimed(expected)
+
+
+def test_ctrl_c_then_resume_finishes_the_search_like_an_uninterrupted_one(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [*TINY, "search.max_trials=4", "retrain.enabled=false"]
+    assert nas("search", *args, "run_dir=whole")[0] == 0
+    original = TrainEvaluator.evaluate
+    calls = []
+
+    def interrupted(self, arch, seed, budget=None):
+        calls.append(arch)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, arch, seed, budget)
+
+    monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
+    assert nas("search", *args, "run_dir=run")[0] != 0
+    assert json.loads((workdir / "run" / "summary.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(TrainEvaluator, "evaluate", original)
+    code, _, err = nas("search", "--resume", "run")
+    assert code == 0, err
+    assert untimed(read_trials(workdir / "run")) == untimed(read_trials(workdir / "whole"))
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["n_trials"] == 4
+    assert len(json.loads((workdir / "run" / "run.json").read_text())["resumed"]) == 1
+
+
+def test_resume_drops_a_torn_last_line_reruns_that_trial_and_may_extend_the_budget(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = [*TINY, "search.max_trials=4", "retrain.enabled=false"]
+    assert nas("search", *args, "run_dir=run")[0] == 0
+    (workdir / "run" / "summary.json").unlink()  # as after kill -9 ...
+    log = workdir / "run" / "trials.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:25])  # ... in the middle of writing trial 2
+    state = json.loads((workdir / "run" / "state.json").read_text())
+    state["pending"] = [{"id": t["id"], "arch": t["arch"], "budget": t["budget"]} for t in map(json.loads, lines[2:])]
+    state["next_id"] = 4
+    (workdir / "run" / "state.json").write_text(json.dumps(state))  # the checkpoint taken before trial 2 ended
+    with pytest.warns(UserWarning, match="half-written"):
+        code, _, err = nas("search", "--resume", "run", "search.max_trials=6")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert [t["id"] for t in trials] == list(range(6))
+    assert untimed(trials[:4]) == untimed([json.loads(line) for line in lines])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["dataset=digits"], "only search.* and hardware.* may change"),
+        (["-m"], "--resume takes a run directory"),
+    ],
+)
+def test_resume_refuses_changes_to_the_searched_config(nas, workdir: Path, args: list[str], message: str) -> None:
+    assert nas("search", *TINY, "search.max_trials=1", "retrain.enabled=false", "run_dir=run")[0] == 0
+    (workdir / "run" / "summary.json").unlink()
+    code, _, err = nas("search", "--resume", "run", *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_resume_refuses_finished_and_missing_runs(nas, workdir: Path) -> None:
+    assert nas("search", *TINY, "search.max_trials=1", "retrain.enabled=false", "run_dir=run")[0] == 0
+    code, _, err = nas("search", "--resume", "run")
+    assert code == 2 and "finished search" in err
+    code, _, err = nas("search", "--resume", "nowhere")
+    assert code == 2 and "not a run directory" in err
+
+
+def test_kill_9_mid_search_then_resume_keeps_every_trial_once(nas, workdir: Path) -> None:
+    args = [*TINY, "dataset.num_samples=400", "search.max_trials=10", "retrain.enabled=false"]
+    process = subprocess.Popen([sys.executable, "-m", "nascli", "search", *args, "run_dir=run"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = workdir / "run" / "trials.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= 3) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    before = log.read_text().splitlines()
+    assert 3 <= len(before) < 10, "the search should have been killed in the middle"
+    code, _, err = nas("search", "--resume", "run")
+    assert code == 0, err
+    after = log.read_text().splitlines()
+    assert after[: len(before)] == before
+    assert [json.loads(line)["id"] for line in after] == list(range(10))
+    assert nas("search", *args, "run_dir=whole")[0] == 0
+    assert untimed(read_trials(workdir / "run")) == untimed(read_trials(workdir / "whole"))
