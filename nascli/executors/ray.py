@@ -55,3 +55,4 @@ class RayExecutor(Executor):
     def close(self) -> None:
         for actor in self.actors:
             self.ray.kill(actor)
+        self.ray.shutdown()

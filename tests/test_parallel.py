@@ -1,0 +1,104 @@
+"""Trials in parallel: devices per slot, worker processes, a dying worker, joblib sweeps, SLURM and Ray configs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from conftest import TINY, read_trials
+from nascli.config import HardwareSettings, config_dir, load_config
+from nascli.errors import UserError
+from nascli.executors.base import Task
+from nascli.executors.processes import ProcessExecutor
+from nascli.hardware import trial_devices
+
+TABULAR = ["space=nb201", "evaluator=tabular", "search.max_trials=12"]
+
+
+def test_trial_slots_spread_over_gpus_and_sweep_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    gpu = HardwareSettings(device="cuda", trials_per_gpu=2)
+    assert trial_devices(gpu, gpu_count=2) == ["cuda:0", "cuda:0", "cuda:1", "cuda:1"]
+    assert trial_devices(gpu, job_index=3, gpu_count=2) == ["cuda:1", "cuda:1"]
+    assert trial_devices(HardwareSettings(device="cuda", gpus=[1]), job_index=0, gpu_count=2) == ["cuda:1"]
+    with pytest.raises(UserError, match="only 2 GPU"):
+        trial_devices(HardwareSettings(device="cuda", gpus=[2]), gpu_count=2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert trial_devices(HardwareSettings(device="auto", workers=3)) == ["cpu"] * 3
+
+
+def test_cpu_workers_train_in_parallel_processes(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *TINY, "search.max_trials=4", "hardware.workers=2", "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert [t["id"] for t in trials] == [0, 1, 2, 3] and all(t["status"] == "ok" for t in trials)
+    assert json.loads((workdir / "run" / "run.json").read_text())["trial_devices"] == ["cpu", "cpu"]
+    assert json.loads((workdir / "run" / "summary.json").read_text())["status"] == "completed"
+
+
+@pytest.mark.parametrize("ordered", [True, False])
+def test_worker_processes_run_every_trial_once(nas, workdir: Path, table: Path, ordered: bool) -> None:
+    args = [*TABULAR, f"evaluator.table={table}", "hardware.workers=3", f"search.ordered={ordered}"]
+    assert nas("search", *args, "run_dir=run")[0] == 0
+    ids = [t["id"] for t in read_trials(workdir / "run")]
+    assert (ids if ordered else sorted(ids)) == list(range(12))
+
+
+def test_a_dying_worker_fails_its_trial_and_is_replaced(workdir: Path) -> None:
+    cfg = load_config([*TINY, "dataset.num_samples=2000", "evaluator.epochs=20"])
+    executor = ProcessExecutor(OmegaConf.to_container(cfg.raw), ["cpu"], threads=1)
+    space = cfg.space.create()
+    arch = space.sample(random.Random(0))
+    task = Task(0, arch, space.hash(arch), None, seed=0)
+    try:
+        future = executor.submit(0, task)
+        deadline = time.monotonic() + 60
+        while not executor.pools[0]._processes and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(3)  # let the worker start the trial
+        os.kill(next(iter(executor.pools[0]._processes)), signal.SIGKILL)
+        trial = future.result(timeout=60)
+        assert trial["status"] == "failed" and "died" in trial["error"]
+        quick = Task(1, arch, task.hash, budget=1, seed=0)
+        assert executor.submit(0, quick).result(timeout=120)["status"] == "ok"
+    finally:
+        executor.close()
+
+
+def test_joblib_sweep_runs_jobs_in_parallel(nas, workdir: Path, table: Path) -> None:
+    code, _, err = nas("search", "-m", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", *TABULAR,
+                       f"evaluator.table={table}", "sweep_dir=sweep")
+    assert code == 0, err
+    runs = sorted(p for p in (workdir / "sweep").iterdir() if p.is_dir())
+    assert len(runs) == 2
+    for run in runs:
+        assert json.loads((run / "summary.json").read_text())["status"] == "completed"
+        assert len(read_trials(run)) == 12
+
+
+@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
+                    reason="hydra-submitit-launcher is not installed")
+def test_slurm_launcher_config_composes() -> None:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.gpus_per_node == 1
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="Ray is not installed (pip install 'nascli[ray]')")
+def test_ray_executor_runs_trials_on_a_local_ray_instance(nas, workdir: Path, table: Path) -> None:
+    code, _, err = nas("search", *TABULAR, f"evaluator.table={table}", "hardware=ray", "hardware.workers=2",
+                       "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert [t["id"] for t in trials] == list(range(12)) and all(t["status"] == "ok" for t in trials)
