@@ -167,7 +167,8 @@ def _typed(schema: type, values: Any, where: str) -> Any:
         raise UserError(f"invalid {where.rstrip('.') or 'setting'}: {_first_line(exc)}") from None
 
 
-def _component(group: str, node: Any) -> Component:
+def component(group: str, node: Any) -> Component:
+    """The validated Component of a group's config node (its `_target_`, `name` and settings)."""
     if not isinstance(node, DictConfig) or "_target_" not in node or "name" not in node:
         raise UserError(f"config group '{group}' needs '_target_' and 'name'; see `nas list`")
     try:
@@ -187,7 +188,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         raise UserError(f"cannot resolve config: {_first_line(exc)}") from None
     top = {k: v for k, v in container.items() if k not in COMPONENT_GROUPS}
     typed = _typed(_Schema, top, "")
-    components = {group: _component(group, cfg[group]) for group in COMPONENT_GROUPS}
+    components = {group: component(group, cfg[group]) for group in COMPONENT_GROUPS}
     return RunConfig(
         **components,
         hardware=typed.hardware,

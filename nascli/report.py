@@ -68,12 +68,13 @@ def _distinguishing(groups: list[dict[str, Any]]) -> list[str]:
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Group runs that differ only in seed; numeric columns get _mean (and _std for accuracies)."""
+    """Group runs that differ only in seed; numeric columns get _mean (and _std for accuracies); `_key` names the group."""
     rows = []
     for _, group in runs.groupby("_key", sort=False):
         first = group.iloc[0]
         row: dict[str, Any] = {c: first[c] for c in ("dataset", "space", "strategy")}
         row["_settings"] = first["_settings"]
+        row["_key"] = first["_key"]
         row["runs"] = len(group)
         row["seeds"] = ",".join(str(s) for s in sorted(group["seed"].dropna().astype(int)))
         for metric in METRICS:
@@ -94,7 +95,7 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
 
 def report(paths: list[Path]) -> pd.DataFrame:
     """The summary table of every run at or below `paths`."""
-    return summarize(collect_runs(paths))
+    return summarize(collect_runs(paths)).drop(columns="_key")
 
 
 def _count(value: float) -> str:

@@ -60,6 +60,12 @@ class SearchSpace(ABC):
         """A stable identifier: equal architectures hash equal."""
         return arch_hash(arch)
 
+    def draw(self, arch: Arch, ax: Any) -> None:
+        """Draw `arch` on a matplotlib Axes (spaces with a structure override this; here: its JSON)."""
+        ax.text(0.5, 0.5, json.dumps(arch, indent=1), ha="center", va="center", family="monospace", fontsize=7,
+                wrap=True)
+        ax.axis("off")
+
     def key(self, arch: Arch) -> str:
         """The architecture as tables of results name it (canonical JSON unless the space has a format)."""
         return json.dumps(arch, sort_keys=True, separators=(",", ":"))

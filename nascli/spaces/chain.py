@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 from torch import Tensor, nn
 
@@ -12,6 +13,8 @@ from nascli.spaces.base import Arch, SearchSpace, arch_hash
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
 OPS = (*CONV_KERNELS, "sepconv3x3", "maxpool3x3", "avgpool3x3", "identity")
+DRAW_COLOURS = {"conv3x3": "#9ecae1", "conv5x5": "#6baed6", "conv1x1": "#c6dbef", "sepconv3x3": "#a1d99b",
+                "maxpool3x3": "#fdae6b", "avgpool3x3": "#fdd0a2", "identity": "#f0f0f0"}
 
 
 @dataclass
@@ -178,3 +181,24 @@ class ChainSpace(SearchSpace):
             c_in, size = b["width"], (size + stride - 1) // stride
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
         return nn.Sequential(*layers)
+
+    def draw(self, arch: Arch, ax: Any) -> None:
+        """A block diagram, left to right: the stem, each block (op, width, /2 when it downsamples), the head."""
+        from matplotlib.patches import FancyBboxPatch
+
+        boxes = [("stem\nconv3x3\n" + str(self.settings.stem_width), "#d9d9d9")]
+        for block in arch["blocks"]:
+            label = f"{block['op']}\n{block['width']}" + ("\n/2" if block["down"] else "")
+            boxes.append((label, DRAW_COLOURS[block["op"]]))
+        boxes.append(("pool\nlinear", "#d9d9d9"))
+        step = 1.5
+        for i, (label, colour) in enumerate(boxes):
+            ax.add_patch(FancyBboxPatch((i * step, 0), 1.1, 1.0, boxstyle="round,pad=0.04", fc=colour, ec="#333333"))
+            ax.text(i * step + 0.55, 0.5, label, ha="center", va="center", fontsize=8)
+            if i:
+                ax.annotate("", xy=(i * step - 0.04, 0.5), xytext=(i * step - step + 1.14, 0.5),
+                            arrowprops={"arrowstyle": "->", "color": "#333333"})
+        ax.set_xlim(-0.2, len(boxes) * step - 0.2)
+        ax.set_ylim(-0.2, 1.2)
+        ax.set_aspect("equal")
+        ax.axis("off")

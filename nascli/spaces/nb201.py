@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -14,6 +15,10 @@ from nascli.spaces.base import Arch, SearchSpace
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edge k joins node EDGES[k][0] to node EDGES[k][1], in the order of the official cell string.
 EDGES = ((0, 1), (0, 2), (1, 2), (0, 3), (1, 3), (2, 3))
+DRAW_LABELS = {"none": "", "skip_connect": "skip", "nor_conv_1x1": "conv1x1", "nor_conv_3x3": "conv3x3",
+               "avg_pool_3x3": "avgpool"}
+DRAW_COLOURS = {"none": "#bbbbbb", "skip_connect": "#636363", "nor_conv_1x1": "#6baed6", "nor_conv_3x3": "#08519c",
+                "avg_pool_3x3": "#e6550d"}
 
 
 def cell_string(ops: list[str]) -> str:
@@ -158,3 +163,26 @@ class NB201Space(SearchSpace):
             layers += [Cell(ops, c) for _ in range(self.s.cells_per_stage)]
         layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
         return nn.Sequential(*layers)
+
+    def draw(self, arch: Arch, ax: Any) -> None:
+        """The cell as a DAG: nodes 0-3 left to right, one labelled edge per op ('none' edges dotted, unlabelled)."""
+        from matplotlib.patches import Circle
+
+        ops = parse_cell(arch["cell"])
+        for node in range(4):
+            ax.add_patch(Circle((2 * node, 0), 0.3, fc="#d9d9d9", ec="#333333", zorder=3))
+            ax.text(2 * node, 0, str(node), ha="center", va="center", fontsize=9, zorder=4)
+        for (source, target), op in zip(EDGES, ops):
+            bend = 0.35 if target - source > 1 else 0.0
+            bend = -bend if source == 1 else bend  # 1->3 arcs below, 0->2 and 0->3 above
+            style = {"arrowstyle": "->", "color": DRAW_COLOURS[op], "linestyle": ":" if op == "none" else "-",
+                     "lw": 1.8, "shrinkA": 11, "shrinkB": 11, "connectionstyle": f"arc3,rad={-bend}"}
+            ax.annotate("", xy=(2 * target, 0), xytext=(2 * source, 0), arrowprops=style)
+            if op != "none":
+                height = bend * (target - source)
+                ax.text(source + target, height + (0.12 if height >= 0 else -0.12), DRAW_LABELS[op], ha="center",
+                        va="bottom" if height >= 0 else "top", fontsize=7, color=DRAW_COLOURS[op])
+        ax.set_xlim(-0.5, 6.5)
+        ax.set_ylim(-1.3, 1.4)
+        ax.set_aspect("equal")
+        ax.axis("off")

@@ -1,0 +1,138 @@
+"""The report's figures, drawn headless with matplotlib: best-so-far curves, Pareto fronts, architectures."""
+
+from __future__ import annotations
+
+import io
+from typing import Any, Optional
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display: reports are written by servers and CI too
+
+import numpy as np  # noqa: E402
+from matplotlib import pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
+
+Trials = list[dict[str, Any]]
+COSTS = (("params", "parameters"), ("flops", "FLOPs per sample"), ("latency_ms", "latency (ms)"))
+
+
+def png(figure: Figure) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def best_so_far(trials: Trials, objective: str) -> list[float]:
+    """After each trial, the best objective so far (NaN until a trial succeeds)."""
+    best, curve = -np.inf, []
+    for trial in trials:
+        value = trial["metrics"].get(objective) if trial["status"] == "ok" else None
+        if value is not None:
+            best = max(best, value)
+        curve.append(best if np.isfinite(best) else np.nan)
+    return curve
+
+
+def _band(ax: Any, x: np.ndarray, curves: np.ndarray, label: str, colour: Any) -> None:
+    mean = np.nanmean(curves, axis=0)
+    ax.plot(x, mean, label=f"{label} (n={len(curves)})", color=colour)
+    if len(curves) > 1:
+        std = np.nanstd(curves, axis=0)
+        ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+
+
+def curves_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
+    """Best-so-far objective against trials and against search time: mean ± std over each group's runs."""
+    figure, (by_trial, by_time) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.get_cmap("tab10")
+    timed_any = False
+    for i, (label, runs) in enumerate(groups.items()):
+        colour = colours(i % 10)
+        length = max(len(trials) for trials in runs)
+        curves = np.array([_pad(best_so_far(trials, objective), length) for trials in runs])
+        _band(by_trial, np.arange(1, length + 1), curves, label, colour)
+        timed = [trials for trials in runs if trials and all("elapsed" in t for t in trials)]
+        if timed:
+            timed_any = True
+            end = max(trials[-1]["elapsed"] for trials in timed)
+            grid = np.linspace(0, end, 200)
+            steps = np.array([_at_times([t["elapsed"] for t in trials], best_so_far(trials, objective), grid)
+                              for trials in timed])
+            _band(by_time, grid, steps, label, colour)
+    by_trial.set(xlabel="trials", ylabel=f"best {objective} so far", title="best so far, by trials")
+    by_time.set(xlabel="search time (s)", ylabel=f"best {objective} so far", title="best so far, by time")
+    if not timed_any:
+        _note(by_time, "these runs recorded no trial times")
+    for ax in (by_trial, by_time):
+        ax.grid(alpha=0.3)
+    by_trial.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def _pad(curve: list[float], length: int) -> list[float]:
+    """A run that stopped early keeps its last best."""
+    return curve + [curve[-1] if curve else np.nan] * (length - len(curve))
+
+
+def _at_times(times: list[float], values: list[float], grid: np.ndarray) -> np.ndarray:
+    """The step function `values` (changing at `times`) sampled on `grid`; NaN before the first trial."""
+    index = np.searchsorted(np.asarray(times), grid, side="right") - 1
+    out = np.asarray(values, dtype=float)[np.clip(index, 0, None)]
+    out[index < 0] = np.nan
+    return out
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both lower cost (first) and higher accuracy (second), by cost."""
+    front: list[tuple[float, float]] = []
+    for cost, accuracy in sorted(points, key=lambda p: (p[0], -p[1])):
+        if not front or accuracy > front[-1][1]:
+            front.append((cost, accuracy))
+    return front
+
+
+def pareto_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
+    """The objective against params, FLOPs and latency of every successful trial; the front is drawn over them."""
+    figure, axes = plt.subplots(1, len(COSTS), figsize=(13, 4))
+    colours = plt.get_cmap("tab10")
+    for ax, (cost, name) in zip(axes, COSTS):
+        every: list[tuple[float, float]] = []
+        for i, (label, runs) in enumerate(groups.items()):
+            points = [(t["metrics"][cost], t["metrics"][objective]) for trials in runs for t in trials
+                      if t["status"] == "ok" and t["metrics"].get(cost) is not None]
+            if points:
+                x, y = zip(*points)
+                ax.scatter(x, y, s=14, alpha=0.6, color=colours(i % 10), label=label)
+                every += points
+        if every:
+            front = pareto_front(every)
+            ax.step(*zip(*front), where="post", color="black", linewidth=1.2)
+            ax.scatter(*zip(*front), s=40, facecolors="none", edgecolors="black", label="Pareto front")
+            ax.set_xscale("log")
+        else:
+            _note(ax, f"no trial recorded {cost}\n(e.g. a table without cost columns)")
+        ax.set(xlabel=name, ylabel=objective, title=f"{objective} vs {name}")
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    return figure
+
+
+def architecture_figure(space: SearchSpace, arch: Arch, title: str, subtitle: Optional[str] = None) -> Figure:
+    """A drawing of one architecture in its space's own terms."""
+    figure, ax = plt.subplots(figsize=(7, 2.2))
+    space.draw(arch, ax)
+    ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    return figure
+
+
+def _note(ax: Any, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="#666666")

@@ -1,0 +1,142 @@
+"""The visual report: figures of many runs as PNG files and one self-contained HTML page."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+from omegaconf import OmegaConf
+
+from nascli import figures
+from nascli.config import component
+from nascli.report import collect_runs, display_table, summarize
+from nascli.store import load_run, read_trials
+
+# Marks figures that failed to load and counts the shown ones (body data-figures / data-figures-shown).
+CHECK_FIGURES = """
+window.addEventListener("load", () => {
+  const images = [...document.querySelectorAll("figure img")];
+  const broken = images.filter((img) => !(img.complete && img.naturalWidth > 0));
+  broken.forEach((img) => img.closest("figure").classList.add("broken"));
+  document.body.dataset.figures = images.length;
+  document.body.dataset.figuresShown = images.length - broken.length;
+});
+"""
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; padding: 0 1rem; }
+h1 { margin-bottom: 0.2rem; } .meta { color: #666; margin-top: 0; }
+table { border-collapse: collapse; font-size: 0.9rem; margin: 1rem 0; }
+th, td { border-bottom: 1px solid #ddd; padding: 0.3rem 0.7rem; text-align: right; }
+th { background: #f3f3f3; } td:nth-child(-n+4) { text-align: left; }
+figure { margin: 1rem 0; } figure img { max-width: 100%; }
+figcaption { color: #555; font-size: 0.85rem; }
+.gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 0.5rem; }
+.broken::after { content: "this figure failed to load"; color: #b00; }
+"""
+
+
+@dataclass
+class Figures:
+    """The report's figures as PNG bytes, by file name, with a caption each."""
+
+    images: dict[str, bytes]
+    captions: dict[str, str]
+    sections: dict[str, list[str]]  # section title -> file names
+
+
+def _group_label(row: pd.Series, show: list[str]) -> str:
+    return " ".join(str(row[c]) for c in show if row[c]) or str(row["strategy"])
+
+
+def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
+    """The runs table and every figure of the runs at or below `paths`."""
+    runs = collect_runs(paths)
+    table = summarize(runs)
+    show = [c for c in ("dataset", "space", "strategy", "settings") if table[c].astype(str).nunique() > 1]
+    labels = {row["_key"]: _group_label(row, show or ["strategy"]) for _, row in table.iterrows()}
+    by_objective: dict[str, dict[str, list[Any]]] = {}
+    images: dict[str, bytes] = {}
+    captions: dict[str, str] = {}
+    drawings = []
+    for _, row in runs.iterrows():
+        run = load_run(Path(row["run"]))
+        trials = read_trials(run.path / "trials.jsonl")
+        objective = run.summary.get("objective", "val_acc")
+        if trials:
+            by_objective.setdefault(objective, {}).setdefault(labels[row["_key"]], []).append(trials)
+        if run.best is not None:
+            space = component("space", OmegaConf.create(run.config["space"])).create()
+            name = "arch-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(run.path).strip("/"))[-120:] + ".png"
+            score = run.best.get("metrics", {}).get(objective)
+            subtitle = f"best {objective} {score:.2f}" if score is not None else "retrained architecture"
+            images[name] = figures.png(figures.architecture_figure(space, run.best["arch"], str(run.path), subtitle))
+            captions[name] = f"{run.path}: best architecture ({run.config['space']['name']} space)"
+            drawings.append(name)
+    curves, fronts = [], []
+    for objective, groups in by_objective.items():
+        suffix = "" if len(by_objective) == 1 else f"-{objective}"
+        images[f"curves{suffix}.png"] = figures.png(figures.curves_figure(groups, objective))
+        captions[f"curves{suffix}.png"] = f"Best {objective} so far against trials and search time: mean ± std over seeds."
+        images[f"pareto{suffix}.png"] = figures.png(figures.pareto_figure(groups, objective))
+        captions[f"pareto{suffix}.png"] = (f"{objective} against cost for every successful trial; "
+                                           "the Pareto front (no trial is cheaper and better) in black.")
+        curves.append(f"curves{suffix}.png")
+        fronts.append(f"pareto{suffix}.png")
+    sections = {"Best so far": curves, "Accuracy and cost": fronts, "Best architectures": drawings}
+    return table, Figures(images, captions, sections)
+
+
+def write_plots(result: Figures, folder: Path) -> list[Path]:
+    """Write every figure as a PNG file into `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, data in result.images.items():
+        (folder / name).write_bytes(data)
+        written.append(folder / name)
+    return written
+
+
+def render_html(table: pd.DataFrame, result: Figures, paths: list[Path]) -> str:
+    """One HTML page with the runs table and every figure embedded: it opens offline, without a server."""
+    shown = display_table(table)
+    parts = [
+        "<!doctype html>", '<html lang="en">', "<head>", '<meta charset="utf-8">', "<title>nascli report</title>",
+        f"<style>{STYLE}</style>", "</head>", "<body>", "<h1>nascli report</h1>",
+        f'<p class="meta">{int(table["runs"].sum())} runs under {html.escape(", ".join(map(str, paths)))}, '
+        f"{datetime.now():%Y-%m-%d %H:%M}</p>",
+        "<h2>Runs</h2>", "<p>One row per setting; accuracies are mean ± std over seeds.</p>",
+        shown.to_html(index=False, border=0, classes="runs", na_rep="-"),
+    ]
+    for title, names in result.sections.items():
+        if not names:
+            continue
+        parts.append(f"<h2>{html.escape(title)}</h2>")
+        parts.append('<div class="gallery">' if title == "Best architectures" else "<div>")
+        for name in names:
+            data = base64.b64encode(result.images[name]).decode()
+            caption = html.escape(result.captions[name])
+            parts.append(f'<figure><img alt="{caption}" src="data:image/png;base64,{data}">'
+                         f"<figcaption>{caption}</figcaption></figure>")
+        parts.append("</div>")
+    parts += [f"<script>{CHECK_FIGURES}</script>", "</body>", "</html>"]
+    return "\n".join(parts) + "\n"
+
+
+def html_report(paths: list[Path], out: Optional[Path], plots: Optional[Path]) -> list[Path]:
+    """Write the HTML page to `out` and/or the PNG figures into `plots`; the files written."""
+    table, result = build_figures(paths)
+    written = []
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(table, result, paths))
+        written.append(out)
+    if plots is not None:
+        written += write_plots(result, plots)
+    return written

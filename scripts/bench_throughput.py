@@ -1,0 +1,208 @@
+"""Measure the runner's cost per trial against a bare PyTorch loop, and on a GPU its trials per hour.
+
+Usage: python scripts/bench_throughput.py [--trials 10] [--epochs 5] [--repeats 2]
+           [--gpu-trials 40] [--trials-per-gpu 4] [--gpu-dataset fashion_mnist] [--out DIR]
+
+(a) CPU: `nas search` (random strategy, retraining off, augmentation off) is timed in-process against a
+    bare loop that trains the same architectures on the same data with the same optimiser, schedule and
+    epochs and scores them on the validation split. Per repeat (seed), an untimed search finds the
+    architectures and warms the kernel caches, then runner and bare loop run twice each, in ABBA order.
+    The ratio runner / bare is the runner's overhead.
+(b) GPU, when CUDA is available: `nas search hardware=gpu` with 1-epoch trials (data on the device, bf16,
+    channels_last, several trials per GPU) against a naive loop over the same architectures (a CPU
+    DataLoader, fp32, one trial at a time): trials per hour and mean GPU utilisation (nvidia-smi) of each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from nascli.config import RunConfig, load_config
+from nascli.runner import search
+from nascli.store import read_trials
+
+
+def run_search(overrides: list[str], run_dir: Path) -> tuple[float, list[dict[str, Any]]]:
+    """Seconds of `nas search` with these overrides (in-process, after imports) and the architectures it tried."""
+    cfg = load_config(overrides)
+    start = time.perf_counter()
+    search(cfg, run_dir, overrides)
+    seconds = time.perf_counter() - start
+    return seconds, [trial["arch"] for trial in read_trials(run_dir / "trials.jsonl")]
+
+
+def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device: torch.device) -> torch.nn.Module:
+    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32."""
+    settings = cfg.evaluator.settings
+    data_shape, classes = batches.input_shape, batches.num_classes
+    torch.manual_seed(0)
+    model = cfg.space.create().build(arch, data_shape, classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True,
+                                weight_decay=settings.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
+                                                   total_steps=settings.epochs * steps_per_epoch, pct_start=0.2)
+    model.train()
+    for _ in range(settings.epochs):
+        for x, y in batches:
+            loss = F.cross_entropy(model(x.to(device)), y.to(device), label_smoothing=settings.label_smoothing)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return model
+
+
+@torch.no_grad()
+def _val_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+    model.eval()
+    return (model(x.to(device)).argmax(1).cpu() == y).float().mean().item()
+
+
+class TensorBatches:
+    """Shuffled mini-batches of in-memory tensors, as a bare loop would slice them."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, num_classes: int) -> None:
+        self.x, self.y, self.batch_size, self.num_classes = x, y, batch_size, num_classes
+        self.input_shape = tuple(x.shape[1:])
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(len(self.x))
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
+            yield self.x[idx], self.y[idx]
+
+
+class LoaderBatches(torch.utils.data.DataLoader):
+    """A CPU DataLoader, the usual first loop on a GPU."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, num_classes: int) -> None:
+        super().__init__(torch.utils.data.TensorDataset(x, y), batch_size=batch_size, shuffle=True)
+        self.num_classes, self.input_shape = num_classes, tuple(x.shape[1:])
+
+
+def bare_loop(overrides: list[str], archs: list[dict], batches_class: type, device: torch.device) -> float:
+    """Seconds to load the data, then train and score every architecture one after another."""
+    cfg = load_config(overrides)
+    start = time.perf_counter()
+    data = cfg.dataset.create().load()
+    batches = batches_class(data.train_x, data.train_y, cfg.evaluator.settings.batch_size, data.num_classes)
+    for arch in archs:
+        model = _fit(cfg, arch, batches, len(batches), device)
+        _val_accuracy(model, data.val_x, data.val_y, device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
+class GpuUtilisation:
+    """Samples GPU 0's utilisation with nvidia-smi every 200 ms while in the `with` block."""
+
+    def __enter__(self) -> GpuUtilisation:
+        self.samples: list[float] = []
+        self.process: Optional[subprocess.Popen] = None
+        if shutil.which("nvidia-smi"):
+            self.process = subprocess.Popen(
+                ["nvidia-smi", "-i", "0", "--query-gpu=utilization.gpu", "--format=csv,noheader,nounits", "-lms", "200"],
+                stdout=subprocess.PIPE, text=True,
+            )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            out, _ = self.process.communicate()
+            self.samples = [float(line) for line in out.split() if line.strip().replace(".", "").isdigit()]
+
+    @property
+    def mean(self) -> Optional[float]:
+        return statistics.mean(self.samples) if self.samples else None
+
+
+def cpu_overhead(args: argparse.Namespace, out: Path) -> None:
+    threads = os.cpu_count() or 1
+    overrides = [f"dataset={args.dataset}", "hardware=cpu", f"hardware.threads={threads}", "strategy=random",
+                 f"search.max_trials={args.trials}", f"evaluator.epochs={args.epochs}", "evaluator.augment=false",
+                 "retrain.enabled=false"]
+    runner_s, bare_s = [], []
+    for repeat in range(args.repeats):
+        seed = [*overrides, f"seed={repeat}"]
+        _, archs = run_search(seed, out / f"cpu-{repeat}-warm-up")  # finds the architectures; warms kernel caches
+        for order in (("runner", "bare"), ("bare", "runner")):  # ABBA, so that drift hits both alike
+            for loop in order:
+                if loop == "runner":
+                    runner_s.append(run_search(seed, out / f"cpu-{repeat}-{len(runner_s)}")[0])
+                else:
+                    bare_s.append(bare_loop(overrides, archs, TensorBatches, torch.device("cpu")))
+    ratio = sum(runner_s) / sum(bare_s)
+    print(f"\n(a) CPU, {threads} threads: {len(runner_s)} x {args.trials} trials of {args.epochs} epochs on "
+          f"{args.dataset} (seeds 0-{args.repeats - 1})\n")
+    print("| loop | seconds per trial | ratio |")
+    print("|---|---|---|")
+    total = len(runner_s) * args.trials
+    print(f"| bare PyTorch loop | {sum(bare_s) / total:.3f} | 1.00 |")
+    print(f"| nas search (runner) | {sum(runner_s) / total:.3f} | {ratio:.3f} |")
+    print(f"\nrunner overhead: {100 * (ratio - 1):+.1f}%")
+
+
+def gpu_throughput(args: argparse.Namespace, out: Path) -> None:
+    if not torch.cuda.is_available():
+        print("\n(b) GPU: skipped, no CUDA GPU is visible")
+        return
+    overrides = [f"dataset={args.gpu_dataset}", "hardware=gpu", "hardware.gpus=[0]",
+                 f"hardware.trials_per_gpu={args.trials_per_gpu}", "strategy=random",
+                 f"search.max_trials={args.gpu_trials}", "evaluator.epochs=1", "retrain.enabled=false"]
+    with GpuUtilisation() as nascli_util:
+        nascli_s, archs = run_search(overrides, out / "gpu")
+    naive_overrides = [*overrides, "hardware.amp=off", "hardware.channels_last=off"]
+    with GpuUtilisation() as naive_util:
+        naive_s = bare_loop(naive_overrides, archs, LoaderBatches, torch.device("cuda:0"))
+    per_hour = {"naive": 3600 * len(archs) / naive_s, "nascli": 3600 * len(archs) / nascli_s}
+
+    def util(sampler: GpuUtilisation) -> str:
+        return f"{sampler.mean:.0f}%" if sampler.mean is not None else "n/a"
+
+    print(f"\n(b) GPU {torch.cuda.get_device_name(0)}: {len(archs)} trials of 1 epoch on {args.gpu_dataset}\n")
+    print("| loop | trials per hour | GPU utilisation | ratio |")
+    print("|---|---|---|---|")
+    print(f"| naive (CPU DataLoader, fp32, one trial at a time) | {per_hour['naive']:.0f} | {util(naive_util)} | 1.0 |")
+    print(f"| nas search, {args.trials_per_gpu} trials per GPU | {per_hour['nascli']:.0f} | {util(nascli_util)} "
+          f"| {per_hour['nascli'] / per_hour['naive']:.1f} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="digits")
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--gpu-dataset", default="fashion_mnist")
+    parser.add_argument("--gpu-trials", type=int, default=40)
+    parser.add_argument("--trials-per-gpu", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
+    args = parser.parse_args()
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-throughput-"))
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)  # the first optimiser imports torch._dynamo (~3 s)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+          f"runs in {out}")
+    cpu_overhead(args, out)
+    gpu_throughput(args, out)
+
+
+if __name__ == "__main__":
+    main()
