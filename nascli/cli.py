@@ -24,7 +24,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
 
 
@@ -108,8 +108,12 @@ def report(
     paths: list[Path] = typer.Argument(..., help="Run directories, sweep directories or any parent folder."),
     csv: Optional[Path] = typer.Option(None, "--csv", help="Also write the table (numeric columns) as CSV."),
     md: Optional[Path] = typer.Option(None, "--md", help="Also write the table as Markdown."),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Also write a self-contained HTML page: the table, curves, Pareto fronts, architectures."
+    ),
+    plots: Optional[Path] = typer.Option(None, "--plots", help="Also write the HTML page's figures as PNG files here."),
 ) -> None:
-    """Compare runs: one row per setting, with mean ± std over seeds."""
+    """Compare runs: one row per setting, with mean ± std over seeds; --html and --plots draw them."""
     from nascli.report import display_table, report as build_report
 
     table = build_report(paths)
@@ -129,6 +133,39 @@ def report(
     if md:
         md.write_text(shown.to_markdown(index=False) + "\n")
         console.print(f"wrote {md}")
+    if html or plots:
+        from nascli.html_report import html_report
+
+        figures = html_report(paths, html, plots)
+        if html:
+            console.print(f"wrote {html}")
+        if plots:
+            console.print(f"wrote {len(figures)} figures to {plots}")
+
+
+@app.command()
+def show(
+    run_dir: Path = typer.Argument(..., help="A run directory."),
+    top: int = typer.Option(10, "--top", help="How many of the best trials to list."),
+) -> None:
+    """Show one run in detail: outcome, config, best architecture, top trials, retraining, files."""
+    from nascli.show import show as show_run
+
+    show_run(run_dir, console, top)
+
+
+@app.command()
+def export(
+    run_dir: Path = typer.Argument(..., help="A run directory with a retrained model (retrain/model.pt)."),
+    format: str = typer.Option("torchscript", "--format", help="torchscript or onnx (pip install 'nascli[onnx]')."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The file to write (default: RUN_DIR/export/model.ts|onnx)."),
+) -> None:
+    """Export the retrained model, checking that the file reproduces the checkpoint's outputs."""
+    from nascli.export import SAMPLE_BATCH, export as export_model
+
+    path, difference = export_model(run_dir, format, out)
+    console.print(f"wrote {path} ({format}); on a batch of {SAMPLE_BATCH} its outputs match the checkpoint's "
+                  f"within {difference:.1e}")
 
 
 @app.command("list")

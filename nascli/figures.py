@@ -12,6 +12,7 @@ matplotlib.use("Agg")  # no display: reports are written by servers and CI too
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
@@ -39,11 +40,19 @@ def best_so_far(trials: Trials, objective: str) -> list[float]:
 
 
 def _band(ax: Any, x: np.ndarray, curves: np.ndarray, label: str, colour: Any) -> None:
-    mean = np.nanmean(curves, axis=0)
+    """Mean ± std over runs, drawn where every run has a value (a mean over fewer runs would jump)."""
+    mean, std = curves.mean(axis=0), curves.std(axis=0)
     ax.plot(x, mean, label=f"{label} (n={len(curves)})", color=colour)
     if len(curves) > 1:
-        std = np.nanstd(curves, axis=0)
         ax.fill_between(x, mean - std, mean + std, color=colour, alpha=0.2, linewidth=0)
+
+
+def _legend_below(figure: Figure, ax: Any) -> None:
+    """One legend under the panels, so that long setting names cover no data."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        figure.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(2, len(handles)),
+                      fontsize=8, frameon=False)
 
 
 def curves_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
@@ -70,8 +79,8 @@ def curves_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
         _note(by_time, "these runs recorded no trial times")
     for ax in (by_trial, by_time):
         ax.grid(alpha=0.3)
-    by_trial.legend(fontsize=8, loc="lower right")
     figure.tight_layout()
+    _legend_below(figure, by_trial)
     return figure
 
 
@@ -115,14 +124,13 @@ def pareto_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
             ax.step(*zip(*front), where="post", color="black", linewidth=1.2)
             ax.scatter(*zip(*front), s=40, facecolors="none", edgecolors="black", label="Pareto front")
             ax.set_xscale("log")
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             _note(ax, f"no trial recorded {cost}\n(e.g. a table without cost columns)")
         ax.set(xlabel=name, ylabel=objective, title=f"{objective} vs {name}")
         ax.grid(alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
-    if handles:
-        axes[0].legend(fontsize=8, loc="lower right")
     figure.tight_layout()
+    _legend_below(figure, max(axes, key=lambda ax: len(ax.get_legend_handles_labels()[0])))
     return figure
 
 

@@ -93,14 +93,11 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     return table, Figures(images, captions, sections)
 
 
-def write_plots(result: Figures, folder: Path) -> list[Path]:
+def write_plots(result: Figures, folder: Path) -> None:
     """Write every figure as a PNG file into `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
     for name, data in result.images.items():
         (folder / name).write_bytes(data)
-        written.append(folder / name)
-    return written
 
 
 def render_html(table: pd.DataFrame, result: Figures, paths: list[Path]) -> str:
@@ -129,14 +126,12 @@ def render_html(table: pd.DataFrame, result: Figures, paths: list[Path]) -> str:
     return "\n".join(parts) + "\n"
 
 
-def html_report(paths: list[Path], out: Optional[Path], plots: Optional[Path]) -> list[Path]:
-    """Write the HTML page to `out` and/or the PNG figures into `plots`; the files written."""
+def html_report(paths: list[Path], out: Optional[Path], plots: Optional[Path]) -> list[str]:
+    """Write the HTML page to `out` and/or the PNG figures into `plots`; the figures' names."""
     table, result = build_figures(paths)
-    written = []
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render_html(table, result, paths))
-        written.append(out)
     if plots is not None:
-        written += write_plots(result, plots)
-    return written
+        write_plots(result, plots)
+    return list(result.images)

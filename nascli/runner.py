@@ -28,7 +28,7 @@ from nascli.scheduler import Scheduler, derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.store import RunStore, ensure_free, load_run, read_json
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 
 
 def _progress() -> Progress:
@@ -256,7 +256,8 @@ def retrain(cfg: RunConfig, arch: Arch, source: Path, run_dir: Path, overrides: 
 
 
 def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
-    parts = []
+    """A short summary of the finished work and the paths that matter."""
+    parts = [f"{summary['n_trials']} trials ({summary['n_failed']} failed)"] if summary["kind"] == "search" else []
     if summary.get("best"):
         objective = summary["objective"]
         parts.append(f"best {objective} {summary['best'][objective]:.2f} (trial {summary['best']['id']})")
@@ -264,5 +265,13 @@ def _print_result(run_dir: Path, summary: dict[str, Any]) -> None:
         parts.append(f"test_acc {summary['test_acc']:.2f}")
     if summary.get("error"):
         parts.append(f"[red]{summary['error']}[/red]")
-    console.print(f"{summary['kind']} {summary['status']}: {', '.join(parts)}")
+    console.print(f"{summary['kind']} {summary['status']} in {summary['wall_seconds']:.0f} s: {', '.join(parts)}")
     console.print(f"results in {run_dir}")
+    for name, what in (("best.json", "best architecture"), ("retrain/model.pt", "retrained model")):
+        if (run_dir / name).exists():
+            console.print(f"  {what:<18} {run_dir / name}")
+    if summary["status"] == "interrupted":
+        console.print(f"continue with: nas search --resume {run_dir}")
+    elif (run_dir / "retrain" / "model.pt").exists():
+        console.print(f"next: nas show {run_dir}\n      nas export {run_dir} --format onnx\n"
+                      f"      nas report {run_dir} --html report.html")

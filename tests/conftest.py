@@ -77,3 +77,14 @@ def table(workdir: Path) -> Path:
     path = workdir / "table.csv"
     pd.DataFrame([{"arch": a, "val_acc": v, "test_acc": v + 1} for a, v in rows]).to_csv(path, index=False)
     return path
+
+
+@pytest.fixture
+def report_runs(nas, workdir: Path, table: Path) -> Path:
+    """A tabular sweep (two strategies x two seeds) and one run that trained chain networks."""
+    code, _, err = nas("search", "-m", "strategy=random,local", "seed=0,1", "space=nb201", "evaluator=tabular",
+                       f"evaluator.table={table}", "search.max_trials=20", "sweep_dir=runs/sweep")
+    assert code == 0, err
+    code, _, err = nas("search", *TINY, "run_dir=runs/trained")
+    assert code == 0, err
+    return workdir / "runs"

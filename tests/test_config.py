@@ -40,7 +40,11 @@ def test_conf_ships_in_a_non_editable_install(tmp_path: Path) -> None:
     )
     (wheel,) = tmp_path.glob("nascli-*.whl")
     zipfile.ZipFile(wheel).extractall(tmp_path / "site")
-    assert (tmp_path / "site" / "nascli" / "conf" / "config.yaml").exists()
+    site = tmp_path / "site"
+    assert (site / "nascli" / "conf" / "config.yaml").exists()
+    assert (site / "nascli" / "conf" / "hydra" / "launcher" / "slurm.yaml").exists()
+    packages = {p.parent.relative_to(root) for p in (root / "nascli").rglob("__init__.py")}
+    assert packages <= {p.parent.relative_to(site) for p in (site / "nascli").rglob("__init__.py")}
     code = (
         "from nascli.config import config_dir, load_config; "
         "print(config_dir()); print(load_config(['strategy=random']).strategy.name)"

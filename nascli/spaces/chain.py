@@ -186,7 +186,7 @@ class ChainSpace(SearchSpace):
         """A block diagram, left to right: the stem, each block (op, width, /2 when it downsamples), the head."""
         from matplotlib.patches import FancyBboxPatch
 
-        boxes = [("stem\nconv3x3\n" + str(self.settings.stem_width), "#d9d9d9")]
+        boxes = [("stem\nconv3x3\n" + str(self.s.stem_width), "#d9d9d9")]
         for block in arch["blocks"]:
             label = f"{block['op']}\n{block['width']}" + ("\n/2" if block["down"] else "")
             boxes.append((label, DRAW_COLOURS[block["op"]]))

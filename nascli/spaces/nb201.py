@@ -173,7 +173,7 @@ class NB201Space(SearchSpace):
             ax.add_patch(Circle((2 * node, 0), 0.3, fc="#d9d9d9", ec="#333333", zorder=3))
             ax.text(2 * node, 0, str(node), ha="center", va="center", fontsize=9, zorder=4)
         for (source, target), op in zip(EDGES, ops):
-            bend = 0.35 if target - source > 1 else 0.0
+            bend = (0.0, 0.0, 0.35, 0.6)[target - source]
             bend = -bend if source == 1 else bend  # 1->3 arcs below, 0->2 and 0->3 above
             style = {"arrowstyle": "->", "color": DRAW_COLOURS[op], "linestyle": ":" if op == "none" else "-",
                      "lw": 1.8, "shrinkA": 11, "shrinkB": 11, "connectionstyle": f"arc3,rad={-bend}"}
@@ -183,6 +183,6 @@ class NB201Space(SearchSpace):
                 ax.text(source + target, height + (0.12 if height >= 0 else -0.12), DRAW_LABELS[op], ha="center",
                         va="bottom" if height >= 0 else "top", fontsize=7, color=DRAW_COLOURS[op])
         ax.set_xlim(-0.5, 6.5)
-        ax.set_ylim(-1.3, 1.4)
+        ax.set_ylim(-1.3, 2.2)
         ax.set_aspect("equal")
         ax.axis("off")

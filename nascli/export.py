@@ -1,0 +1,84 @@
+"""The retrained model of a run: loaded back, and exported to TorchScript or ONNX with a check of its outputs."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+from nascli.config import component
+from nascli.errors import UserError
+from nascli.store import load_run
+
+FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
+SAMPLE_BATCH = 8
+
+
+def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The retrained network of a run directory in eval mode, and its checkpoint."""
+    path = run_dir / "retrain" / "model.pt"
+    if not path.exists():
+        raise UserError(f"{run_dir} has no retrained model ({path}); run `nas retrain {run_dir}` first")
+    try:
+        checkpoint = torch.load(path, weights_only=True)
+    except Exception as exc:
+        raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
+    space = component("space", OmegaConf.create(load_run(run_dir).config["space"])).create()
+    model = space.build(checkpoint["arch"], tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval(), checkpoint
+
+
+def _torchscript(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated upstream; users still ask for it
+        torch.jit.trace(model, sample).save(str(out))
+        return torch.jit.load(str(out))(sample)
+
+
+def _onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("--format onnx needs ONNX: pip install 'nascli[onnx]'") from None
+    batch = torch.export.Dim("batch")
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about torchvision ops our networks do not use
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            torch.onnx.export(model, (sample,), str(out), input_names=["input"], output_names=["logits"],
+                              dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False)
+    finally:
+        exporter_log.setLevel(level)
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
+
+
+def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e-4) -> tuple[Path, float]:
+    """Export the run's retrained model; check it reproduces the checkpoint's outputs on a sample batch.
+
+    Returns the file and the largest absolute difference of the outputs; a file that does not
+    reproduce them is removed and reported as an error.
+    """
+    if fmt not in FORMATS:
+        raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
+    model, checkpoint = load_model(run_dir)
+    out = out or run_dir / "export" / FORMATS[fmt]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sample = torch.randn(SAMPLE_BATCH, *checkpoint["input_shape"], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(sample)
+        got = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, out)
+    difference = (got.float() - expected).abs().max().item()
+    if not difference <= atol:
+        out.unlink(missing_ok=True)
+        raise UserError(f"the {fmt} export's outputs differ from the checkpoint's by {difference:.2e} (> {atol}); "
+                        "nothing was written")
+    return out, difference
