@@ -136,8 +136,10 @@ def pareto_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
 
 def architecture_figure(space: SearchSpace, arch: Arch, title: str, subtitle: Optional[str] = None) -> Figure:
     """A drawing of one architecture in its space's own terms."""
-    figure, ax = plt.subplots(figsize=(7, 2.2))
+    figure, ax = plt.subplots()
     space.draw(arch, ax)
+    (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+    figure.set_size_inches(min(12.0, max(5.0, 0.8 * (x1 - x0))), 0.8 * (y1 - y0) + 0.6)  # text keeps its size
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
     return figure
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,42 +52,47 @@ class Figures:
     sections: dict[str, list[str]]  # section title -> file names
 
 
-def _group_label(row: pd.Series, show: list[str]) -> str:
-    return " ".join(str(row[c]) for c in show if row[c]) or str(row["strategy"])
+def _file_part(text: str) -> str:
+    """`text` made safe for a file name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[-120:]
 
 
 def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     """The runs table and every figure of the runs at or below `paths`."""
     runs = collect_runs(paths)
     table = summarize(runs)
-    show = [c for c in ("dataset", "space", "strategy", "settings") if table[c].astype(str).nunique() > 1]
-    labels = {row["_key"]: _group_label(row, show or ["strategy"]) for _, row in table.iterrows()}
-    by_objective: dict[str, dict[str, list[Any]]] = {}
+    # Figures are drawn per dataset and space, where strategy and settings name a group.
+    labels = {row["_key"]: f"{row['strategy']} {row['settings']}".strip() for _, row in table.iterrows()}
+    families: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # (dataset, space, objective) -> label -> runs
     images: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     drawings = []
+    root = Path(os.path.commonpath(list(runs["run"])))
     for _, row in runs.iterrows():
         run = load_run(Path(row["run"]))
         trials = read_trials(run.path / "trials.jsonl")
         objective = run.summary.get("objective", "val_acc")
         if trials:
-            by_objective.setdefault(objective, {}).setdefault(labels[row["_key"]], []).append(trials)
+            family = (str(row["dataset"]), str(row["space"]), objective)
+            families.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
         if run.best is not None:
             space = component("space", OmegaConf.create(run.config["space"])).create()
-            name = "arch-" + re.sub(r"[^A-Za-z0-9._-]+", "_", str(run.path).strip("/"))[-120:] + ".png"
+            short = str(run.path.relative_to(root)) if run.path != root else run.path.name
+            name = f"arch-{_file_part(short)}.png"
             score = run.best.get("metrics", {}).get(objective)
             subtitle = f"best {objective} {score:.2f}" if score is not None else "retrained architecture"
-            images[name] = figures.png(figures.architecture_figure(space, run.best["arch"], str(run.path), subtitle))
+            images[name] = figures.png(figures.architecture_figure(space, run.best["arch"], short, subtitle))
             captions[name] = f"{run.path}: best architecture ({run.config['space']['name']} space)"
             drawings.append(name)
     curves, fronts = [], []
-    for objective, groups in by_objective.items():
-        suffix = "" if len(by_objective) == 1 else f"-{objective}"
+    for (dataset, space_name, objective), groups in families.items():
+        suffix = "" if len(families) == 1 else "-" + _file_part(f"{dataset}-{space_name}-{objective}")
+        where = f"{dataset}, {space_name} space: "
         images[f"curves{suffix}.png"] = figures.png(figures.curves_figure(groups, objective))
-        captions[f"curves{suffix}.png"] = f"Best {objective} so far against trials and search time: mean ± std over seeds."
+        captions[f"curves{suffix}.png"] = where + f"best {objective} so far against trials and search time, mean ± std over seeds."
         images[f"pareto{suffix}.png"] = figures.png(figures.pareto_figure(groups, objective))
-        captions[f"pareto{suffix}.png"] = (f"{objective} against cost for every successful trial; "
-                                           "the Pareto front (no trial is cheaper and better) in black.")
+        captions[f"pareto{suffix}.png"] = where + (f"{objective} against cost for every successful trial; "
+                                                   "the Pareto front (no trial is cheaper and better) in black.")
         curves.append(f"curves{suffix}.png")
         fronts.append(f"pareto{suffix}.png")
     sections = {"Best so far": curves, "Accuracy and cost": fronts, "Best architectures": drawings}

@@ -25,7 +25,7 @@ def test_report_opens_in_a_browser_without_errors_and_shows_every_figure(nas, wo
     assert loaded.returncode == 0, loaded.stderr
     body = re.search(r'<body data-figures="(\d+)" data-figures-shown="(\d+)"', loaded.stdout)
     assert body is not None, "the page's load handler did not run"
-    assert int(body.group(1)) == int(body.group(2)) == 7
+    assert int(body.group(1)) == int(body.group(2)) == 9
     assert "Uncaught" not in loaded.stderr and 'class="broken"' not in loaded.stdout
     shot = workdir / "report.png"
     assert _chromium("--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}", url).returncode == 0
