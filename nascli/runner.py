@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -99,10 +100,12 @@ def resume(run_dir: Path, overrides: list[str]) -> dict[str, Any]:
 
 
 def check_job(cfg: RunConfig) -> None:
-    """Checks that are cheap and would otherwise fail only after work started: the data and the GPUs."""
+    """Checks that are cheap and would otherwise fail only after work started: the data, the GPUs, Ray."""
     if cfg.trains:
         cfg.dataset.create().check()
     trial_devices(cfg.hardware)
+    if cfg.hardware.executor == "ray" and importlib.util.find_spec("ray") is None:
+        raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'")
 
 
 def _search(

@@ -102,3 +102,10 @@ def test_ray_executor_runs_trials_on_a_local_ray_instance(nas, workdir: Path, ta
     assert code == 0, err
     trials = read_trials(workdir / "run")
     assert [t["id"] for t in trials] == list(range(12)) and all(t["status"] == "ok" for t in trials)
+
+
+def test_hardware_ray_without_ray_installed_is_a_one_line_error(nas, monkeypatch: pytest.MonkeyPatch) -> None:
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
+    code, _, err = nas("search", *TINY, "hardware=ray")
+    assert code == 2 and "pip install 'nascli[ray]'" in err and len(err.strip().splitlines()) == 1

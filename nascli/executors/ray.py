@@ -24,10 +24,8 @@ class RayExecutor(Executor):
     """`hardware.workers` actors on CPUs, or `trials_per_gpu` actors per GPU of the cluster; a lost actor is replaced."""
 
     def __init__(self, config: dict[str, Any], settings: HardwareSettings) -> None:
-        try:
-            import ray
-        except ImportError:
-            raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'") from None
+        import ray
+
         self.ray = ray
         ray.init(address=settings.ray_address, ignore_reinit_error=True, log_to_driver=False)
         cluster_gpus = int(ray.cluster_resources().get("GPU", 0))
