@@ -273,7 +273,9 @@ def resume_config(stored: DictConfig, original: list[str], extra: list[str]) -> 
     fixed = groups - set(RESUMABLE)
     if fixed:
         raise UserError(f"a resumed search keeps its config; only search.* and hardware.* may change, not {sorted(fixed)[0]}")
-    fresh = compose_config(merge_overrides(original, extra)) if extra else None
+    if not extra:
+        return stored
+    fresh = compose_config(merge_overrides(original, extra))
     for group in groups:
         stored[group] = fresh[group]
     return stored

@@ -10,10 +10,10 @@ from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from nascli.config import RunConfig, validate
+from nascli.config import validate
 from nascli.errors import TrialFailed
 from nascli.evaluators.base import Evaluator
-from nascli.hardware import Hardware, resolve_hardware
+from nascli.hardware import resolve_hardware
 from nascli.spaces.base import Arch
 
 
@@ -28,17 +28,12 @@ class Task:
     seed: int
 
 
-def build_evaluator(cfg: RunConfig, hardware: Hardware) -> Evaluator:
-    """The configured evaluator on `hardware`, with the dataset loaded onto its device when it trains."""
-    space = cfg.space.create()
-    data = cfg.dataset.create().load().to(hardware.device) if cfg.evaluator.cls.needs_data else None
-    return cfg.evaluator.create(space=space, data=data, hardware=hardware)
-
-
 def build_worker_evaluator(config: dict[str, Any], device: Optional[str], threads: Optional[int]) -> Evaluator:
-    """Inside a worker: the evaluator of a run's resolved config on the worker's device."""
+    """Inside a worker: the evaluator of a run's resolved config, with its data on the worker's device."""
     cfg = validate(OmegaConf.create(config))
-    return build_evaluator(cfg, resolve_hardware(cfg.hardware, device, threads))
+    hardware = resolve_hardware(cfg.hardware, device, threads)
+    data = cfg.dataset.create().load().to(hardware.device) if cfg.evaluator.cls.needs_data else None
+    return cfg.evaluator.create(space=cfg.space.create(), data=data, hardware=hardware)
 
 
 def _trial(task: Task, **outcome: Any) -> dict[str, Any]:
