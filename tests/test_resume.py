@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, read_trials, untimed
-from nascli.config import load_config
+from nascli.config import compose_config, load_config, resume_config
 from nascli.evaluators.train import TrainEvaluator
 from nascli.executors.base import Executor, Task, run_task
 from nascli.scheduler import Scheduler
@@ -159,3 +159,12 @@ def test_kill_9_mid_search_then_resume_keeps_every_trial_once(nas, workdir: Path
     assert [json.loads(line)["id"] for line in after] == list(range(10))
     assert nas("search", *args, "run_dir=whole")[0] == 0
     assert untimed(read_trials(workdir / "run")) == untimed(read_trials(workdir / "whole"))
+
+
+def test_resume_config_takes_search_and_hardware_overrides_and_keeps_the_rest() -> None:
+    original = ["dataset=synthetic", "strategy=random", "search.max_trials=3"]
+    stored = compose_config(original)
+    stored.strategy.name = "as-stored"  # what the run recorded wins over today's conf/
+    resumed = resume_config(stored, original, ["hardware=cpu", "hardware.threads=2", "search.max_trials=9"])
+    assert resumed.hardware.threads == 2 and resumed.hardware.device == "cpu" and resumed.search.max_trials == 9
+    assert resumed.strategy.name == "as-stored" and resumed.dataset.name == "synthetic"
