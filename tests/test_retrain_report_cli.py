@@ -61,7 +61,7 @@ def test_list_shows_every_group_and_default(nas) -> None:
     code, out, _ = nas("list")
     assert code == 0
     for option in ("digits", "fashion_mnist", "mnist", "cifar10", "synthetic", "chain", "random",
-                   "local *", "auto *", "cpu", "gpu", "train *"):
+                   "bo *", "auto *", "cpu", "gpu", "train *"):
         assert option in out
 
 

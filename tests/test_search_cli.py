@@ -88,7 +88,7 @@ def test_max_seconds_stops_the_search(nas, workdir: Path) -> None:
 def test_default_run_dir_is_dated_and_named(nas, workdir: Path) -> None:
     assert nas("search", *TINY, "retrain.enabled=false")[0] == 0
     (run,) = (workdir / "outputs").glob("*/*")
-    assert run.name.endswith("-synthetic-chain-local")
+    assert run.name.endswith("-synthetic-chain-bo")
     assert (run / "summary.json").exists()
 
 

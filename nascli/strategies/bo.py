@@ -20,7 +20,7 @@ from nascli.strategies.base import Outcome, Proposal, Strategy
 class BOSettings:
     """Random start, then the candidate with the highest expected improvement under the surrogate."""
 
-    initial: int = 10
+    initial: int = 25
     candidates: int = 300
     parents: int = 5
     xi: float = 0.0
