@@ -27,7 +27,6 @@ class Pending:
     """
 
     task: Task
-    proposal: Proposal
     future: Optional[Future] = None
     slot: Optional[int] = None
 
@@ -79,7 +78,7 @@ class Scheduler:
                 trial["elapsed"] = round(self.elapsed(), 3)
                 yield trial
             objective = trial["metrics"].get(self.objective) if trial["status"] == "ok" else None
-            self.strategy.tell(item.proposal, Outcome(objective, trial["metrics"]))
+            self.strategy.tell(Proposal(item.task.arch, item.task.budget), Outcome(objective, trial["metrics"]))
             self._fill()
 
     def _next_finished(self) -> Pending:
@@ -103,14 +102,14 @@ class Scheduler:
             self.save_state({
                 "next_id": self.next_id,
                 "elapsed": round(self.elapsed(), 3),
-                "pending": [{"id": p.task.id, "arch": p.proposal.arch, "budget": p.proposal.budget} for p in self.pending],
+                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget} for p in self.pending],
                 "strategy": self.strategy.state_dict(),
             })
         self._dispatch()
 
     def _pending(self, trial_id: int, proposal: Proposal) -> Pending:
         key = self.strategy.space.hash(proposal.arch)
-        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, derive_seed(self.seed, key)), proposal)
+        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, derive_seed(self.seed, key)))
 
     def _dispatch(self) -> None:
         """Start waiting proposals, oldest first, on free slots."""

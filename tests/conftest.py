@@ -49,6 +49,22 @@ def nas(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     return run
 
 
+def interrupt_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
+    """Make the train evaluator's `call`-th evaluation raise KeyboardInterrupt, as Ctrl-C would."""
+    from nascli.evaluators.train import TrainEvaluator
+
+    original = TrainEvaluator.evaluate
+    calls = []
+
+    def interrupted(self, arch, seed, budget=None):
+        calls.append(arch)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return original(self, arch, seed, budget)
+
+    monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
+
+
 def read_trials(run_dir: Path) -> list[dict]:
     """The trials of a run directory."""
     return [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]

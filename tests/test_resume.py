@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY, read_trials, untimed
+from conftest import TINY, interrupt_on_call, read_trials, untimed
 from nascli.config import compose_config, load_config, resume_config
-from nascli.evaluators.train import TrainEvaluator
 from nascli.executors.base import Executor, Task, run_task
 from nascli.scheduler import Scheduler
 
@@ -76,19 +75,10 @@ def test_ctrl_c_then_resume_finishes_the_search_like_an_uninterrupted_one(
 ) -> None:
     args = [*TINY, "search.max_trials=4", "retrain.enabled=false"]
     assert nas("search", *args, "run_dir=whole")[0] == 0
-    original = TrainEvaluator.evaluate
-    calls = []
-
-    def interrupted(self, arch, seed, budget=None):
-        calls.append(arch)
-        if len(calls) == 3:
-            raise KeyboardInterrupt
-        return original(self, arch, seed, budget)
-
-    monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
-    assert nas("search", *args, "run_dir=run")[0] != 0
+    with monkeypatch.context() as patch:
+        interrupt_on_call(patch, 3)
+        assert nas("search", *args, "run_dir=run")[0] != 0
     assert json.loads((workdir / "run" / "summary.json").read_text())["status"] == "interrupted"
-    monkeypatch.setattr(TrainEvaluator, "evaluate", original)
     code, _, err = nas("search", "--resume", "run")
     assert code == 0, err
     assert untimed(read_trials(workdir / "run")) == untimed(read_trials(workdir / "whole"))

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import TINY, read_trials
+from conftest import TINY, interrupt_on_call, read_trials
 from nascli.config import TrainSettings
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
@@ -92,16 +92,7 @@ def test_search_where_every_trial_fails(nas, workdir: Path, monkeypatch: pytest.
 def test_ctrl_c_keeps_finished_trials_and_marks_the_run_interrupted(
     nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    original = TrainEvaluator.evaluate
-    calls = []
-
-    def interrupted(self, arch, seed, budget=None):
-        calls.append(arch)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return original(self, arch, seed, budget)
-
-    monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
+    interrupt_on_call(monkeypatch, 2)
     code, _, _ = nas("search", *TINY, "run_dir=run")
     assert code != 0
     assert len(read_trials(workdir / "run")) == 1
