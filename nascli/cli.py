@@ -1,21 +1,21 @@
-"""The `nas` command: a thin Typer layer over plain functions; overrides go to Hydra."""
+"""The `nas` command: a thin Typer layer over plain functions; overrides go to Hydra's own entry points."""
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
-from hydra._internal.utils import get_args_parser
 from pandas.api.types import is_numeric_dtype
 from rich.console import Console
 from rich.table import Table
 
-from nascli.config import GROUPS, default_options, expand_sweep, group_options, load_config, merge_overrides
-from nascli.errors import UserError, exit_with
-from nascli.store import ensure_free
+from nascli.config import GROUPS, default_options, group_options, hydra_errors, override_key, parse_overrides
+from nascli.errors import UserError, exit_with, writing
 
 app = typer.Typer(
     help="Neural architecture search from the command line: search, retrain, report.\n\n"
@@ -26,29 +26,23 @@ app = typer.Typer(
 )
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
 
 
-def search_cli(args: list[str]) -> None:
-    """Validate every job of the command first, then hand the arguments to Hydra's own entry point."""
-    from nascli.runner import check_job
+def run_hydra(task: Callable[[], Any], prog: str, args: list[str]) -> None:
+    """Run a Hydra entry point with `args`; its composition errors become one line, failed sweep jobs exit 1."""
+    from nascli import hydra_app
 
-    parsed = get_args_parser().parse_args(args)
-    informational = parsed.help or parsed.hydra_help or parsed.cfg or parsed.info or parsed.shell_completion
-    if not informational:
-        jobs = expand_sweep(parsed.overrides) if parsed.multirun else [parsed.overrides]
-        configs = [load_config(job) for job in jobs]
-        for cfg in configs:
-            check_job(cfg)
-        if parsed.multirun:
-            sweep_dir = Path(str(configs[0].raw.sweep_dir))
-            if sweep_dir.exists() and any(sweep_dir.iterdir()):
-                raise UserError(f"sweep_dir {sweep_dir} is not empty; pass another sweep_dir=... (nothing was overwritten)")
-        else:
-            ensure_free(Path(configs[0].run_dir))
-    from nascli.hydra_app import search_task
-
-    sys.argv = ["nas search", *args]
-    search_task()
+    parse_overrides([arg for arg in args if "=" in arg and not arg.startswith("-")])
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; hydra_errors words them
+    sys.argv = [prog, *args]
+    hydra_app.failed_jobs.clear()
+    with hydra_errors(args):
+        task()
+    if hydra_app.failed_jobs:
+        for message in hydra_app.failed_jobs:
+            print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(1)
 
 
 @app.command(context_settings=OVERRIDES)
@@ -66,13 +60,41 @@ def search(
     continues a search stopped by Ctrl-C, a kill or a crash.
     """
     if resume is None:
-        search_cli(list(ctx.args))
+        from nascli.hydra_app import search_task
+
+        run_hydra(search_task, "nas search", list(ctx.args))
         return
-    if any(arg in ("-m", "--multirun") or arg.startswith("-") for arg in ctx.args):
+    if any(arg.startswith("-") for arg in ctx.args):
         raise UserError("--resume takes a run directory and search.*/hardware.* overrides, nothing else")
     from nascli.runner import resume as resume_run
 
     resume_run(resume, list(ctx.args))
+
+
+def inherited_overrides(source: Path, args: list[str]) -> list[str]:
+    """The overrides a retraining takes from the search run it retrains: its dataset, space, hardware, seed, retrain.*.
+
+    Keys the user sets are not inherited, nor are the settings of a group the user switches.
+    """
+    from nascli.registry import lookup
+    from nascli.rundir import RunDir
+
+    if not source.is_dir():
+        return []
+    run = RunDir(source)
+    run.require_run()
+    given = {override_key(arg) for arg in args if "=" in arg and not arg.startswith("-")}
+    evaluator = run.config().get("evaluator") or {}
+    if "dataset" not in given and not lookup("evaluator", str(evaluator.get("name", "train"))).needs_data:
+        raise UserError(f"the search in {source} looked scores up in a table and trained on no dataset; "
+                        f"say what to train on, e.g. nas retrain {source} dataset=cifar10")
+
+    def kept(override: str) -> bool:
+        key = override_key(override)
+        group = key.split(".")[0]
+        return group in INHERITED and key not in given and group not in given
+
+    return [override for override in run.overrides() if kept(override)]
 
 
 @app.command(context_settings=OVERRIDES)
@@ -83,24 +105,14 @@ def retrain(
     """Retrain an architecture into a new run directory.
 
     SOURCE is a search run directory (its best architecture and settings are used) or a JSON file
-    holding an architecture (as in best.json). Overrides change settings, e.g. `retrain.epochs=100`.
+    holding an architecture (as in best.json). Overrides change settings, e.g. `retrain.epochs=100`;
+    `-m` sweeps them, e.g. `nas retrain RUN -m seed=0,1,2`.
     """
-    from nascli.runner import check_job, read_architecture, retrain as retrain_run
+    from nascli.hydra_app import retrain_task
 
-    arch, source_overrides = read_architecture(source)
-    inherited = [
-        o for o in source_overrides or [] if o.split("=", 1)[0].lstrip("+~") not in ("run_dir", "sweep_dir")
-    ]
-    overrides = merge_overrides(inherited, list(ctx.args))
-    cfg = load_config(overrides)
-    explicit_dir = any(o.split("=", 1)[0].lstrip("+") == "run_dir" for o in ctx.args)
-    if explicit_dir:
-        run_dir = Path(cfg.run_dir)
-    else:
-        now = datetime.now()
-        run_dir = Path("outputs") / f"{now:%Y-%m-%d}" / f"{now:%H-%M-%S}-retrain-{cfg.dataset.name}-{cfg.space.name}"
-    check_job(cfg)
-    retrain_run(cfg, arch, source, run_dir, overrides)
+    args = list(ctx.args)
+    quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
+    run_hydra(retrain_task, "nas retrain", [*inherited_overrides(source, args), *args, f"source='{quoted}'"])
 
 
 @app.command()
@@ -128,10 +140,12 @@ def report(
     else:
         print(shown.to_string(index=False))
     if csv:
-        table.to_csv(csv, index=False)
+        with writing(csv):
+            table.to_csv(csv, index=False)
         console.print(f"wrote {csv}")
     if md:
-        md.write_text(shown.to_markdown(index=False) + "\n")
+        with writing(md):
+            md.write_text(shown.to_markdown(index=False) + "\n")
         console.print(f"wrote {md}")
     if html or plots:
         from nascli.html_report import html_report
@@ -151,6 +165,8 @@ def show(
     """Show one run in detail: outcome, config, best architecture, top trials, retraining, files."""
     from nascli.show import show as show_run
 
+    if top < 0:
+        raise UserError(f"--top must be 0 or more, got {top}")
     show_run(run_dir, console, top)
 
 
@@ -181,8 +197,13 @@ def list_options() -> None:
     console.print("Pick one with group=option; see every key with `nas search --cfg job`.")
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM stops a search the way Ctrl-C does: summary written, resumable
+
+
 def main() -> None:
     """Entry point of the `nas` console script."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
     except UserError as exc:

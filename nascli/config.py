@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import itertools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from nascli.errors import UserError
+from nascli.registry import COMPONENT_GROUPS, lookup, store_schemas
 
 GROUPS = ("dataset", "space", "strategy", "hardware", "evaluator")
-COMPONENT_GROUPS = ("dataset", "space", "strategy", "evaluator")
 
 
 def config_dir() -> Path:
@@ -30,6 +32,11 @@ def require(condition: bool, message: str) -> None:
     """Raise ValueError(message) unless condition holds; used by settings' __post_init__."""
     if not condition:
         raise ValueError(message)
+
+
+def finite(value: float) -> bool:
+    """Whether a number is neither infinite nor NaN."""
+    return math.isfinite(value)
 
 
 @dataclass
@@ -46,8 +53,8 @@ class TrainSettings:
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
-        require(self.lr > 0, f"lr must be positive, got {self.lr}")
-        require(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(finite(self.lr) and self.lr > 0, f"lr must be positive and finite, got {self.lr}")
+        require(finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
 
 
@@ -55,15 +62,15 @@ class TrainSettings:
 class HardwareSettings:
     """Where trials run: device, parallel workers, CPU threads, mixed precision and memory layout."""
 
-    device: str = "auto"
-    gpus: Optional[list[int]] = None
-    trials_per_gpu: int = 1
-    workers: int = 1
-    threads: Optional[int] = None
-    amp: str = "auto"
+    device: str = "auto"  # auto: CUDA when a GPU is visible, else the CPU
+    gpus: Optional[list[int]] = None  # GPU indices; null: every visible GPU (job k of a sweep: GPU k mod count)
+    trials_per_gpu: int = 1  # trials that share one GPU at once, each in its own worker process
+    workers: int = 1  # on the CPU: trials at once, each in its own worker process
+    threads: Optional[int] = None  # CPU threads per trial; null: the cores shared out among the workers
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, off on the CPU
     channels_last: str = "auto"
-    executor: str = "local"
-    ray_address: Optional[str] = None
+    executor: str = "local"  # local: this machine; ray: a Ray cluster
+    ray_address: Optional[str] = None  # null: start Ray here; "auto" or "ray://host:10001": join a cluster
 
     def __post_init__(self) -> None:
         require(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
@@ -81,12 +88,13 @@ class SearchSettings:
     """When the search stops, and whether outcomes reach the strategy in proposal order (reproducible with workers)."""
 
     max_trials: int = 30
-    max_seconds: Optional[float] = None
-    ordered: bool = True
+    max_seconds: Optional[float] = None  # no new trial starts after this many seconds of search
+    ordered: bool = True  # tell outcomes in proposal order: the same search for any worker timing
 
     def __post_init__(self) -> None:
         require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
-        require(self.max_seconds is None or self.max_seconds > 0, "max_seconds must be positive (or null)")
+        require(self.max_seconds is None or (finite(self.max_seconds) and self.max_seconds > 0),
+                "max_seconds must be a positive finite number (or null)")
 
 
 @dataclass
@@ -98,8 +106,8 @@ class RetrainSettings(TrainSettings):
 
 
 @dataclass
-class _Schema:
-    """The top level of conf/config.yaml; component groups are checked against their own settings."""
+class ConfigSchema:
+    """The top level of every composed config; component groups are typed by their option's schema."""
 
     dataset: Any = None
     space: Any = None
@@ -111,19 +119,16 @@ class _Schema:
     seed: int = 0
     run_dir: str = "outputs/run"
     sweep_dir: str = "outputs/multirun"
+    source: Optional[str] = None  # `nas retrain`: the search run directory or architecture file retrained
 
 
 @dataclass(frozen=True)
 class Component:
-    """A validated option of a component group: its class, its name and its typed settings."""
+    """A validated option of a component group: its registered class, its name and its typed settings."""
 
     name: str
     cls: type
     settings: Any
-
-    def create(self, **dependencies: Any) -> Any:
-        """Instantiate the component with its settings and runtime dependencies."""
-        return self.cls(self.settings, **dependencies)
 
 
 @dataclass
@@ -139,6 +144,7 @@ class RunConfig:
     retrain: RetrainSettings
     seed: int
     run_dir: str
+    source: Optional[str]
     raw: DictConfig
 
     @property
@@ -147,7 +153,8 @@ class RunConfig:
         return self.evaluator.cls.needs_data or self.retrain.enabled
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
@@ -157,38 +164,37 @@ def _typed(schema: type, values: Any, where: str) -> Any:
         merged = OmegaConf.merge(OmegaConf.structured(schema), values)
         return OmegaConf.to_object(merged)
     except ConfigKeyError as exc:
-        key = getattr(exc, "key", None) or _first_line(exc)
+        key = getattr(exc, "key", None) or first_line(exc)
         valid = ", ".join(f.name for f in schema.__dataclass_fields__.values())
         raise UserError(f"unknown key '{where}{key}'; valid keys: {valid}") from None
     except OmegaConfBaseException as exc:
         key = getattr(exc, "full_key", "") or ""
-        raise UserError(f"invalid value for '{where}{key}': {_first_line(exc)}") from None
+        raise UserError(f"invalid value for '{where}{key}': {first_line(exc)}") from None
     except (ValueError, TypeError) as exc:
-        raise UserError(f"invalid {where.rstrip('.') or 'setting'}: {_first_line(exc)}") from None
+        raise UserError(f"invalid {where.rstrip('.') or 'setting'}: {first_line(exc)}") from None
 
 
 def component(group: str, node: Any) -> Component:
-    """The validated Component of a group's config node (its `_target_`, `name` and settings)."""
-    if not isinstance(node, DictConfig) or "_target_" not in node or "name" not in node:
-        raise UserError(f"config group '{group}' needs '_target_' and 'name'; see `nas list`")
-    try:
-        cls = get_class(node._target_)
-    except Exception:
-        raise UserError(f"{group}: cannot import '{node._target_}'") from None
-    params = {k: v for k, v in OmegaConf.to_container(node, resolve=True).items() if k not in ("_target_", "name")}
-    settings = _typed(cls.Settings, params, f"{group}.")
-    return Component(name=str(node.name), cls=cls, settings=settings)
+    """The validated Component of a group's config node: `name` selects a registered class, the rest are settings."""
+    if not isinstance(node, (dict, DictConfig)) or not isinstance(node.get("name"), str):
+        raise UserError(f"config group '{group}' needs a 'name'; see `nas list`")
+    cls = lookup(group, node["name"])
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    settings = _typed(cls.Settings, {k: v for k, v in values.items() if k != "name"}, f"{group}.")
+    return Component(name=node["name"], cls=cls, settings=settings)
 
 
 def validate(cfg: DictConfig) -> RunConfig:
     """Check a composed config against the schemas and return typed settings."""
-    try:
-        container = OmegaConf.to_container(cfg, resolve=True)
+    if not isinstance(cfg, DictConfig):
+        raise UserError("a config must be a mapping of keys to values")
+    try:  # Hydra's own node is left out: it is not ours to check, and resolves only inside a running job
+        container = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     except OmegaConfBaseException as exc:
-        raise UserError(f"cannot resolve config: {_first_line(exc)}") from None
+        raise UserError(f"cannot resolve config: {first_line(exc)}") from None
     top = {k: v for k, v in container.items() if k not in COMPONENT_GROUPS}
-    typed = _typed(_Schema, top, "")
-    components = {group: component(group, cfg[group]) for group in COMPONENT_GROUPS}
+    typed = _typed(ConfigSchema, top, "")
+    components = {group: component(group, container.get(group)) for group in COMPONENT_GROUPS}
     return RunConfig(
         **components,
         hardware=typed.hardware,
@@ -196,30 +202,43 @@ def validate(cfg: DictConfig) -> RunConfig:
         retrain=typed.retrain,
         seed=typed.seed,
         run_dir=typed.run_dir,
+        source=typed.source,
         raw=OmegaConf.create(container),
     )
 
 
-def _compose(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose("config", overrides=overrides)
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    """Compose conf/config.yaml with Hydra overrides; errors become one-line UserErrors."""
+@contextmanager
+def hydra_errors(overrides: list[str]) -> Iterator[None]:
+    """Turn Hydra's composition errors into one-line UserErrors that say what to do."""
     try:
-        return _compose(overrides)
+        yield
     except MissingConfigException as exc:
         if exc.options and exc.missing_cfg_file:
             group, _, option = exc.missing_cfg_file.rpartition("/")
             raise UserError(f"unknown {group} '{option}'; choose one of: {', '.join(sorted(exc.options))}") from None
-        raise UserError(_first_line(exc)) from None
+        raise UserError(first_line(exc)) from None
     except OverrideParseException as exc:
-        raise UserError(f"malformed override: {_first_line(exc)} (Hydra syntax: key=value)") from None
+        raise UserError(f"malformed override: {first_line(exc)} (Hydra syntax: key=value)") from None
     except (HydraException, OmegaConfBaseException) as exc:
-        if isinstance(exc.__cause__, OmegaConfBaseException) and "not in struct" in str(exc.__cause__):
-            raise UserError(_unknown_key_message(str(exc).split("'")[1], overrides)) from None
+        cause = exc.__cause__ if isinstance(exc.__cause__, OmegaConfBaseException) else exc
+        if isinstance(cause, (ConfigKeyError, ConfigAttributeError)) and getattr(cause, "full_key", None):
+            raise UserError(_unknown_key_message(cause.full_key, overrides)) from None
+        if isinstance(cause, OmegaConfBaseException) and getattr(cause, "full_key", None):
+            raise UserError(f"invalid value for '{cause.full_key}': {first_line(cause)}") from None
         raise UserError("; ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())) from None
+
+
+def _compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+    store_schemas()
+    GlobalHydra.instance().clear()  # a Hydra app that just failed in this process leaves it initialised
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    """Compose conf/config.yaml with Hydra overrides; errors become one-line UserErrors."""
+    with hydra_errors(overrides):
+        return _compose(overrides)
 
 
 def _unknown_key_message(key: str, overrides: list[str]) -> str:
@@ -229,7 +248,7 @@ def _unknown_key_message(key: str, overrides: list[str]) -> str:
     try:
         node = _compose(choices)
         node = OmegaConf.select(node, parent) if parent else node
-        valid = [k for k in node if k not in ("_target_", "name")]
+        valid = [k for k in node if k not in ("name", "hydra")]
     except Exception:
         return f"unknown key '{key}'; see `nas search --cfg job` for the valid keys"
     where = f" under {parent}" if parent else ""
@@ -237,23 +256,34 @@ def _unknown_key_message(key: str, overrides: list[str]) -> str:
 
 
 def parse_overrides(overrides: list[str]) -> list:
-    """Parse Hydra overrides; a malformed one becomes a one-line UserError."""
+    """Parse Hydra overrides; a malformed one (or one without a key) becomes a one-line UserError."""
     try:
-        return OverridesParser.create().parse_overrides(overrides)
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except OverrideParseException as exc:
-        raise UserError(f"malformed override: {_first_line(exc)} (Hydra syntax: key=value)") from None
+        raise UserError(f"malformed override: {first_line(exc)} (Hydra syntax: key=value)") from None
+    for override in parsed:
+        if not override.key_or_group:
+            raise UserError(f"malformed override '{override.input_line}': it names no key (Hydra syntax: key=value)")
+    return parsed
 
 
-def expand_sweep(overrides: list[str]) -> list[list[str]]:
-    """The override list of every job in a multirun sweep (comma lists and range(...))."""
-    choices = []
+def override_key(override: str) -> str:
+    """The key an override sets, without its +/~ prefix or @package."""
+    return override.split("=", 1)[0].lstrip("+~").split("@")[0]
+
+
+def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
+    """The overrides of every job of a basic sweep (comma lists, range()); None if another sweeper must expand it."""
+    jobs: list[list[str]] = [[]]
     for override in parse_overrides(overrides):
-        if override.is_sweep_override() and override.is_discrete_sweep():
-            key = override.get_key_element()
-            choices.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+        if not override.is_sweep_override():
+            values = [override.input_line]
+        elif override.is_discrete_sweep():
+            values = [f"{override.get_key_element()}={value}" for value in override.sweep_string_iterator()]
         else:
-            choices.append([override.input_line])
-    return [list(job) for job in itertools.product(*choices)]
+            return None
+        jobs = [job + [value] for job in jobs for value in values]
+    return jobs
 
 
 def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
@@ -268,8 +298,7 @@ RESUMABLE = ("search", "hardware")
 
 def resume_config(stored: DictConfig, original: list[str], extra: list[str]) -> DictConfig:
     """A run's stored config with `extra` overrides applied; only search.* and hardware.* may change."""
-    keys = [o.get_key_element().lstrip("+~") for o in parse_overrides(extra)]
-    groups = {key.split(".")[0].split("@")[0] for key in keys}
+    groups = {override_key(o.input_line).split(".")[0] for o in parse_overrides(extra)}
     fixed = groups - set(RESUMABLE)
     if fixed:
         raise UserError(f"a resumed search keeps its config; only search.* and hardware.* may change, not {sorted(fixed)[0]}")

@@ -1,6 +1,9 @@
 """Errors that reach the user as one line and exit code 2."""
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -16,3 +19,12 @@ def exit_with(error: UserError) -> NoReturn:
     """Print a user error as one line on stderr and exit with code 2."""
     print(f"error: {error}", file=sys.stderr)
     raise SystemExit(2)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn an OSError while writing `path` (unwritable, a directory, no space) into a UserError naming it."""
+    try:
+        yield
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

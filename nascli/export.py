@@ -8,12 +8,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
-from omegaconf import OmegaConf
 from torch import nn
 
-from nascli.config import component
-from nascli.errors import UserError
-from nascli.store import load_run
+from nascli.errors import UserError, writing
+from nascli.factory import space_of
+from nascli.rundir import MODEL, RunDir
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SAMPLE_BATCH = 8
@@ -21,16 +20,15 @@ SAMPLE_BATCH = 8
 
 def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     """The retrained network of a run directory in eval mode, and its checkpoint."""
-    path = run_dir / "retrain" / "model.pt"
-    if not path.exists():
-        raise UserError(f"{run_dir} has no retrained model ({path}); run `nas retrain {run_dir}` first")
+    run = RunDir(run_dir)
+    space = space_of(run.config())
+    checkpoint = run.load_checkpoint()
     try:
-        checkpoint = torch.load(path, weights_only=True)
-    except Exception as exc:
-        raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
-    space = component("space", OmegaConf.create(load_run(run_dir).config["space"])).create()
-    model = space.build(checkpoint["arch"], tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
-    model.load_state_dict(checkpoint["state_dict"])
+        model = space.build(space.validate(checkpoint["arch"]), tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
+        model.load_state_dict(checkpoint["state_dict"])
+    except Exception as exc:  # an architecture or weights that do not fit the space or each other
+        raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: "
+                        f"{str(exc).strip().splitlines()[0]}") from None
     return model.eval(), checkpoint
 
 
@@ -71,7 +69,11 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
         raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
     model, checkpoint = load_model(run_dir)
     out = out or run_dir / "export" / FORMATS[fmt]
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory; name the file to write")
+    with writing(out):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.touch()
     sample = torch.randn(SAMPLE_BATCH, *checkpoint["input_shape"], generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         expected = model(sample)

@@ -14,9 +14,10 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import NullFormatter  # noqa: E402
 
+from nascli.rundir import Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
-Trials = list[dict[str, Any]]
+Trials = list[Trial]
 COSTS = (("params", "parameters"), ("flops", "FLOPs per sample"), ("latency_ms", "latency (ms)"))
 
 
@@ -32,7 +33,7 @@ def best_so_far(trials: Trials, objective: str) -> list[float]:
     """After each trial, the best objective so far (NaN until a trial succeeds)."""
     best, curve = -np.inf, []
     for trial in trials:
-        value = trial["metrics"].get(objective) if trial["status"] == "ok" else None
+        value = trial.value(objective)
         if value is not None:
             best = max(best, value)
         curve.append(best if np.isfinite(best) else np.nan)
@@ -65,12 +66,12 @@ def curves_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
         length = max(len(trials) for trials in runs)
         curves = np.array([_pad(best_so_far(trials, objective), length) for trials in runs])
         _band(by_trial, np.arange(1, length + 1), curves, label, colour)
-        timed = [trials for trials in runs if trials and all("elapsed" in t for t in trials)]
+        timed = [trials for trials in runs if trials and all(t.elapsed is not None for t in trials)]
         if timed:
             timed_any = True
-            end = max(trials[-1]["elapsed"] for trials in timed)
+            end = max(trials[-1].elapsed for trials in timed)
             grid = np.linspace(0, end, 200)
-            steps = np.array([_at_times([t["elapsed"] for t in trials], best_so_far(trials, objective), grid)
+            steps = np.array([_at_times([t.elapsed for t in trials], best_so_far(trials, objective), grid)
                               for trials in timed])
             _band(by_time, grid, steps, label, colour)
     by_trial.set(xlabel="trials", ylabel=f"best {objective} so far", title="best so far, by trials")
@@ -113,8 +114,8 @@ def pareto_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
     for ax, (cost, name) in zip(axes, COSTS):
         every: list[tuple[float, float]] = []
         for i, (label, runs) in enumerate(groups.items()):
-            points = [(t["metrics"][cost], t["metrics"][objective]) for trials in runs for t in trials
-                      if t["status"] == "ok" and t["metrics"].get(cost) is not None]
+            points = [(t.metrics[cost], t.metrics[objective]) for trials in runs for t in trials
+                      if t.value(cost) is not None and t.value(objective) is not None]
             if points:
                 x, y = zip(*points)
                 ax.scatter(x, y, s=14, alpha=0.6, color=colours(i % 10), label=label)

@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
-from omegaconf import OmegaConf
-
 from nascli import figures
-from nascli.config import component
+from nascli.errors import writing
+from nascli.factory import space_of
 from nascli.report import collect_runs, display_table, summarize
-from nascli.store import load_run, read_trials
+from nascli.rundir import RunDir
 
 # Marks figures that failed to load and counts the shown ones (body data-figures / data-figures-shown).
 CHECK_FIGURES = """
@@ -69,20 +68,20 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     drawings = []
     root = Path(os.path.commonpath(list(runs["run"])))
     for _, row in runs.iterrows():
-        run = load_run(Path(row["run"]))
-        trials = read_trials(run.path / "trials.jsonl")
-        objective = run.summary.get("objective", "val_acc")
+        run = RunDir(Path(row["run"]))
+        trials, best, summary = run.trials(), run.best(), run.summary()
+        objective = summary.objective if summary else "val_acc"
         if trials:
             family = (str(row["dataset"]), str(row["space"]), objective)
             families.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
-        if run.best is not None:
-            space = component("space", OmegaConf.create(run.config["space"])).create()
+        if best is not None:
+            space = space_of(run.config())
             short = str(run.path.relative_to(root)) if run.path != root else run.path.name
             name = f"arch-{_file_part(short)}.png"
-            score = run.best.get("metrics", {}).get(objective)
+            score = (best.get("metrics") or {}).get(objective)
             subtitle = f"best {objective} {score:.2f}" if score is not None else "retrained architecture"
-            images[name] = figures.png(figures.architecture_figure(space, run.best["arch"], short, subtitle))
-            captions[name] = f"{run.path}: best architecture ({run.config['space']['name']} space)"
+            images[name] = figures.png(figures.architecture_figure(space, best["arch"], short, subtitle))
+            captions[name] = f"{run.path}: best architecture ({space.name} space)"
             drawings.append(name)
     curves, fronts = [], []
     for (dataset, space_name, objective), groups in families.items():
@@ -101,9 +100,10 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
 
 def write_plots(result: Figures, folder: Path) -> None:
     """Write every figure as a PNG file into `folder`."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, data in result.images.items():
-        (folder / name).write_bytes(data)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, data in result.images.items():
+            (folder / name).write_bytes(data)
 
 
 def render_html(table: pd.DataFrame, result: Figures, paths: list[Path]) -> str:
@@ -136,8 +136,9 @@ def html_report(paths: list[Path], out: Optional[Path], plots: Optional[Path]) -
     """Write the HTML page to `out` and/or the PNG figures into `plots`; the figures' names."""
     table, result = build_figures(paths)
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(render_html(table, result, paths))
+        with writing(out):
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(render_html(table, result, paths))
     if plots is not None:
         write_plots(result, plots)
     return list(result.images)

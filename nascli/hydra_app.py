@@ -1,27 +1,89 @@
-"""Hydra's own entry point for `nas search`, so that multirun, sweepers and launchers all work."""
+"""Hydra's own entry points for `nas search` and `nas retrain`, so that multirun, sweepers and launchers all work.
+
+A Hydra callback checks every job before any starts work (a sweep's jobs too, where the sweep can be
+expanded here: comma lists and range()); each job also checks its own config, for sweepers that expand later.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import hydra
+from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from nascli.config import config_dir, validate
+from nascli.config import RunConfig, config_dir, hydra_errors, sweep_jobs, validate
 from nascli.errors import UserError, exit_with
-from nascli.runner import search
+from nascli.registry import store_schemas
+from nascli.rundir import RunDir, Summary, usable_dir
+from nascli.runner import check_job, retrain, search
+
+store_schemas()
+failed_jobs: list[str] = []  # the errors of sweep jobs that ran but failed (the CLI exits 1 when there are any)
+
+
+def _checked(config: DictConfig) -> RunConfig:
+    cfg = validate(config)
+    check_job(cfg)
+    return cfg
+
+
+class JobChecks(Callback):
+    """Checks each job's config, data and output folder before Hydra creates the folder or starts any job."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            cfg = _checked(config)
+            RunDir(usable_dir(cfg.run_dir, "run_dir")).ensure_free()
+        except UserError as exc:
+            exit_with(exc)  # SystemExit passes through Hydra; an exception here would only be warned about
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        try:
+            jobs = sweep_jobs(list(config.hydra.overrides.task))
+            loader = GlobalHydra.instance().config_loader()
+            for job in jobs or []:  # None: a sweeper plugin expands the sweep; each job checks itself
+                with hydra_errors(job):
+                    _checked(loader.load_sweep_config(config, job))
+            sweep_dir = Path(str(config.sweep_dir))
+            if sweep_dir.is_dir() and any(sweep_dir.iterdir()):
+                raise UserError(f"sweep_dir {sweep_dir} is not empty; pass another sweep_dir=... (nothing was overwritten)")
+            usable_dir(str(config.sweep_dir), "sweep_dir")
+        except UserError as exc:
+            exit_with(exc)
+
+
+def _run_job(cfg: DictConfig, work: Callable[..., Summary]) -> Optional[float]:
+    """Run one job; a user error exits 2, a job that found or trained nothing exits 1 (a sweep's: at the end)."""
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    try:
+        summary = work(_checked(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+    except UserError as exc:
+        exit_with(exc)
+    if summary.status == "failed":
+        message = f"{summary.kind} in {hydra_cfg.runtime.output_dir} failed: {summary.error}"
+        if not multirun:
+            print(f"error: {message}", file=sys.stderr)
+            raise SystemExit(1)
+        failed_jobs.append(message)
+    return summary.best_value
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")
 def search_task(cfg: DictConfig) -> Optional[float]:
     """One search job: Hydra composed `cfg` and chose its output folder (run_dir, or a sweep job's folder)."""
-    hydra_cfg = HydraConfig.get()
-    job_index = hydra_cfg.job.num if hydra_cfg.mode == RunMode.MULTIRUN else None
-    try:
-        summary = search(validate(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task), job_index)
-    except UserError as exc:
-        exit_with(exc)  # SystemExit passes through Hydra's job wrapper; an exception would get a traceback
-    return summary["best"][summary["objective"]] if summary["best"] else None
+    job_index = HydraConfig.get().job.num if HydraConfig.get().mode == RunMode.MULTIRUN else None
+    return _run_job(cfg, lambda run_cfg, run_dir, overrides: search(run_cfg, run_dir, overrides, job_index))
+
+
+@hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="retrain")
+def retrain_task(cfg: DictConfig) -> Optional[float]:
+    """One retraining job: the architecture of `source` trained into Hydra's output folder."""
+    return _run_job(cfg, retrain)

@@ -9,8 +9,10 @@ from typing import Any
 
 import pandas as pd
 
+from omegaconf import OmegaConf
+
 from nascli.errors import UserError
-from nascli.store import Run, find_runs, load_run, read_json
+from nascli.rundir import RunDir, Summary, find_runs
 
 # Keys that differ between runs of the same setting and so do not split groups.
 PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")
@@ -27,29 +29,29 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: json.dumps(node) if isinstance(node, list) else node}
 
 
-def _run_row(run: Run) -> dict[str, Any]:
-    summary, best = run.summary, run.best or {}
-    retrained = run.path / "retrain" / "metrics.json"
-    costs = read_json(retrained) if retrained.exists() else best.get("metrics", {})
-    settings = {k: v for k, v in _flatten(run.config).items() if k not in PER_RUN_KEYS}
-    kind = summary.get("kind", "search")
+def _run_row(run: RunDir) -> dict[str, Any]:
+    config = OmegaConf.to_container(run.config())
+    summary = run.summary() or Summary(kind="search", status="unknown")
+    best = run.best() or {}
+    costs = run.retrain_metrics() or best.get("metrics", {})
+    settings = {k: v for k, v in _flatten(config).items() if k not in PER_RUN_KEYS}
     return {
         "run": str(run.path),
-        "kind": kind,
-        "dataset": summary.get("dataset") or run.config.get("dataset", {}).get("name"),
-        "space": run.config.get("space", {}).get("name"),
-        "strategy": run.config.get("strategy", {}).get("name") if kind == "search" else "(retrain)",
-        "seed": run.config.get("seed"),
-        "status": summary.get("status"),
-        "trials": summary.get("n_trials"),
-        "val_acc": (summary.get("best") or {}).get(summary.get("objective", "val_acc")),
-        "test_acc": summary.get("test_acc"),
+        "kind": summary.kind,
+        "dataset": summary.dataset or (config.get("dataset") or {}).get("name"),
+        "space": (config.get("space") or {}).get("name"),
+        "strategy": (config.get("strategy") or {}).get("name") if summary.kind == "search" else "(retrain)",
+        "seed": config.get("seed"),
+        "status": summary.status,
+        "trials": summary.n_trials,
+        "val_acc": summary.best_value,
+        "test_acc": summary.test_acc,
         "params": costs.get("params"),
         "flops": costs.get("flops"),
         "latency_ms": costs.get("latency_ms"),
-        "wall_s": summary.get("wall_seconds"),
+        "wall_s": summary.wall_seconds,
         "_settings": settings,
-        "_key": json.dumps([kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
+        "_key": json.dumps([summary.kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
     }
 
 
@@ -58,7 +60,7 @@ def collect_runs(paths: list[Path]) -> pd.DataFrame:
     run_dirs = find_runs(paths)
     if not run_dirs:
         raise UserError(f"no runs found under {', '.join(str(p) for p in paths)}")
-    return pd.DataFrame([_run_row(load_run(path)) for path in run_dirs])
+    return pd.DataFrame([_run_row(run) for run in run_dirs])
 
 
 def _distinguishing(groups: list[dict[str, Any]]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
@@ -11,24 +10,28 @@ from typing import Any, Optional
 
 from nascli.config import SearchSettings
 from nascli.executors.base import Executor, Task
+from nascli.rundir import Trial
+from nascli.seeding import derive_seed
+from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
 
-
-def derive_seed(seed: int, key: str) -> int:
-    """A seed for one piece of work: fixed by the run seed and the work's key, not by its order."""
-    return int(hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()[:8], 16)
+MAX_ATTEMPTS = 2  # a trial in flight when the search process died this often is recorded as failed, not run again
 
 
 @dataclass
 class Pending:
     """A proposal the strategy has not been told about yet.
 
-    `future` is None while it waits for a free slot; `slot` is None for a trial read back from the log.
+    `future` is None while it waits for a free slot; `logged` marks a trial read back from the log, which
+    the strategy is told about but which is not recorded again; `attempts` counts the search processes that
+    died while it ran.
     """
 
     task: Task
     future: Optional[Future] = None
     slot: Optional[int] = None
+    logged: bool = False
+    attempts: int = 0
 
 
 class Scheduler:
@@ -42,10 +45,10 @@ class Scheduler:
     """
 
     def __init__(
-        self, strategy: Strategy, executor: Executor, seed: int, settings: SearchSettings,
+        self, strategy: Strategy, space: SearchSpace, executor: Executor, seed: int, settings: SearchSettings,
         objective: str, save_state: Optional[Callable[[dict[str, Any]], None]] = None,
     ) -> None:
-        self.strategy, self.executor, self.seed, self.settings = strategy, executor, seed, settings
+        self.strategy, self.space, self.executor, self.seed, self.settings = strategy, space, executor, seed, settings
         self.objective, self.save_state = objective, save_state
         self.next_id = 0
         self.pending: list[Pending] = []
@@ -56,29 +59,37 @@ class Scheduler:
         """Seconds of search so far, across resumed sessions."""
         return self.elapsed_before + time.perf_counter() - self.start
 
-    def restore(self, state: dict[str, Any], logged: dict[int, dict[str, Any]]) -> None:
-        """Continue from a checkpoint: proposals in flight that are in the log are told, the others run again."""
+    def restore(self, state: dict[str, Any], logged: dict[int, Trial], crashed: bool) -> None:
+        """Continue from a checkpoint: proposals in flight that are in the log are told, the others run again.
+
+        When the previous process died (`crashed`) rather than being interrupted, each trial it was running
+        counts an attempt; one that reached MAX_ATTEMPTS is recorded as failed instead of killing this one too.
+        """
         self.strategy.load_state_dict(state["strategy"])
         self.next_id, self.elapsed_before = state["next_id"], state["elapsed"]
         for item in state["pending"]:
-            pending = self._pending(item["id"], Proposal(item["arch"], item["budget"]))
+            pending = self._pending(item["id"], Proposal(item["arch"], item.get("budget")), item.get("attempts", 0))
             if item["id"] in logged:
-                pending.future = Future()
-                pending.future.set_result(logged[item["id"]])
+                pending.logged = True
+                pending.future = _done(logged[item["id"]])
+            elif crashed:
+                pending.attempts += 1
+                if pending.attempts >= MAX_ATTEMPTS:
+                    reason = f"the search process died {pending.attempts} times while this trial ran (out of memory?)"
+                    pending.future = _done(pending.task.failed(reason))
             self.pending.append(pending)
 
-    def run(self) -> Iterator[dict[str, Any]]:
+    def run(self) -> Iterator[Trial]:
         """Run until the budget is spent or the strategy has nothing left; yield each new trial record."""
         self._fill()
         while self.pending:
             item = self._next_finished()
             self.pending.remove(item)
-            trial = item.future.result()
-            if item.slot is not None:  # not one read back from the log
-                trial["elapsed"] = round(self.elapsed(), 3)
+            trial: Trial = item.future.result()
+            if not item.logged:
+                trial.elapsed = round(self.elapsed(), 3)
                 yield trial
-            objective = trial["metrics"].get(self.objective) if trial["status"] == "ok" else None
-            self.strategy.tell(Proposal(item.task.arch, item.task.budget), Outcome(objective, trial["metrics"]))
+            self.strategy.tell(Proposal(item.task.arch, item.task.budget), Outcome(trial.value(self.objective), trial.metrics))
             self._fill()
 
     def _next_finished(self) -> Pending:
@@ -102,14 +113,15 @@ class Scheduler:
             self.save_state({
                 "next_id": self.next_id,
                 "elapsed": round(self.elapsed(), 3),
-                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget} for p in self.pending],
+                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget, "attempts": p.attempts}
+                            for p in self.pending],
                 "strategy": self.strategy.state_dict(),
             })
         self._dispatch()
 
-    def _pending(self, trial_id: int, proposal: Proposal) -> Pending:
-        key = self.strategy.space.hash(proposal.arch)
-        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, derive_seed(self.seed, key)))
+    def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0) -> Pending:
+        key = self.space.hash(proposal.arch)
+        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, derive_seed(self.seed, key)), attempts=attempts)
 
     def _dispatch(self) -> None:
         """Start waiting proposals, oldest first, on free slots."""
@@ -119,3 +131,9 @@ class Scheduler:
             if item.future is None and free:
                 item.slot = free.pop(0)
                 item.future = self.executor.submit(item.slot, item.task)
+
+
+def _done(trial: Trial) -> Future:
+    future: Future = Future()
+    future.set_result(trial)
+    return future

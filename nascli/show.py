@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from nascli.store import load_run, read_json, read_trials
+from nascli.rundir import RunDir, Summary
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 
@@ -30,46 +30,43 @@ def _cell(value: Any) -> str:
 
 def show(run_dir: Path, console: Console, top: int = 10) -> None:
     """Print a run directory for people."""
-    run = load_run(run_dir)
-    summary = run.summary
-    objective = summary.get("objective", "val_acc")
+    run = RunDir(run_dir)
+    config = OmegaConf.to_container(run.config())
+    summary = run.summary() or Summary(kind="search", status="unknown")
+    best, trials, retrained = run.best(), run.trials(), run.retrain_metrics()
+    objective = summary.objective
     console.rule(f"[bold]{run_dir}")
     facts = {
-        "kind": summary.get("kind"), "status": summary.get("status"), "dataset": summary.get("dataset"),
-        "space": run.config.get("space", {}).get("name"), "strategy": summary.get("strategy"),
-        "seed": run.config.get("seed"),
-        "trials": f"{summary.get('n_trials')} ({summary.get('n_failed')} failed)",
-        f"best {objective}": (summary.get("best") or {}).get(objective), "test_acc": summary.get("test_acc"),
-        "wall seconds": summary.get("wall_seconds"), "error": summary.get("error"),
+        "kind": summary.kind, "status": summary.status, "dataset": summary.dataset,
+        "space": (config.get("space") or {}).get("name"), "strategy": summary.strategy, "seed": config.get("seed"),
+        "trials": f"{summary.n_trials} ({summary.n_failed} failed)",
+        f"best {objective}": summary.best_value, "test_acc": summary.test_acc,
+        "wall seconds": summary.wall_seconds, "error": summary.error,
     }
     for key, value in facts.items():
         if value is not None:
-            console.print(f"{key:>14}  {_cell(value)}")
+            console.print(f"{key:>14}  {_cell(value)}", markup=False)
     console.rule("config")
-    console.print(OmegaConf.to_yaml(OmegaConf.create(run.config)).rstrip(), markup=False)
-    if run.best is not None:
+    console.print(OmegaConf.to_yaml(OmegaConf.create(config)).rstrip(), markup=False)
+    if best is not None:
         console.rule("best architecture")
-        console.print(json.dumps(run.best["arch"], indent=2), markup=False)
-        console.print(f"hash {run.best.get('hash')}", markup=False)
-    trials = read_trials(run_dir / "trials.jsonl")
+        console.print(json.dumps(best["arch"], indent=2), markup=False)
+        console.print(f"hash {best.get('hash')}", markup=False)
     if trials:
-        ok = sorted((t for t in trials if t["status"] == "ok"), key=lambda t: -t["metrics"][objective])
+        ok = sorted((t for t in trials if t.value(objective) is not None), key=lambda t: -t.metrics[objective])
         console.rule(f"top {min(top, len(ok))} of {len(trials)} trials by {objective}")
-        extra = [c for c in ("test_acc", *TRIAL_COLUMNS) if any(t["metrics"].get(c) is not None for t in ok)]
+        extra = [c for c in ("test_acc", *TRIAL_COLUMNS) if any(t.metrics.get(c) is not None for t in ok)]
         table = Table("id", objective, *extra, "budget", "hash")
         for trial in ok[:top]:
-            metrics = trial["metrics"]
-            table.add_row(str(trial["id"]), _cell(metrics[objective]), *(_cell(metrics.get(c)) for c in extra),
-                          _cell(trial.get("budget")), trial["hash"])
+            table.add_row(str(trial.id), _cell(trial.metrics[objective]), *(_cell(trial.metrics.get(c)) for c in extra),
+                          _cell(trial.budget), trial.hash)
         console.print(table)
-        failed = [t for t in trials if t["status"] != "ok"]
-        for trial in failed[:top]:
-            console.print(f"trial {trial['id']} failed: {trial.get('error')}", markup=False)
-    metrics_path = run_dir / "retrain" / "metrics.json"
-    if metrics_path.exists():
+        for trial in [t for t in trials if not t.ok][:top]:
+            console.print(f"trial {trial.id} failed: {trial.error}", markup=False)
+    if retrained is not None:
         console.rule("retraining")
-        for key, value in read_json(metrics_path).items():
-            console.print(f"{key:>14}  {_cell(value)}")
+        for key, value in retrained.items():
+            console.print(f"{key:>14}  {_cell(value)}", markup=False)
     console.rule("files")
-    for path in sorted(p for p in run_dir.rglob("*") if p.is_file() and not p.name.startswith(".")):
+    for path in run.files():
         console.print(f"{_size(path.stat().st_size):>9}  {path.relative_to(run_dir)}", markup=False)

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 
 from nascli.config import group_options, load_config
 from nascli.executors.inline import InlineExecutor
+from nascli.factory import build_evaluator, build_space, build_strategy
 from nascli.scheduler import Scheduler
 
 
@@ -37,15 +38,15 @@ def trajectory(table: str, space: str, strategy: str, seed: int, budget: int) ->
     """Test accuracy of the best-validation architecture after each query."""
     cfg = load_config([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
                        f"seed={seed}", f"search.max_trials={budget}"])
-    space_obj = cfg.space.create()
-    evaluator = cfg.evaluator.create(space=space_obj, data=None, hardware=None)
-    strategy_obj = cfg.strategy.create(space=space_obj, seed=seed)
-    scheduler = Scheduler(strategy_obj, InlineExecutor(evaluator), seed, cfg.search, evaluator.objective)
+    space_obj = build_space(cfg)
+    evaluator = build_evaluator(cfg, space_obj, hardware=None)
+    scheduler = Scheduler(build_strategy(cfg, space_obj), space_obj, InlineExecutor(evaluator), seed, cfg.search,
+                          evaluator.objective)
     best_val, best_test, curve = float("-inf"), float("nan"), []
     for trial in scheduler.run():
-        metrics = trial["metrics"]
-        if trial["status"] == "ok" and metrics[evaluator.objective] > best_val:
-            best_val, best_test = metrics[evaluator.objective], metrics[evaluator.test_metric]
+        value = trial.value(evaluator.objective)
+        if value is not None and value > best_val:
+            best_val, best_test = value, trial.metrics[evaluator.test_metric]
         curve.append(best_test)
     return curve + [best_test] * (budget - len(curve))
 

@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from nascli.config import RunConfig, load_config
+from nascli.factory import build_space
+from nascli.rundir import RunDir
 from nascli.runner import search
-from nascli.store import read_trials
 
 
 def run_search(overrides: list[str], run_dir: Path) -> tuple[float, list[dict[str, Any]]]:
@@ -41,7 +42,7 @@ def run_search(overrides: list[str], run_dir: Path) -> tuple[float, list[dict[st
     start = time.perf_counter()
     search(cfg, run_dir, overrides)
     seconds = time.perf_counter() - start
-    return seconds, [trial["arch"] for trial in read_trials(run_dir / "trials.jsonl")]
+    return seconds, [trial.arch for trial in RunDir(run_dir).trials()]
 
 
 def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device: torch.device) -> torch.nn.Module:
@@ -49,7 +50,7 @@ def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device:
     settings = cfg.evaluator.settings
     data_shape, classes = batches.input_shape, batches.num_classes
     torch.manual_seed(0)
-    model = cfg.space.create().build(arch, data_shape, classes).to(device)
+    model = build_space(cfg).build(arch, data_shape, classes).to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True,
                                 weight_decay=settings.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
@@ -100,7 +101,7 @@ def bare_loop(overrides: list[str], archs: list[dict], batches_class: type, devi
     """Seconds to load the data, then train and score every architecture one after another."""
     cfg = load_config(overrides)
     start = time.perf_counter()
-    data = cfg.dataset.create().load()
+    data = cfg.dataset.cls(cfg.dataset.settings).load()
     batches = batches_class(data.train_x, data.train_y, cfg.evaluator.settings.batch_size, data.num_classes)
     for arch in archs:
         model = _fit(cfg, arch, batches, len(batches), device)

@@ -19,6 +19,7 @@ from conftest import TINY, read_trials
 from nascli.config import HardwareSettings, config_dir, load_config
 from nascli.errors import UserError
 from nascli.executors.base import Task
+from nascli.factory import build_space
 from nascli.executors.processes import ProcessExecutor
 from nascli.hardware import trial_devices
 
@@ -57,7 +58,7 @@ def test_worker_processes_run_every_trial_once(nas, workdir: Path, table: Path, 
 def test_a_dying_worker_fails_its_trial_and_is_replaced(workdir: Path) -> None:
     cfg = load_config([*TINY, "dataset.num_samples=2000", "evaluator.epochs=20"])
     executor = ProcessExecutor(OmegaConf.to_container(cfg.raw), ["cpu"], threads=1)
-    space = cfg.space.create()
+    space = build_space(cfg)
     arch = space.sample(random.Random(0))
     task = Task(0, arch, space.hash(arch), None, seed=0)
     try:
@@ -68,9 +69,9 @@ def test_a_dying_worker_fails_its_trial_and_is_replaced(workdir: Path) -> None:
         time.sleep(3)  # let the worker start the trial
         os.kill(next(iter(executor.pools[0]._processes)), signal.SIGKILL)
         trial = future.result(timeout=60)
-        assert trial["status"] == "failed" and "died" in trial["error"]
+        assert trial.status == "failed" and "died" in trial.error
         quick = Task(1, arch, task.hash, budget=1, seed=0)
-        assert executor.submit(0, quick).result(timeout=120)["status"] == "ok"
+        assert executor.submit(0, quick).result(timeout=120).status == "ok"
     finally:
         executor.close()
 

@@ -11,6 +11,7 @@ import matplotlib.image
 import pytest
 
 from nascli.figures import best_so_far, pareto_front
+from nascli.rundir import Trial
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -50,7 +51,7 @@ def test_pareto_front_keeps_points_no_other_beats_on_cost_and_accuracy() -> None
 
 
 def test_best_so_far_skips_failed_trials() -> None:
-    trials = [{"status": "failed", "metrics": {}}, {"status": "ok", "metrics": {"val_acc": 3.0}},
-              {"status": "ok", "metrics": {"val_acc": 2.0}}, {"status": "ok", "metrics": {"val_acc": 5.0}}]
+    trials = [Trial(i, {}, "h", status, {"val_acc": value} if value else {})
+              for i, (status, value) in enumerate([("failed", None), ("ok", 3.0), ("ok", 2.0), ("ok", 5.0)])]
     curve = best_so_far(trials, "val_acc")
     assert curve[1:] == [3.0, 3.0, 5.0] and curve[0] != curve[0]

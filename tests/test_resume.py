@@ -17,6 +17,8 @@ import pytest
 from conftest import TINY, interrupt_on_call, read_trials, untimed
 from nascli.config import compose_config, load_config, resume_config
 from nascli.executors.base import Executor, Task, run_task
+from nascli.factory import build_evaluator, build_space, build_strategy
+from nascli.rundir import Trial
 from nascli.scheduler import Scheduler
 
 STRATEGIES = ["local", "evolution", "bo", "reinforce", "hyperband"]
@@ -32,7 +34,7 @@ class JitteryExecutor(Executor):
     def submit(self, slot: int, task: Task) -> Future:
         delay = random.random() / 200
 
-        def run() -> dict:
+        def run() -> Trial:
             time.sleep(delay)
             return run_task(self.evaluator, task)
 
@@ -45,9 +47,9 @@ class JitteryExecutor(Executor):
 def scheduler(table: Path, strategy: str, states: list) -> Scheduler:
     cfg = load_config(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
                        "search.max_trials=30", "seed=3"])
-    space = cfg.space.create()
-    evaluator = cfg.evaluator.create(space=space, data=None, hardware=None)
-    return Scheduler(cfg.strategy.create(space=space, seed=cfg.seed), JitteryExecutor(evaluator, slots=3),
+    space = build_space(cfg)
+    evaluator = build_evaluator(cfg, space, hardware=None)
+    return Scheduler(build_strategy(cfg, space), space, JitteryExecutor(evaluator, slots=3),
                      cfg.seed, cfg.search, evaluator.objective, states.append)
 
 
@@ -64,10 +66,10 @@ def test_a_resumed_search_continues_as_if_never_stopped(table: Path, strategy: s
     if not logged_last:
         log.pop()  # killed while the trial ran: it never reached the log
     resumed = scheduler(table, strategy, [])
-    resumed.restore(json.loads(json.dumps(states[-1])), {t["id"]: t for t in log})
+    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
     log += list(resumed.run())
-    assert [t["id"] for t in log] == list(range(30))
-    assert untimed(log) == untimed(expected)
+    assert [t.id for t in log] == list(range(30))
+    assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
 
 
 def test_ctrl_c_then_resume_finishes_the_search_like_an_uninterrupted_one(

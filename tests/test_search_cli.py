@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, read_trials
 from nascli.config import load_config
+from nascli.factory import build_space
 
 
 def test_search_writes_the_run_directory(nas, workdir: Path) -> None:
@@ -53,10 +54,10 @@ def test_checkpoint_loads_safely_and_reproduces_test_accuracy(nas, workdir: Path
     assert nas("search", *TINY, "run_dir=run")[0] == 0
     checkpoint = torch.load(workdir / "run" / "retrain" / "model.pt", weights_only=True)
     cfg = load_config(TINY)
-    space = cfg.space.create()
+    space = build_space(cfg)
     model = space.build(checkpoint["arch"], tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
     model.load_state_dict(checkpoint["state_dict"])
-    data = cfg.dataset.create().load()
+    data = cfg.dataset.cls(cfg.dataset.settings).load()
     model.eval()
     with torch.no_grad():
         acc = 100.0 * (model(data.test_x).argmax(1) == data.test_y).sum().item() / len(data.test_y)

@@ -22,7 +22,7 @@ def run(nas, workdir: Path) -> Path:
 def test_show_prints_outcome_config_architecture_trials_retraining_and_files(nas, run: Path) -> None:
     code, out, err = nas("show", str(run), "--top", "2")
     assert code == 0, err
-    for part in ("status", "completed", "config", "_target_: nascli.spaces.chain.ChainSpace", "best architecture",
+    for part in ("status", "completed", "config", "name: chain", "best architecture",
                  '"blocks"', "top 2 of 3 trials by val_acc", "retraining", "test_top5", "files", "retrain/model.pt",
                  "trials.jsonl"):
         assert part in out, part

@@ -8,6 +8,7 @@ import statistics
 import pytest
 
 from nascli.config import group_options, load_config
+from nascli.factory import build_space, build_strategy
 from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.strategies.base import Outcome, Strategy
 
@@ -23,8 +24,8 @@ def toy_objective(arch: dict) -> float:
 
 
 def make(name: str, seed: int = 0, space: ChainSpace | None = None) -> Strategy:
-    cfg = load_config([f"strategy={name}"])
-    return cfg.strategy.create(space=space or cfg.space.create(), seed=seed)
+    cfg = load_config([f"strategy={name}", f"seed={seed}"])
+    return build_strategy(cfg, space or build_space(cfg))
 
 
 def drive(strategy: Strategy, steps: int) -> list[dict]:
@@ -46,7 +47,7 @@ def test_strategy_options_are_found() -> None:
 @pytest.mark.parametrize("space", ["chain", "nb201"])
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_never_proposes_an_architecture_twice(name: str, space: str) -> None:
-    strategy = make(name, space=load_config([f"space={space}"]).space.create())
+    strategy = make(name, space=build_space(load_config([f"space={space}"])))
     proposals = drive(strategy, 50)
     assert len(proposals) == 50
     for proposal in proposals:

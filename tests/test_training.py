@@ -78,14 +78,21 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(nas, workdir: Path, m
     assert summary["n_trials"] == 5 and summary["n_failed"] == 2 and summary["status"] == "completed"
 
 
-def test_search_where_every_trial_fails(nas, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_search_where_every_trial_fails_records_why_and_exits_1(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    errors = iter([MemoryError(), RuntimeError("CUDA error: an illegal memory access\nmore"), ValueError("abc")])
+
     def always_fail(self, arch, seed, budget=None):
-        raise TrialFailed("out of memory")
+        raise next(errors)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", always_fail)
-    assert nas("search", *TINY, "run_dir=run")[0] == 0
+    code, out, err = nas("search", *TINY, "run_dir=run")
+    assert code == 1 and err.count("\n") == 1 and "none of the 3 trials succeeded" in err, err
+    assert [t["error"] for t in read_trials(workdir / "run")] == [
+        "out of memory", "RuntimeError: CUDA error: an illegal memory access", "ValueError: abc"]
     summary = json.loads((workdir / "run" / "summary.json").read_text())
-    assert summary["status"] == "failed" and summary["error"] == "no trial succeeded"
+    assert summary["status"] == "failed" and summary["error"] == "none of the 3 trials succeeded"
     assert not (workdir / "run" / "best.json").exists()
 
 
@@ -93,8 +100,9 @@ def test_ctrl_c_keeps_finished_trials_and_marks_the_run_interrupted(
     nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     interrupt_on_call(monkeypatch, 2)
-    code, _, _ = nas("search", *TINY, "run_dir=run")
-    assert code != 0
+    code, out, err = nas("search", *TINY, "run_dir=run")
+    assert code == 130 and "Traceback" not in err
+    assert f"continue with: nas search --resume {workdir / 'run'}" in out
     assert len(read_trials(workdir / "run")) == 1
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["n_trials"] == 1

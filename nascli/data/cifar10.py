@@ -2,17 +2,56 @@
 
 from __future__ import annotations
 
+import codecs
 import pickle
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from nascli.data.files import FileDataset
 from nascli.errors import UserError
+from nascli.registry import register
+
+try:
+    from numpy._core.multiarray import _reconstruct, scalar
+    from numpy._core.numeric import _frombuffer
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct, scalar
+    from numpy.core.numeric import _frombuffer
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 
+# The only globals a batch may name. Genuine batches (Python 2, protocol 2) need the array three; protocol 5
+# writes arrays with _frombuffer, Python 3 writes bytes under protocols < 3 as _codecs.encode (or bytes()
+# when empty), and labels written as numpy integers need scalar. numpy 2 renamed numpy.core to numpy._core.
+_ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
+    **{(f"{core}.multiarray", "_reconstruct"): _reconstruct for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.multiarray", "scalar"): scalar for core in ("numpy.core", "numpy._core")},
+    **{(f"{core}.numeric", "_frombuffer"): _frombuffer for core in ("numpy.core", "numpy._core")},
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+    ("__builtin__", "bytes"): bytes,
+    ("builtins", "bytes"): bytes,
+}
 
+# What an unreadable, truncated or malformed batch raises.
+_UNREADABLE = (OSError, EOFError, pickle.UnpicklingError, AttributeError, KeyError, TypeError, ValueError)
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only `_ALLOWED_GLOBALS`, so that a batch cannot run code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _ALLOWED_GLOBALS[module, name]
+        except KeyError:
+            message = f"refused forbidden global {module}.{name}, which no CIFAR-10 batch needs"
+            raise pickle.UnpicklingError(message) from None
+
+
+@register("dataset", "cifar10")
 class CIFAR10(FileDataset):
     """60,000 colour 32x32 images in 10 classes."""
 
@@ -37,10 +76,10 @@ class CIFAR10(FileDataset):
             for name in names:
                 try:
                     with open(folder / name, "rb") as f:
-                        batch = pickle.load(f, encoding="bytes")
+                        batch = _BatchUnpickler(f, encoding="bytes").load()
                     images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
                     labels.append(np.asarray(batch[b"labels"]))
-                except (OSError, pickle.UnpicklingError, KeyError, ValueError, EOFError) as exc:
+                except _UNREADABLE as exc:
                     raise UserError(f"cannot read {folder / name}: {exc}; the CIFAR-10 batch is corrupt") from None
             return np.concatenate(images).astype(np.float32) / 255.0, np.concatenate(labels)
 

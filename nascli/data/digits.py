@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 
 from nascli.config import require
 from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.registry import register
 
 
 @dataclass
@@ -22,6 +23,7 @@ class DigitsSettings(DatasetSettings):
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
 
 
+@register("dataset", "digits")
 class Digits(Dataset):
     """1,797 grey 8x8 digit images in 10 classes."""
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from nascli.data.files import FileDataset
 from nascli.errors import UserError
+from nascli.registry import register
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -50,6 +51,7 @@ class _IdxDataset(FileDataset):
         return train_x[:, None].astype(np.float32) / 255.0, train_y, test_x[:, None].astype(np.float32) / 255.0, test_y
 
 
+@register("dataset", "fashion_mnist")
 class FashionMNIST(_IdxDataset):
     """Zalando's Fashion-MNIST: 70,000 grey 28x28 images of clothing in 10 classes."""
 
@@ -63,6 +65,7 @@ class FashionMNIST(_IdxDataset):
     )
 
 
+@register("dataset", "mnist")
 class MNIST(_IdxDataset):
     """LeCun's MNIST: 70,000 grey 28x28 handwritten digits in 10 classes."""
 

@@ -8,6 +8,7 @@ import numpy as np
 
 from nascli.config import require
 from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.registry import register
 
 
 @dataclass
@@ -29,6 +30,7 @@ class SyntheticSettings(DatasetSettings):
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
 
 
+@register("dataset", "synthetic")
 class Synthetic(Dataset):
     """A learnable, instant dataset for tests and smoke runs."""
 

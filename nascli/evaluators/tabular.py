@@ -13,6 +13,7 @@ from nascli.config import require
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.spaces.base import Arch
+from nascli.registry import register
 
 COST_METRICS = ("params", "flops", "latency_ms", "train_seconds")
 
@@ -30,6 +31,7 @@ class TabularSettings:
         require(Path(self.table).expanduser().is_file(), f"evaluator.table {self.table} is not a file")
 
 
+@register("evaluator", "tabular")
 class TabularEvaluator(Evaluator):
     """Looks each architecture up by the space's key (for nb201, the official cell string)."""
 

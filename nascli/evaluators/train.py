@@ -13,6 +13,7 @@ from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.training import accuracy, train
 from nascli.spaces.base import Arch
+from nascli.registry import register
 
 
 @dataclass
@@ -26,6 +27,7 @@ class TrainEvaluatorSettings(TrainSettings):
         require(self.latency_batch >= 1, "latency_batch must be at least 1")
 
 
+@register("evaluator", "train")
 class TrainEvaluator(Evaluator):
     """Trains each candidate for `epochs` (or its budget in epochs) and reports validation accuracy."""
 

@@ -20,18 +20,14 @@ EVAL_BATCH = 1024
 
 def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
     """Random translations (pad and crop) and horizontal flips, per sample, on the batch's device."""
-    n, _, h, w = x.shape
+    n, c, h, w = x.shape
     if crop_padding:
         p = crop_padding
         padded = F.pad(x, (p, p, p, p))
         shifts = torch.randint(0, 2 * p + 1, (n, 2), generator=generator, device=x.device)
-        out = torch.empty_like(x)
-        # One slice per distinct shift: (2p+1)^2 vectorised copies instead of n.
-        for dy in range(2 * p + 1):
-            for dx in range(2 * p + 1):
-                mask = (shifts[:, 0] == dy) & (shifts[:, 1] == dx)
-                out[mask] = padded[mask, :, dy : dy + h, dx : dx + w]
-        x = out
+        # One gather from a view of every (2p+1)^2 window: no per-shift masked copies.
+        windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (n, c, 2p+1, 2p+1, h, w)
+        x = windows[torch.arange(n, device=x.device), :, shifts[:, 0], shifts[:, 1]]
     if hflip:
         flip = torch.rand(n, generator=generator, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)

@@ -8,12 +8,12 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from omegaconf import OmegaConf
+import torch
 
-from nascli.config import validate
+from nascli.config import first_line
 from nascli.errors import TrialFailed
 from nascli.evaluators.base import Evaluator
-from nascli.hardware import resolve_hardware
+from nascli.rundir import Trial
 from nascli.spaces.base import Arch
 
 
@@ -27,25 +27,29 @@ class Task:
     budget: Optional[float]
     seed: int
 
-
-def build_worker_evaluator(config: dict[str, Any], device: Optional[str], threads: Optional[int]) -> Evaluator:
-    """Inside a worker: the evaluator of a run's resolved config, with its data on the worker's device."""
-    cfg = validate(OmegaConf.create(config))
-    hardware = resolve_hardware(cfg.hardware, device, threads)
-    data = cfg.dataset.create().load().to(hardware.device) if cfg.evaluator.cls.needs_data else None
-    return cfg.evaluator.create(space=cfg.space.create(), data=data, hardware=hardware)
+    def failed(self, reason: str) -> Trial:
+        """The record of this task failing for `reason`."""
+        return Trial(self.id, self.arch, self.hash, "failed", {}, self.budget, self.seed, error=reason)
 
 
-def _trial(task: Task, **outcome: Any) -> dict[str, Any]:
-    return {"id": task.id, "arch": task.arch, "hash": task.hash, "budget": task.budget, **outcome, "seed": task.seed}
+def failure_reason(exc: Exception) -> str:
+    """One line saying why a trial failed."""
+    if isinstance(exc, TrialFailed):
+        return str(exc)
+    if isinstance(exc, torch.OutOfMemoryError):
+        return "out of GPU memory"
+    if isinstance(exc, MemoryError):
+        return "out of memory"
+    return f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def run_task(evaluator: Evaluator, task: Task) -> dict[str, Any]:
-    """Evaluate a task into a trial record; a trial that fails (out of memory, diverged) is recorded, not raised."""
+def run_task(evaluator: Evaluator, task: Task) -> Trial:
+    """Evaluate a task into a trial record; any error inside the trial is recorded as its failure, not raised."""
     try:
-        return _trial(task, status="ok", metrics=evaluator.evaluate(task.arch, task.seed, task.budget))
-    except TrialFailed as exc:
-        return _trial(task, status="failed", metrics={}, error=str(exc))
+        metrics = evaluator.evaluate(task.arch, task.seed, task.budget)
+    except Exception as exc:  # a trial's failure must never end the search
+        return task.failed(failure_reason(exc))
+    return Trial(task.id, task.arch, task.hash, "ok", metrics, task.budget, task.seed)
 
 
 def settle(
@@ -59,9 +63,9 @@ def settle(
             result.set_result(done.result())
         except lost:
             replace_worker()
-            result.set_result(_trial(task, status="failed", metrics={}, error=reason))
-        except BaseException as exc:  # the coordinator re-raises it from result()
-            result.set_exception(exc)
+            result.set_result(task.failed(reason))
+        except Exception as exc:  # e.g. a result that could not be sent back: the trial failed, the search goes on
+            result.set_result(task.failed(failure_reason(exc)))
 
     inner.add_done_callback(finished)
     return result

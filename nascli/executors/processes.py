@@ -3,27 +3,44 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Optional
 
 from nascli.evaluators.base import Evaluator
-from nascli.executors.base import Executor, Task, build_worker_evaluator, run_task, settle
+from nascli.executors.base import Executor, Task, run_task, settle
+from nascli.rundir import Trial
 
+PARENT_POLL_SECONDS = 0.5
 _evaluator: Optional[Evaluator] = None  # the worker process's own evaluator, built once by _start_worker
 
 
-def _start_worker(config: dict[str, Any], device: str, threads: int) -> None:
+def _exit_with_parent(parent: int) -> None:
+    """Leave as soon as the coordinator is gone (killed, out of memory), so no worker outlives it holding memory."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def _start_worker(config: dict[str, Any], device: str, threads: int, parent: int) -> None:
     global _evaluator
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the coordinator stops us
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    from nascli.factory import build_worker_evaluator
+
     _evaluator = build_worker_evaluator(config, device, threads)
 
 
-def _run(task: Task) -> dict[str, Any]:
+def _run(task: Task) -> Trial:
     return run_task(_evaluator, task)
 
 
 class ProcessExecutor(Executor):
-    """One single-process pool per slot; a worker that dies fails its trial and is replaced."""
+    """One single-process pool per slot; a worker that dies fails its trial (if it had one) and is replaced."""
 
     def __init__(self, config: dict[str, Any], devices: list[str], threads: int) -> None:
         self.config, self.devices, self.threads = config, devices, threads
@@ -34,13 +51,18 @@ class ProcessExecutor(Executor):
     def _pool(self, slot: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=1, mp_context=self.context, initializer=_start_worker,
-            initargs=(self.config, self.devices[slot], self.threads),
+            initargs=(self.config, self.devices[slot], self.threads, os.getpid()),
         )
 
     def submit(self, slot: int, task: Task) -> Future:
+        try:
+            inner = self.pools[slot].submit(_run, task)
+        except BrokenProcessPool:  # the worker died while idle: the task never ran, so start it on a new one
+            self._replace(slot)
+            inner = self.pools[slot].submit(_run, task)
         return settle(
-            self.pools[slot].submit(_run, task), task, BrokenProcessPool,
-            f"the worker process on {self.devices[slot]} died", lambda: self._replace(slot),
+            inner, task, BrokenProcessPool, f"the worker process on {self.devices[slot]} died",
+            lambda: self._replace(slot),
         )
 
     def _replace(self, slot: int) -> None:

@@ -7,16 +7,19 @@ from typing import Any
 
 from nascli.config import HardwareSettings
 from nascli.errors import UserError
-from nascli.executors.base import Executor, Task, build_worker_evaluator, run_task, settle
+from nascli.executors.base import Executor, Task, run_task, settle
+from nascli.rundir import Trial
 
 
 class _Worker:
     """A Ray actor's body: builds the evaluator once, then runs tasks."""
 
     def __init__(self, config: dict[str, Any], device: str, threads: int) -> None:
+        from nascli.factory import build_worker_evaluator
+
         self.evaluator = build_worker_evaluator(config, device, threads)
 
-    def run(self, task: Task) -> dict[str, Any]:
+    def run(self, task: Task) -> Trial:
         return run_task(self.evaluator, task)
 
 

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace, arch_hash
+from nascli.registry import register
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
 OPS = (*CONV_KERNELS, "sepconv3x3", "maxpool3x3", "avgpool3x3", "identity")
@@ -70,11 +71,11 @@ class Block(nn.Module):
         return x + self.body(x) if self.residual else self.body(x)
 
 
+@register("space", "chain")
 class ChainSpace(SearchSpace):
     """Chains of `min_blocks`..`max_blocks` blocks between a conv stem and a pooled linear head."""
 
     Settings = ChainSettings
-    name = "chain"
 
     def __init__(self, settings: ChainSettings) -> None:
         self.s = settings

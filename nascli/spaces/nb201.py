@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace
+from nascli.registry import register
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edge k joins node EDGES[k][0] to node EDGES[k][1], in the order of the official cell string.
@@ -108,11 +109,11 @@ class ResidualReduction(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+@register("space", "nb201")
 class NB201Space(SearchSpace):
     """All 15,625 cells of NAS-Bench-201; architectures are {"cell": official string}."""
 
     Settings = NB201Settings
-    name = "nb201"
 
     def __init__(self, settings: NB201Settings) -> None:
         self.s = settings

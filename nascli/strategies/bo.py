@@ -14,6 +14,7 @@ from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from nascli.config import require
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -31,11 +32,11 @@ class BOSettings:
         require(self.xi >= 0, "xi must be >= 0")
 
 
+@register("strategy", "bo")
 class BayesianOptimisation(Strategy):
     """GP-BO: expected improvement over the incumbent's neighbours, then over mutants of the best and random ones."""
 
     Settings = BOSettings
-    name = "bo"
 
     def __init__(self, settings: BOSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)

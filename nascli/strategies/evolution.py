@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from nascli.config import require
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -24,11 +25,11 @@ class EvolutionSettings:
         )
 
 
+@register("strategy", "evolution")
 class RegularizedEvolution(Strategy):
     """Random architectures until the population is full, then mutated tournament winners."""
 
     Settings = EvolutionSettings
-    name = "evolution"
 
     def __init__(self, settings: EvolutionSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)

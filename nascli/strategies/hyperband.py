@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from nascli.config import require
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -23,11 +24,11 @@ class HyperbandSettings:
         require(self.eta >= 2, "eta must be at least 2")
 
 
+@register("strategy", "hyperband")
 class Hyperband(Strategy):
     """Cycles through brackets; a bracket trains many architectures briefly and promotes the best."""
 
     Settings = HyperbandSettings
-    name = "hyperband"
 
     def __init__(self, settings: HyperbandSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -15,11 +16,11 @@ class LocalSettings:
     first_improvement: bool = True
 
 
+@register("strategy", "local")
 class LocalSearch(Strategy):
     """Hill climbing over the one-edit neighbourhood with random restarts (White et al., 2021)."""
 
     Settings = LocalSettings
-    name = "local"
 
     def __init__(self, settings: LocalSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)

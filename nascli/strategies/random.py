@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -13,11 +14,11 @@ class RandomSettings:
     """Random search has no settings."""
 
 
+@register("strategy", "random")
 class RandomSearch(Strategy):
     """Samples architectures uniformly at random."""
 
     Settings = RandomSettings
-    name = "random"
 
     def ask(self) -> Optional[Proposal]:
         return self._propose_random()

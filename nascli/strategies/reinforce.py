@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.registry import register
 
 
 @dataclass
@@ -74,11 +75,11 @@ def _unpack(text: str) -> Any:
     return torch.load(io.BytesIO(base64.b64decode(text)), weights_only=True)
 
 
+@register("strategy", "reinforce")
 class Reinforce(Strategy):
     """Samples decisions from the controller; each outcome is one policy-gradient step."""
 
     Settings = ReinforceSettings
-    name = "reinforce"
     sample_batch = 16  # samples drawn at once; the first unseen one is proposed
 
     def __init__(self, settings: ReinforceSettings, space: Any, seed: int) -> None:

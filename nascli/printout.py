@@ -1,0 +1,39 @@
+"""What a search or a retraining prints: progress bars and the closing summary with the paths that matter."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nascli.rundir import BEST, MODEL, RunDir, Summary
+
+console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
+
+
+def progress() -> Progress:
+    """A progress bar with counts, elapsed and remaining time."""
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
+    )
+
+
+def print_result(run: RunDir, summary: Summary) -> None:
+    """A short summary of the finished work, the paths that matter and what to run next."""
+    parts = [f"{summary.n_trials} trials ({summary.n_failed} failed)"] if summary.kind == "search" else []
+    if summary.best:
+        parts.append(f"best {summary.objective} {summary.best_value:.2f} (trial {summary.best['id']})")
+    if summary.test_acc is not None:
+        parts.append(f"test_acc {summary.test_acc:.2f}")
+    if summary.error:
+        parts.append(f"[red]{summary.error}[/red]")
+    console.print(f"{summary.kind} {summary.status} in {summary.wall_seconds or 0:.0f} s: {', '.join(parts)}")
+    console.print(f"results in {run.path}")
+    for name, what in ((BEST, "best architecture"), (MODEL, "retrained model")):
+        if run.file(name).exists():
+            console.print(f"  {what:<18} {run.file(name)}")
+    if summary.status == "interrupted" and summary.kind == "search":
+        console.print(f"continue with: nas search --resume {run.path}")
+    elif run.file(MODEL).exists():
+        console.print(f"next: nas show {run.path}\n      nas export {run.path} --format onnx\n"
+                      f"      nas report {run.path} --html report.html")

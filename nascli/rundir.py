@@ -1,0 +1,407 @@
+"""The run directory: one class owns its file names, its typed records, and every read and write of them.
+
+A run directory may come from someone else, so reading one treats its files as data: configs are loaded
+without resolving interpolations, checkpoints with `weights_only=True`, and nothing it names is imported.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import warnings
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from omegaconf import DictConfig, OmegaConf
+
+from nascli.errors import UserError
+
+CONFIG = "config.yaml"
+RECORD = "run.json"
+TRIALS = "trials.jsonl"
+BEST = "best.json"
+SUMMARY = "summary.json"
+STATE = "state.json"
+RETRAIN_METRICS = "retrain/metrics.json"
+MODEL = "retrain/model.pt"
+LOCK = ".lock"
+MARKERS = (CONFIG, TRIALS, SUMMARY)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write a file atomically: a reader sees the old file or the new one, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> Any:
+    """Read a JSON file; a missing or corrupt one is a UserError naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a directory, not a JSON file") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
+
+
+def _require_fields(data: Any, types: dict[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
+    """`data` as a dict whose listed keys exist with the listed types; else a UserError naming `where`."""
+    if not isinstance(data, dict):
+        raise UserError(f"{where} is not a JSON object (found {type(data).__name__}); the file is corrupt")
+    for key, kind in types.items():
+        if not isinstance(data.get(key), kind):
+            raise UserError(f"{where} has no valid '{key}'; the file is corrupt")
+    return data
+
+
+@dataclass
+class Trial:
+    """One finished trial, as trials.jsonl holds it."""
+
+    id: int
+    arch: dict[str, Any]
+    hash: str
+    status: str  # ok | failed
+    metrics: dict[str, Any]
+    budget: Optional[float] = None
+    seed: Optional[int] = None
+    error: Optional[str] = None
+    elapsed: Optional[float] = None  # seconds of search when it was logged
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def value(self, metric: str) -> Optional[float]:
+        """A metric of a successful trial (None when it failed or lacks it)."""
+        return self.metrics.get(metric) if self.ok else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None or k in ("budget", "seed")}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Trial:
+        """A trial from its JSON record; a record that is not one is a UserError naming `where`."""
+        _require_fields(data, {"id": int, "arch": dict, "hash": str, "status": str, "metrics": dict}, where)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass
+class Summary:
+    """What summary.json holds: how a search or a retraining ended."""
+
+    kind: str  # search | retrain
+    status: str = "running"  # running | completed | failed | interrupted
+    dataset: Optional[str] = None
+    space: Optional[str] = None
+    strategy: Optional[str] = None
+    seed: Optional[int] = None
+    objective: str = "val_acc"
+    n_trials: int = 0
+    n_failed: int = 0
+    best: Optional[dict[str, Any]] = None  # id, hash and objective value of the best trial
+    test_acc: Optional[float] = None
+    wall_seconds: Optional[float] = None
+    error: Optional[str] = None
+    source: Optional[str] = None  # a retraining's source run or file
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON record; unknown values (a test accuracy not measured, no error) are left out."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k == "best"}
+
+    @property
+    def best_value(self) -> Optional[float]:
+        return (self.best or {}).get(self.objective)
+
+    def add_trial(self, trial: Trial) -> bool:
+        """Count a finished trial; True when it is the new best."""
+        self.n_trials += 1
+        self.n_failed += not trial.ok
+        value = trial.value(self.objective)
+        if value is None or (self.best_value is not None and value <= self.best_value):
+            return False
+        self.best = {"id": trial.id, "hash": trial.hash, self.objective: value}
+        return True
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Summary:
+        """A summary from its JSON; one that is not a summary is a UserError naming `where`."""
+        _require_fields(data, {"kind": str, "status": str}, where)
+        if data.get("best") is not None and not isinstance(data["best"], dict):
+            raise UserError(f"{where} has no valid 'best'; the file is corrupt")
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _reject_interpolations(node: Any, where: str) -> None:
+    """Refuse `${...}` anywhere in a stored config: resolving it could read the environment or call resolvers."""
+    if isinstance(node, dict):
+        for value in node.values():
+            _reject_interpolations(value, where)
+    elif isinstance(node, list):
+        for value in node:
+            _reject_interpolations(value, where)
+    elif isinstance(node, str) and "${" in node:
+        raise UserError(f"{where} holds an interpolation ({node!r}); a stored config must hold plain values")
+
+
+def usable_dir(path_text: str, what: str) -> Path:
+    """The folder `path_text`, created if needed; an empty, file-blocked or unwritable path is a UserError."""
+    if not path_text.strip():
+        raise UserError(f"{what} is empty; pass {what}=FOLDER")
+    path = Path(path_text).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise UserError(f"{what} {path} is a file, not a folder") from None
+    except NotADirectoryError:
+        raise UserError(f"{what} {path} lies inside a file") from None
+    except OSError as exc:
+        raise UserError(f"{what} {path} cannot be created: {exc.strerror}") from None
+    if not os.access(path, os.W_OK):
+        raise UserError(f"{what} {path} is not writable")
+    return path
+
+
+class RunDir:
+    """A run directory: the names of its files, typed reads of them and, once locked, their writes.
+
+    One process writes a run directory at a time: `create` and `open_for_writing` take an exclusive lock,
+    released by `close` or by the OS however the process ends.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock: Optional[Any] = None
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    # -- reading ------------------------------------------------------------------------------------
+    def holds_run(self) -> bool:
+        """Whether the folder already holds a run's files."""
+        return any(self.file(marker).exists() for marker in MARKERS)
+
+    def ensure_free(self) -> None:
+        """Refuse a folder that already holds a run, so that nothing is overwritten."""
+        if self.holds_run():
+            raise UserError(f"{self.path} already holds a run; pass another run_dir=... (nothing was overwritten)")
+
+    def require_run(self) -> None:
+        """Refuse a path that is not a run directory."""
+        if not self.file(CONFIG).is_file():
+            raise UserError(f"{self.path} is not a run directory (no {CONFIG})")
+
+    def config(self) -> DictConfig:
+        """The stored config, as data: interpolations are refused, not resolved."""
+        self.require_run()
+        path = self.file(CONFIG)
+        try:
+            config = OmegaConf.load(path)
+            container = OmegaConf.to_container(config, resolve=False)
+        except Exception as exc:
+            raise UserError(f"{path} cannot be read ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
+        if not isinstance(container, dict):
+            raise UserError(f"{path} is not a mapping of settings; the file is corrupt")
+        _reject_interpolations(container, str(path))
+        return OmegaConf.create(container)
+
+    def record(self) -> dict[str, Any]:
+        """run.json: the command, its overrides, package versions and machine (empty when missing)."""
+        if not self.file(RECORD).exists():
+            return {}
+        record = _require_fields(read_json(self.file(RECORD)), {}, str(self.file(RECORD)))
+        overrides = record.get("overrides", [])
+        if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+            raise UserError(f"{self.file(RECORD)} has no valid 'overrides'; the file is corrupt")
+        _reject_interpolations(overrides, str(self.file(RECORD)))
+        return record
+
+    def overrides(self) -> list[str]:
+        """The overrides the run was started with."""
+        return self.record().get("overrides", [])
+
+    def summary(self) -> Optional[Summary]:
+        """summary.json, or None while the run has none."""
+        path = self.file(SUMMARY)
+        return Summary.from_dict(read_json(path), str(path)) if path.exists() else None
+
+    def best(self) -> Optional[dict[str, Any]]:
+        """best.json (its `arch` checked), or None when the run found none."""
+        path = self.file(BEST)
+        if not path.exists():
+            return None
+        return _require_fields(read_json(path), {"arch": dict}, str(path))
+
+    def trials(self) -> list[Trial]:
+        """The logged trials; a half-written last line is dropped with a warning."""
+        return self._read_trials()[0]
+
+    def _read_trials(self) -> tuple[list[Trial], list[str]]:
+        """The logged trials and the lines that hold them."""
+        path = self.file(TRIALS)
+        if not path.exists():
+            return [], []
+        lines = path.read_text().splitlines()
+        trials, kept = [], []
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError:
+                if number == len(lines):
+                    warnings.warn(f"{path}: dropped a half-written last line", stacklevel=3)
+                    break
+                raise UserError(f"{path} line {number} is not valid JSON; the trial log is corrupt") from None
+            trials.append(Trial.from_dict(data, f"{path} line {number}"))
+            kept.append(line)
+        return trials, kept
+
+    def state(self) -> Optional[dict[str, Any]]:
+        """The search's checkpoint, or None when it is missing or empty."""
+        path = self.file(STATE)
+        if not path.exists() or not path.read_text().strip():
+            return None
+        types = {"next_id": int, "elapsed": (int, float), "pending": list, "strategy": dict}
+        return _require_fields(read_json(path), types, str(path))
+
+    def retrain_metrics(self) -> Optional[dict[str, Any]]:
+        """retrain/metrics.json, or None when no retraining finished."""
+        path = self.file(RETRAIN_METRICS)
+        return _require_fields(read_json(path), {}, str(path)) if path.exists() else None
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """retrain/model.pt, loaded as tensors and plain values only (never unpickling objects)."""
+        import torch  # lazily: commands that only read a run's JSON should not pay for importing torch
+
+        path = self.file(MODEL)
+        if not path.exists():
+            raise UserError(f"{self.path} has no retrained model ({path}); run `nas retrain {self.path}` first")
+        try:
+            checkpoint = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as exc:
+            raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
+        types = {"arch": dict, "input_shape": list, "num_classes": int, "state_dict": dict}
+        return _require_fields(checkpoint, types, str(path))
+
+    def files(self) -> list[Path]:
+        """The run's files (hidden ones left out)."""
+        return sorted(p for p in self.path.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+    # -- writing ------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, path: Path, config: DictConfig, record: dict[str, Any]) -> RunDir:
+        """Start a run directory with its config and record, atomically: it appears whole or not at all."""
+        run = cls(path)
+        run.ensure_free()
+        if path.exists() and any(path.iterdir()):
+            raise UserError(f"{path} is not empty; pass another run_dir=... (nothing was overwritten)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = path.with_name(f".{path.name}.creating-{os.getpid()}")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            staging_run = cls(staging)
+            staging_run._acquire()
+            staging_run.save_config(config)
+            staging_run.write_record(record)
+            os.replace(staging, path)  # an empty folder made by Hydra is replaced; a filled one refuses
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        run._lock = staging_run._lock
+        return run
+
+    def open_for_writing(self) -> RunDir:
+        """Lock an existing run directory to continue it."""
+        self.require_run()
+        self._acquire()
+        return self
+
+    def _acquire(self) -> None:
+        lock = open(self.file(LOCK), "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise UserError(f"{self.path} is in use by another nas process") from None
+        self._lock = lock
+
+    def close(self) -> None:
+        """Release the run directory."""
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _write_json(self, name: str, data: Any, indent: Optional[int] = 2) -> None:
+        path = self.file(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(data, indent=indent) + "\n")
+
+    def save_config(self, config: DictConfig) -> None:
+        """Write the run's resolved config.yaml."""
+        write_atomic(self.file(CONFIG), OmegaConf.to_yaml(config, resolve=True))
+
+    def write_record(self, record: dict[str, Any]) -> None:
+        self._write_json(RECORD, record)
+
+    def write_summary(self, summary: Summary) -> None:
+        self._write_json(SUMMARY, summary.to_dict())
+
+    def write_best(self, best: dict[str, Any]) -> None:
+        self._write_json(BEST, best)
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        """Write the search's checkpoint (compact: it is rewritten before every trial)."""
+        self._write_json(STATE, state, indent=None)
+
+    def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
+        self._write_json(RETRAIN_METRICS, metrics)
+
+    def append_trial(self, trial: Trial) -> None:
+        """Append one finished trial to trials.jsonl and force it to disk."""
+        with open(self.file(TRIALS), "a") as f:
+            f.write(json.dumps(trial.to_dict()) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def recover_trials(self) -> list[Trial]:
+        """The logged trials; a half-written last line is dropped from the file too, so appends start clean."""
+        trials, kept = self._read_trials()
+        text = "".join(line + "\n" for line in kept)
+        if self.file(TRIALS).exists() and self.file(TRIALS).read_text() != text:
+            write_atomic(self.file(TRIALS), text)
+        return trials
+
+    def save_model(self, checkpoint: dict[str, Any]) -> Path:
+        """Save retrain/model.pt so that it loads with torch.load(..., weights_only=True)."""
+        import torch
+
+        path = self.file(MODEL)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(checkpoint, path)
+        return path
+
+
+def find_runs(paths: list[Path]) -> list[RunDir]:
+    """Run directories at or below each path (a run, a sweep, or any parent folder)."""
+    found: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise UserError(f"{path} does not exist")
+        if (path / CONFIG).exists():
+            found.add(path)
+        else:
+            found.update(p.parent for p in path.rglob(CONFIG) if p.parent.name != ".hydra")
+    return [RunDir(p) for p in sorted(found)]
