@@ -7,6 +7,8 @@ import json
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -19,8 +21,8 @@ from conftest import TINY, read_trials
 from nascli.config import HardwareSettings, config_dir, load_config
 from nascli.errors import UserError
 from nascli.executors.base import Task
-from nascli.factory import build_space
 from nascli.executors.processes import ProcessExecutor
+from nascli.factory import build_space
 from nascli.hardware import trial_devices
 
 TABULAR = ["space=nb201", "evaluator=tabular", "search.max_trials=12"]
@@ -110,3 +112,78 @@ def test_hardware_ray_without_ray_installed_is_a_one_line_error(nas, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "ray" else find_spec(name, *a))
     code, _, err = nas("search", *TINY, "hardware=ray")
     assert code == 2 and "pip install 'nascli[ray]'" in err and len(err.strip().splitlines()) == 1
+
+
+def children(pid: int) -> set[int]:
+    """The live child processes of `pid` (read from /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def start_search(workdir: Path, *args: str) -> subprocess.Popen:
+    """A `nas search` with two CPU worker processes, started in the background once two trials are logged."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nascli", "search", *TINY, "dataset.num_samples=2000", "evaluator.epochs=3",
+         "search.max_trials=40", "hardware.workers=2", "retrain.enabled=false", "run_dir=run", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    log = workdir / "run" / "trials.jsonl"
+    deadline = time.monotonic() + 120
+    while not (log.exists() and len(log.read_text().splitlines()) >= 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process.poll() is None, process.communicate()
+    return process
+
+
+def test_workers_exit_by_themselves_when_the_coordinator_is_killed(workdir: Path) -> None:
+    process = start_search(workdir)
+    workers = children(process.pid)
+    assert len(workers) >= 2
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers), "worker processes outlived the killed coordinator"
+
+
+def test_sigterm_stops_a_search_like_ctrl_c(workdir: Path) -> None:
+    process = start_search(workdir)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in err, err
+    assert f"continue with: nas search --resume {workdir / 'run'}" in out
+    assert json.loads((workdir / "run" / "summary.json").read_text())["status"] == "interrupted"
+    deadline = time.monotonic() + 5
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)
+
+
+def test_a_worker_that_dies_while_idle_costs_no_trial(workdir: Path) -> None:
+    cfg = load_config([*TINY])
+    executor = ProcessExecutor(OmegaConf.to_container(cfg.raw), ["cpu"], threads=1)
+    space = build_space(cfg)
+    arch = space.sample(random.Random(0))
+    try:
+        assert executor.submit(0, Task(0, arch, space.hash(arch), 1, seed=0)).result(timeout=120).status == "ok"
+        os.kill(next(iter(executor.pools[0]._processes)), signal.SIGKILL)
+        time.sleep(1)  # the pool notices its worker is gone and breaks
+        assert executor.submit(0, Task(1, arch, space.hash(arch), 1, seed=0)).result(timeout=120).status == "ok"
+    finally:
+        executor.close()

@@ -53,14 +53,21 @@ class TabularEvaluator(Evaluator):
         missing = {"arch", self.objective, self.test_metric} - set(table.columns)
         if missing:
             raise UserError(f"evaluator.table {path} lacks the column(s) {', '.join(sorted(missing))}")
+        for column in (self.objective, self.test_metric):
+            values = pd.to_numeric(table[column], errors="coerce")
+            bad = table[column][values.isna() & table[column].notna()]
+            if len(bad):
+                raise UserError(f"evaluator.table {path}: column {column} holds a non-number ({bad.iloc[0]!r}, "
+                                f"row {bad.index[0] + 2})")
         table = table.drop_duplicates("arch").set_index("arch")
-        numeric = table.select_dtypes("number")
-        return numeric.to_dict("index")
+        numeric = table.apply(pd.to_numeric, errors="coerce").dropna(axis=1, how="all")  # text columns go
+        return {arch: {k: None if v != v else v for k, v in row.items()}  # NaN (v != v) is a missing value
+                for arch, row in numeric.to_dict("index").items()}
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         row = self.rows.get(self.space.key(arch))
         if row is None:
             raise TrialFailed(f"{self.space.key(arch)} is not in the table")
-        if not math.isfinite(row[self.objective]):
+        if row[self.objective] is None or not math.isfinite(row[self.objective]):
             raise TrialFailed(f"the table has no {self.objective} for this architecture")
         return {**{name: None for name in COST_METRICS}, **row}

@@ -75,3 +75,5 @@ class ProcessExecutor(Executor):
             pool.shutdown(wait=False, cancel_futures=True)
             for process in processes:  # an abandoned trial would otherwise run on to its end
                 process.terminate()
+            for process in processes:
+                process.join(timeout=5)
