@@ -76,16 +76,15 @@ def inherited_overrides(source: Path, args: list[str]) -> list[str]:
 
     Keys the user sets are not inherited, nor are the settings of a group the user switches.
     """
-    from nascli.registry import lookup
+    from nascli.config import validate
     from nascli.rundir import RunDir
 
     if not source.is_dir():
         return []
     run = RunDir(source)
-    run.require_run()
+    stored = validate(run.config())  # a run directory is data: its config must name registered components only
     given = {override_key(arg) for arg in args if "=" in arg and not arg.startswith("-")}
-    evaluator = run.config().get("evaluator") or {}
-    if "dataset" not in given and not lookup("evaluator", str(evaluator.get("name", "train"))).needs_data:
+    if "dataset" not in given and not stored.evaluator.cls.needs_data:
         raise UserError(f"the search in {source} looked scores up in a table and trained on no dataset; "
                         f"say what to train on, e.g. nas retrain {source} dataset=cifar10")
 
@@ -112,7 +111,8 @@ def retrain(
 
     args = list(ctx.args)
     quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
-    run_hydra(retrain_task, "nas retrain", [*inherited_overrides(source, args), *args, f"source='{quoted}'"])
+    # The user's arguments first: Hydra takes flags such as -m only before the overrides that follow them.
+    run_hydra(retrain_task, "nas retrain", [*args, *inherited_overrides(source, args), f"source='{quoted}'"])
 
 
 @app.command()

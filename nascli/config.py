@@ -214,7 +214,7 @@ def hydra_errors(overrides: list[str]) -> Iterator[None]:
         yield
     except MissingConfigException as exc:
         if exc.options and exc.missing_cfg_file:
-            group, _, option = exc.missing_cfg_file.rpartition("/")
+            group, _, option = exc.missing_cfg_file.partition("/")
             raise UserError(f"unknown {group} '{option}'; choose one of: {', '.join(sorted(exc.options))}") from None
         raise UserError(first_line(exc)) from None
     except OverrideParseException as exc:

@@ -43,7 +43,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "strategy": (config.get("strategy") or {}).get("name") if summary.kind == "search" else "(retrain)",
         "seed": config.get("seed"),
         "status": summary.status,
-        "trials": summary.n_trials,
+        "trials": len(run.trials()) if summary.kind == "search" else summary.n_trials,
         "val_acc": summary.best_value,
         "test_acc": summary.test_acc,
         "params": costs.get("params"),

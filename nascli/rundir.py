@@ -274,7 +274,10 @@ class RunDir:
         if not path.exists() or not path.read_text().strip():
             return None
         types = {"next_id": int, "elapsed": (int, float), "pending": list, "strategy": dict}
-        return _require_fields(read_json(path), types, str(path))
+        state = _require_fields(read_json(path), types, str(path))
+        for item in state["pending"]:
+            _require_fields(item, {"id": int, "arch": dict}, f"{path} (a trial in flight)")
+        return state
 
     def retrain_metrics(self) -> Optional[dict[str, Any]]:
         """retrain/metrics.json, or None when no retraining finished."""

@@ -23,7 +23,7 @@ from nascli.executors.base import failure_reason
 from nascli.factory import build_evaluator, build_executor, build_space, build_strategy, check_data, load_data
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import print_result, progress
-from nascli.rundir import RunDir, Summary, Trial, read_json
+from nascli.rundir import STATE, RunDir, Summary, Trial, read_json
 from nascli.scheduler import Scheduler
 from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
@@ -57,6 +57,7 @@ def check_job(cfg: RunConfig) -> None:
         _source_architecture(cfg)
     if cfg.trains or cfg.source:
         check_data(cfg)
+    cfg.evaluator.cls.check(cfg.evaluator.settings)
     trial_devices(cfg.hardware)
     if cfg.hardware.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'")
@@ -99,6 +100,12 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
         raise UserError(f"{run_dir} has {len(logged)} logged trials but no checkpoint (state.json is missing or "
                         "empty), so the search cannot continue exactly; start a new search")
     parts = _parts(cfg)
+    if state is not None:
+        try:
+            parts.strategy.load_state_dict(state["strategy"])
+        except Exception as exc:
+            raise UserError(f"{run.file(STATE)} does not hold a {cfg.strategy.name} checkpoint ({exc}); "
+                            "the file is corrupt") from None
     run.open_for_writing()
     try:
         logged = run.recover_trials()

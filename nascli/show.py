@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from nascli.rundir import RunDir, Summary
+from nascli.rundir import MODEL, RunDir, Summary
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 
@@ -67,6 +67,11 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         console.rule("retraining")
         for key, value in retrained.items():
             console.print(f"{key:>14}  {_cell(value)}", markup=False)
+    if run.file(MODEL).exists():
+        checkpoint = run.load_checkpoint()
+        tensors = checkpoint["state_dict"].values()
+        console.print(f"{'checkpoint':>14}  {len(tensors)} tensors, {sum(t.numel() for t in tensors)} values, "
+                      f"input {checkpoint['input_shape']}, {checkpoint['num_classes']} classes", markup=False)
     console.rule("files")
     for path in run.files():
         console.print(f"{_size(path.stat().st_size):>9}  {path.relative_to(run_dir)}", markup=False)

@@ -31,6 +31,10 @@ class Evaluator(ABC):
         self.data = data
         self.hardware = hardware
 
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
+
     @abstractmethod
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         """Metrics of `arch` (at least the objective); raises TrialFailed when the trial cannot finish."""

@@ -43,17 +43,23 @@ class TabularEvaluator(Evaluator):
         self.objective = settings.objective
         self.test_metric = settings.report
         self.dataset_label = f"table:{Path(settings.table).stem}"
-        self.rows = self._load(Path(settings.table).expanduser())
+        self.rows = self._load(Path(settings.table).expanduser(), settings.objective, settings.report)
 
-    def _load(self, path: Path) -> dict[str, dict[str, Any]]:
+    @classmethod
+    def check(cls, settings: TabularSettings) -> None:
+        """Read the table now, so that a missing column or a non-number fails before the run directory exists."""
+        cls._load(Path(settings.table).expanduser(), settings.objective, settings.report)
+
+    @staticmethod
+    def _load(path: Path, objective: str, report: str) -> dict[str, dict[str, Any]]:
         try:
             table = pd.read_csv(path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read evaluator.table {path}: {str(exc).splitlines()[0]}") from None
-        missing = {"arch", self.objective, self.test_metric} - set(table.columns)
+        missing = {"arch", objective, report} - set(table.columns)
         if missing:
             raise UserError(f"evaluator.table {path} lacks the column(s) {', '.join(sorted(missing))}")
-        for column in (self.objective, self.test_metric):
+        for column in (objective, report):
             values = pd.to_numeric(table[column], errors="coerce")
             bad = table[column][values.isna() & table[column].notna()]
             if len(bad):
