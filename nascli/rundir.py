@@ -101,7 +101,7 @@ class Summary:
     """What summary.json holds: how a search or a retraining ended."""
 
     kind: str  # search | retrain
-    status: str = "running"  # running | completed | failed | interrupted
+    status: str = "running"  # running | completed | failed | interrupted | crashed
     dataset: Optional[str] = None
     space: Optional[str] = None
     strategy: Optional[str] = None
@@ -406,5 +406,5 @@ def find_runs(paths: list[Path]) -> list[RunDir]:
         if (path / CONFIG).exists():
             found.add(path)
         else:
-            found.update(p.parent for p in path.rglob(CONFIG) if p.parent.name != ".hydra")
+            found.update(p.parent for p in path.rglob(CONFIG) if not p.parent.name.startswith("."))  # nor staging
     return [RunDir(p) for p in sorted(found)]

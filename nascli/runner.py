@@ -115,7 +115,7 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
     except BaseException:
         run.close()
         raise
-    crashed = previous is None or previous.status == "running"  # the process died rather than being interrupted
+    crashed = previous is None or previous.status in ("running", "crashed")  # it died rather than being interrupted
     return _search(cfg, run, parts, state, logged, crashed)
 
 
@@ -175,8 +175,8 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
         yield
     except KeyboardInterrupt:
         interrupted, summary.status = True, "interrupted"
-    except BaseException as exc:
-        summary.status, summary.error = "failed", f"stopped by {type(exc).__name__}: {exc}"
+    except BaseException as exc:  # a bug or a kill: the run stays resumable, as after a crash
+        summary.status, summary.error = "crashed", f"stopped by {type(exc).__name__}: {exc}"
         raise
     finally:
         summary.wall_seconds = round(elapsed_before + time.perf_counter() - start, 3)

@@ -38,7 +38,7 @@ def test_each_sample_is_a_crop_at_the_drawn_shift(p: int, channels_last: bool) -
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     out = augment(x, p, hflip=False, generator=torch.Generator().manual_seed(3))
     assert out.shape == x.shape and out.dtype == x.dtype
-    # The shifts are the generator's first draw, as before the two-pass crop, so seeded runs reproduce.
+    # The shifts are the generator's first draw, as in the masked-copy crop before it, so seeded runs reproduce.
     drawn = torch.randint(0, 2 * p + 1, (len(x), 2), generator=torch.Generator().manual_seed(3))
     assert shifts_of(out, x, p) == [[(dy, dx, False)] for dy, dx in drawn.tolist()]
 
@@ -102,6 +102,6 @@ def test_measure_latency_on_cpu() -> None:
     finally:
         torch.set_num_threads(threads)
     assert isinstance(latency, float) and latency > 0 and math.isfinite(latency)
-    # 2 warm-up and 5 timed passes, without autograd, on the caller's threads (Timer's default is one).
+    # 2 warm-up and 5 timed passes, without autograd, on the caller's threads.
     assert model.calls == [(False, 2)] * 7
     assert not model.training

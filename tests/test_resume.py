@@ -160,3 +160,23 @@ def test_resume_config_takes_search_and_hardware_overrides_and_keeps_the_rest() 
     resumed = resume_config(stored, original, ["hardware=cpu", "hardware.threads=2", "search.max_trials=9"])
     assert resumed.hardware.threads == 2 and resumed.hardware.device == "cpu" and resumed.search.max_trials == 9
     assert resumed.strategy.name == "as-stored" and resumed.dataset.name == "synthetic"
+
+
+def test_a_search_stopped_by_a_bug_is_marked_crashed_and_resumes(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nascli.strategies.bo import BayesianOptimisation
+
+    def buggy_tell(self, proposal, outcome) -> None:
+        raise RuntimeError("a bug")
+
+    args = [*TINY, "search.max_trials=4", "retrain.enabled=false", "strategy=bo"]
+    with monkeypatch.context() as patch:
+        patch.setattr(BayesianOptimisation, "tell", buggy_tell)
+        with pytest.raises(RuntimeError, match="a bug"):
+            nas("search", *args, "run_dir=run")
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    assert summary["status"] == "crashed" and "a bug" in summary["error"]
+    code, _, err = nas("search", "--resume", "run")
+    assert code == 0, err
+    assert [t["id"] for t in read_trials(workdir / "run")] == [0, 1, 2, 3]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import statistics
+import time
+
 import torch
 from torch import nn
-from torch.utils.benchmark import Timer
 from torch.utils.flop_counter import FlopCounterMode
 
 from nascli.hardware import Hardware
@@ -29,16 +31,17 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.de
 def measure_latency(
     model: nn.Module, input_shape: tuple[int, ...], batch: int, hardware: Hardware, repeats: int = 5
 ) -> float:
-    """Milliseconds of a forward pass of `batch` samples on the run's device, averaged over `repeats` passes."""
+    """Median milliseconds of a forward pass of `batch` samples on the run's device."""
     model.eval()
     memory_format = torch.channels_last if hardware.channels_last else torch.contiguous_format
     x = torch.zeros(batch, *input_shape, device=hardware.device).contiguous(memory_format=memory_format)
-
-    def forward() -> None:
+    times = []
+    for i in range(repeats + 2):
+        hardware.synchronize()
+        start = time.perf_counter()
         with hardware.autocast():
             model(x)
-
-    # timeit runs 2 warm-up passes, then times `repeats` passes as one block (synchronising the device around
-    # it); Timer would otherwise run on one thread, not on the threads the trial trains with.
-    timer = Timer("forward()", globals={"forward": forward}, num_threads=torch.get_num_threads())
-    return 1000 * timer.timeit(repeats).mean
+        hardware.synchronize()
+        if i >= 2:  # the first passes warm up kernels and caches
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
