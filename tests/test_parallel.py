@@ -134,12 +134,12 @@ def alive(pid: int) -> bool:
         return False
 
 
-def start_search(workdir: Path, *args: str) -> subprocess.Popen:
-    """A `nas search` with two CPU worker processes, started in the background once two trials are logged."""
+def start_search(workdir: Path) -> subprocess.Popen:
+    """A `nas search` with two CPU worker processes in a session of its own, returned once two trials are logged."""
     process = subprocess.Popen(
         [sys.executable, "-m", "nascli", "search", *TINY, "dataset.num_samples=2000", "evaluator.epochs=3",
-         "search.max_trials=40", "hardware.workers=2", "retrain.enabled=false", "run_dir=run", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+         "search.max_trials=40", "hardware.workers=2", "retrain.enabled=false", "run_dir=run"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     log = workdir / "run" / "trials.jsonl"
     deadline = time.monotonic() + 120
@@ -161,10 +161,14 @@ def test_workers_exit_by_themselves_when_the_coordinator_is_killed(workdir: Path
     assert not any(alive(pid) for pid in workers), "worker processes outlived the killed coordinator"
 
 
-def test_sigterm_stops_a_search_like_ctrl_c(workdir: Path) -> None:
+@pytest.mark.parametrize("stop", ["sigterm", "ctrl-c"])
+def test_sigterm_and_ctrl_c_stop_a_search_cleanly(workdir: Path, stop: str) -> None:
     process = start_search(workdir)
     workers = children(process.pid)
-    process.send_signal(signal.SIGTERM)
+    if stop == "sigterm":
+        process.send_signal(signal.SIGTERM)
+    else:  # a terminal's Ctrl-C reaches every process of the foreground group, workers included
+        os.killpg(process.pid, signal.SIGINT)
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130 and "Traceback" not in err, err
     assert f"continue with: nas search --resume {workdir / 'run'}" in out
