@@ -28,3 +28,8 @@ def writing(path: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def warn(message: str) -> None:
+    """Print a warning the user should see as one line on stderr (the work goes on)."""
+    print(f"warning: {message}", file=sys.stderr)

@@ -21,3 +21,33 @@ def test_fashion_mnist_search_and_retrain(nas, workdir: Path) -> None:
     assert len(read_trials(workdir / "run")) == 2
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert summary["status"] == "completed" and summary["test_acc"] > 70
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "cifar10" / "cifar10.tar.gz").exists(), reason="needs ../shared/datasets")
+def test_cifar10_jpg_folder_loads_with_the_official_split(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarfile
+
+    from nascli.config import load_config
+    from nascli.data import folder
+
+    with tarfile.open(SHARED / "cifar10" / "cifar10.tar.gz") as archive:
+        archive.extractall(workdir, filter="data")
+    monkeypatch.setattr(folder, "CACHE", workdir / "cache")
+    for name in ("folder", "cifar10"):
+        cfg = load_config([f"dataset={name}", f"dataset.root={workdir / 'cifar10'}"])
+        splits = cfg.dataset.cls(cfg.dataset.settings).load()
+        assert splits.input_shape == (3, 32, 32) and splits.num_classes == 10
+        assert len(splits.train_x) + len(splits.val_x) == 50_000 and len(splits.test_x) == 10_000
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "mnist" / "mnist.npz").exists(), reason="needs ../shared/datasets")
+def test_mnist_npz_search(nas, workdir: Path) -> None:
+    code, _, err = nas("search", "dataset=mnist", f"dataset.root={SHARED / 'mnist'}", "search.max_trials=1",
+                       "evaluator.epochs=1", "retrain.enabled=false", "run_dir=run")
+    assert code == 0, err
+    assert json.loads((workdir / "run" / "summary.json").read_text())["best"]["val_acc"] > 90

@@ -11,6 +11,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from nascli.config import require
+from nascli.errors import UserError
 
 SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
 
@@ -70,30 +71,35 @@ class Dataset(ABC):
     def load(self) -> DataSplits:
         """Train / validation / test splits, normalised by the training pool's channel statistics."""
         x, y, test_x, test_y = self.arrays()
-        train_x, val_x, train_y, val_y = train_test_split(
-            x, y, test_size=self.settings.val_fraction, random_state=SPLIT_SEED, stratify=y
-        )
-        x = x.astype(np.float32)
-        mean = x.mean(axis=(0, 2, 3), keepdims=True)
-        std = x.std(axis=(0, 2, 3), keepdims=True) + 1e-8
-
-        def images(a: np.ndarray) -> Tensor:
-            return torch.from_numpy((a.astype(np.float32) - mean) / std)
+        train, val = stratified_split(np.arange(len(y)), fraction=self.settings.val_fraction, what="validation", y=y)
+        pool = torch.from_numpy(np.ascontiguousarray(x)).float()  # one float copy, normalised in place
+        mean = pool.mean(dim=(0, 2, 3), keepdim=True)
+        std = pool.std(dim=(0, 2, 3), keepdim=True, correction=0) + 1e-8
+        pool.sub_(mean).div_(std)
+        test = torch.from_numpy(np.ascontiguousarray(test_x)).float().sub_(mean).div_(std)
 
         def labels(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(a.astype(np.int64))
+            return torch.from_numpy(np.asarray(a).astype(np.int64))
 
         return DataSplits(
-            images(train_x), labels(train_y), images(val_x), labels(val_y), images(test_x), labels(test_y),
+            pool[train], labels(y[train]), pool[val], labels(y[val]), test, labels(test_y),
             num_classes=int(max(y.max(), test_y.max()) + 1),
             crop_padding=self.settings.crop_padding,
             hflip=self.settings.hflip,
         )
 
 
+def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndarray) -> list[np.ndarray]:
+    """`arrays` split into a part and a held-out `fraction` with the classes of `y` in both; too few samples is a UserError."""
+    try:
+        return train_test_split(*arrays, test_size=fraction, random_state=SPLIT_SEED, stratify=y)
+    except ValueError as exc:
+        classes = len(np.unique(y))
+        raise UserError(f"too few samples to hold out a {what} split of {fraction:g} with all {classes} classes in it "
+                        f"({len(y)} samples; {str(exc).splitlines()[0]})") from None
+
+
 def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:
     """Split a dataset without an official test set into a training pool and a stratified test set."""
-    train_x, test_x, train_y, test_y = train_test_split(
-        x, y, test_size=fraction, random_state=SPLIT_SEED, stratify=y
-    )
+    train_x, test_x, train_y, test_y = stratified_split(x, y, fraction=fraction, what="test", y=y)
     return train_x, train_y, test_x, test_y

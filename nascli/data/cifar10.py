@@ -1,15 +1,16 @@
-"""CIFAR-10 from its Python pickle batches."""
+"""CIFAR-10 from its Python pickle batches, or from an image-folder copy (train/ and test/ class folders)."""
 
 from __future__ import annotations
 
 import codecs
 import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
 from nascli.data.files import FileDataset
+from nascli.data.folder import FolderSettings, folder_arrays, is_split_folder
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -59,9 +60,12 @@ class CIFAR10(FileDataset):
     files = (*TRAIN_BATCHES, "test_batch")
     subdir = "cifar-10-batches-py"
     install_hint = (
-        "put the extracted cifar-10-batches-py folder under a folder and pass dataset.root=FOLDER, "
-        "or `pip install torchvision` to download it"
+        "put the extracted cifar-10-batches-py folder, or an image folder with train/ and test/ class folders, "
+        "under a folder and pass dataset.root=FOLDER, or `pip install torchvision` to download it"
     )
+
+    def alternative(self) -> Optional[Path]:
+        return next((p for p in self._under_root("cifar10") if is_split_folder(p)), None)
 
     def _download(self, root: Path) -> None:
         import torchvision
@@ -69,6 +73,9 @@ class CIFAR10(FileDataset):
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
+        images = self.alternative()
+        if images is not None:
+            return folder_arrays(FolderSettings(image_size=32, channels=3), images)
         folder = self.locate()
 
         def load(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:

@@ -53,8 +53,19 @@ class FileDataset(Dataset):
         looked = ", ".join(str(d) for d in self._candidates())
         return f"{self.title} not found (looked in {looked}); {self.install_hint}"
 
+    def alternative(self) -> Optional[Path]:
+        """A file or folder under `dataset.root` in another layout that this dataset reads instead (or None)."""
+        return None
+
+    def _under_root(self, *names: str) -> list[Path]:
+        """`root` itself and root/NAME for each name, when dataset.root is set."""
+        if not self.settings.root:
+            return []
+        root = Path(self.settings.root).expanduser()
+        return [root, *(root / name for name in names)]
+
     def check(self) -> None:
-        if self._find() is None and importlib.util.find_spec("torchvision") is None:
+        if self.alternative() is None and self._find() is None and importlib.util.find_spec("torchvision") is None:
             raise UserError(self._missing_message())
 
     @abstractmethod

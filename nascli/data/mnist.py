@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
+from nascli.data.arrays import as_images, read_npz
 from nascli.data.files import FileDataset
 from nascli.errors import UserError
 from nascli.registry import register
@@ -33,6 +35,10 @@ def read_idx(path: Path) -> np.ndarray:
 class _IdxDataset(FileDataset):
     files = IDX_FILES
     torchvision_class = ""
+    npz_name = ""  # the same data as one .npz of x_train, y_train, x_test, y_test (as Keras ships it)
+
+    def alternative(self) -> Optional[Path]:
+        return next((p for p in self._under_root(self.npz_name) if p.is_file() and p.suffix == ".npz"), None)
 
     def _download(self, root: Path) -> None:
         import torchvision
@@ -41,6 +47,10 @@ class _IdxDataset(FileDataset):
         getattr(torchvision.datasets, self.torchvision_class)(str(root), train=False, download=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
+        npz = self.alternative()
+        if npz is not None:
+            data = read_npz(npz, ("x_train", "y_train", "x_test", "y_test"))
+            return as_images(data["x_train"], "x_train"), data["y_train"], as_images(data["x_test"], "x_test"), data["y_test"]
         folder = self.locate()
 
         def load(name: str) -> np.ndarray:
@@ -59,6 +69,7 @@ class FashionMNIST(_IdxDataset):
     subdir = "FashionMNIST/raw"
     system_dir = "/usr/share/datasets/fashion-mnist"
     torchvision_class = "FashionMNIST"
+    npz_name = "fashion-mnist.npz"
     install_hint = (
         "install it with `apt-get install dataset-fashion-mnist`, put the four IDX files in a folder "
         "and pass dataset.root=FOLDER, or `pip install torchvision` to download it"
@@ -73,4 +84,5 @@ class MNIST(_IdxDataset):
     subdir = "MNIST/raw"
     system_dir = "/usr/share/datasets/mnist"
     torchvision_class = "MNIST"
+    npz_name = "mnist.npz"
     install_hint = "put the four IDX files in a folder and pass dataset.root=FOLDER, or `pip install torchvision` to download it"

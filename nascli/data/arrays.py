@@ -1,0 +1,92 @@
+"""Arrays you made: an .npz file with x_train, y_train and optionally x_test, y_test (images or feature vectors)."""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from nascli.config import require
+from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.errors import UserError
+from nascli.registry import register
+
+CHANNEL_COUNTS = (1, 3, 4)
+
+
+def read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The named arrays of an .npz file, read without unpickling; a missing file or key is a UserError."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [key for key in keys if key not in data.files]
+            if missing:
+                raise UserError(f"{path} lacks the array(s) {', '.join(missing)} (it holds {', '.join(data.files)})")
+            return {key: data[key] for key in (*keys, *optional) if key in data.files}
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]} (an .npz of plain arrays is expected)") from None
+
+
+def as_images(x: np.ndarray, name: str) -> np.ndarray:
+    """Samples as (N, C, H, W): images NCHW, NHWC or NHW, or feature vectors (N, D) as D channels of 1x1."""
+    if x.ndim == 2:
+        return x[:, :, None, None]
+    if x.ndim == 3:
+        return x[:, None]
+    if x.ndim == 4:
+        if x.shape[-1] in CHANNEL_COUNTS and x.shape[1] not in CHANNEL_COUNTS:
+            return x.transpose(0, 3, 1, 2)
+        return x
+    raise UserError(f"{name} has shape {x.shape}; expected (N, D) features or (N, H, W[, C]) / (N, C, H, W) images")
+
+
+def labelled(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and labels checked against each other: one label per sample, numbers that are not NaN."""
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{x_name} has {len(x)} samples but {y_name} has shape {y.shape}; one label per sample is needed")
+    if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+        raise UserError(f"{x_name} must hold finite numbers (dtype {x.dtype})")
+    return as_images(x, x_name), y
+
+
+@dataclass
+class ArraySettings(DatasetSettings):
+    """The .npz file; without x_test/y_test, `test_fraction` of the samples is held out (stratified) as the test set."""
+
+    path: Optional[str] = None
+    test_fraction: float = 0.2
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.path is not None, "dataset.path is required: an .npz with x_train, y_train[, x_test, y_test]")
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+
+
+@register("dataset", "arrays")
+class Arrays(Dataset):
+    """Your arrays: images (NCHW, NHWC or NHW) or feature vectors, with integer or string labels."""
+
+    Settings = ArraySettings
+
+    def check(self) -> None:
+        if not Path(self.settings.path).expanduser().is_file():
+            raise UserError(f"dataset.path {self.settings.path} is not a file")
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        path = Path(self.settings.path).expanduser()
+        data = read_npz(path, ("x_train", "y_train"), ("x_test", "y_test"))
+        if ("x_test" in data) != ("y_test" in data):
+            raise UserError(f"{path} has only one of x_test and y_test; give both or neither")
+        x, y = labelled(data["x_train"], data["y_train"], "x_train", "y_train")
+        if "x_test" not in data:
+            _, y = np.unique(y, return_inverse=True)
+            return hold_out_test(x, y, self.settings.test_fraction)
+        test_x, test_y = labelled(data["x_test"], data["y_test"], "x_test", "y_test")
+        if test_x.shape[1:] != x.shape[1:]:
+            raise UserError(f"x_test samples have shape {test_x.shape[1:]} but x_train samples {x.shape[1:]}")
+        _, codes = np.unique(np.concatenate([y, test_y]), return_inverse=True)
+        return x, codes[: len(y)], test_x, codes[len(y) :]

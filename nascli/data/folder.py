@@ -1,0 +1,248 @@
+"""Images in an image-folder layout, decoded with Pillow in parallel and cached as a uint8 memory-mapped array."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import statistics
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from nascli.config import require
+from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.errors import UserError, warn
+from nascli.registry import register
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+CACHE = Path.home() / ".cache" / "nascli" / "folders"
+CACHE_VERSION = 1
+SIZE_SAMPLE = 1000  # images whose sizes and modes choose image_size and channels
+CHUNK = 256  # images decoded per task
+
+
+@dataclass
+class FolderSettings(DatasetSettings):
+    """Where the images are and how they are made one size: `root/<class>/*` or `root/{train,test}/<class>/*`."""
+
+    root: Optional[str] = None
+    image_size: Optional[int] = None  # side of the square images; null: the median side, capped at max_image_size
+    max_image_size: int = 64
+    channels: Optional[int] = None  # 1 (grey), 3 (RGB) or 4 (RGBA); null: 1 if the images are grey, else 3
+    test_fraction: float = 0.2  # held out, stratified, when root has no test/ folder
+    workers: Optional[int] = None  # decoding processes; null: every core
+    cache_dir: Optional[str] = None  # null: ~/.cache/nascli/folders
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.image_size is None or self.image_size >= 1, "image_size must be at least 1 (or null)")
+        require(self.max_image_size >= 1, "max_image_size must be at least 1")
+        require(self.channels in (None, 1, 3, 4), f"channels must be 1, 3, 4 or null, got {self.channels}")
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+        require(self.workers is None or self.workers >= 1, "workers must be at least 1 (or null)")
+
+
+@dataclass
+class Listing:
+    """The image files of a folder, their class indices, which form the official test split, and a digest."""
+
+    root: Path
+    classes: list[str]
+    files: list[str]  # paths relative to root
+    labels: np.ndarray
+    is_test: Optional[np.ndarray]  # None: no test/ folder, a test split is held out
+    digest: str  # of every file's path, size and modification time: the cache key
+
+    def paths(self, files: list[str]) -> list[Path]:
+        return [self.root / name for name in files]
+
+
+def _scan(folder: Path, relative: str) -> list[tuple[str, int, int]]:
+    """(path relative to root, size, mtime) of every image below `folder`, sorted; os.scandir keeps this fast."""
+    found = []
+    for entry in os.scandir(folder):
+        name = f"{relative}/{entry.name}"
+        if entry.is_dir() and not entry.name.startswith("."):
+            found += _scan(Path(entry.path), name)
+        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            stat = entry.stat()
+            found.append((name, stat.st_size, stat.st_mtime_ns))
+    return sorted(found)
+
+
+def _class_folders(folder: Path) -> list[str]:
+    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+
+
+def is_split_folder(path: Path) -> bool:
+    """Whether `path` is an image folder with train/ and test/ class folders."""
+    return (path / "train").is_dir() and (path / "test").is_dir() and bool(_class_folders(path / "train"))
+
+
+def list_folder(root: Path) -> Listing:
+    """The images of an image-folder layout; a folder that is not one is a UserError."""
+    if not root.is_dir():
+        raise UserError(f"dataset.root {root} is not a folder")
+    split = is_split_folder(root)
+    sources = [("train", False), ("test", True)] if split else [("", False)]
+    classes = sorted({c for prefix, _ in sources for c in _class_folders(root / prefix)})
+    digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode())
+    files, labels, is_test = [], [], []
+    for prefix, testing in sources:
+        for name in _class_folders(root / prefix):
+            for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/")):
+                files.append(path)
+                labels.append(classes.index(name))
+                is_test.append(testing)
+                digest.update(f"\n{path}:{size}:{mtime}".encode())
+    layout = "root/<class>/*.jpg|png or root/train/<class>/… and root/test/<class>/…"
+    if not files:
+        raise UserError(f"dataset.root {root} holds no images in class folders (expected {layout})")
+    present = sorted(set(labels))
+    if len(present) < 2:
+        raise UserError(f"dataset.root {root} holds one class ({classes[present[0]]}); a classifier needs two or more")
+    if split and not any(is_test):
+        raise UserError(f"dataset.root {root}: test/ holds no images")
+    return Listing(root, classes, files, np.asarray(labels, dtype=np.int64), np.asarray(is_test) if split else None,
+                   digest.hexdigest()[:24])
+
+
+def _mode_channels(mode: str) -> int:
+    return 1 if mode in ("1", "L", "I", "I;16", "F", "P;L") else 4 if mode in ("RGBA", "LA", "PA") else 3
+
+
+def _probe(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
+    """Width, height and channel count of each image from its header (None when it cannot be read)."""
+    from PIL import Image
+
+    found = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                found.append((*image.size, _mode_channels(image.mode)))
+        except Exception:
+            found.append(None)
+    return found
+
+
+def _decode(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Images resized to size x size with `channels` channels (N, C, H, W uint8), and each one's error or None."""
+    from PIL import Image
+
+    mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
+    out = np.zeros((len(paths), channels, size, size), dtype=np.uint8)
+    errors: list[Optional[str]] = []
+    for i, path in enumerate(paths):
+        try:
+            with Image.open(path) as image:
+                pixels = np.asarray(image.convert(mode).resize((size, size), Image.Resampling.BILINEAR))
+            out[i] = pixels.reshape(size, size, channels).transpose(2, 0, 1)
+            errors.append(None)
+        except Exception as exc:  # a corrupt or unreadable file is skipped, not fatal
+            errors.append(f"{path.parent.name}/{path.name}: {type(exc).__name__}")
+    return out, errors
+
+
+def _chunks(paths: list[Path]) -> list[list[Path]]:
+    return [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+
+
+def _choose_shape(listing: Listing, settings: FolderSettings, folder: Path, workers: int) -> tuple[int, int]:
+    """The image size and channel count: as set, else from a sample's headers (remembered beside the cache)."""
+    if settings.image_size and settings.channels:
+        return settings.image_size, settings.channels
+    remembered = folder / f"shape-{settings.image_size}-{settings.max_image_size}-{settings.channels}.json"
+    if remembered.exists():
+        return tuple(json.loads(remembered.read_text()))
+    sample = listing.paths(listing.files[:: max(1, len(listing.files) // SIZE_SAMPLE)])
+    with ProcessPoolExecutor(workers) as pool:
+        probed = [p for chunk in pool.map(_probe, _chunks(sample)) for p in chunk if p is not None]
+    if not probed:
+        raise UserError(f"dataset.root {listing.root}: none of the images can be read")
+    size = settings.image_size or min(settings.max_image_size, int(statistics.median(max(w, h) for w, h, _ in probed)))
+    channels = settings.channels or (1 if all(c == 1 for _, _, c in probed) else 3)
+    folder.mkdir(parents=True, exist_ok=True)
+    remembered.write_text(json.dumps([size, channels]))
+    return size, channels
+
+
+def decode_folder(listing: Listing, settings: FolderSettings) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
+    """Decode a folder once (in parallel), cache it, and return memory-mapped images, labels and test marks."""
+    workers = settings.workers or os.cpu_count() or 1
+    folder = (Path(settings.cache_dir).expanduser() if settings.cache_dir else CACHE) / listing.digest
+    size, channels = _choose_shape(listing, settings, folder, workers)
+    cached = folder / f"{channels}x{size}x{size}"
+    if not (cached / "meta.json").exists():
+        _write_cache(listing, cached, size, channels, workers)
+    images = np.load(cached / "images.npy", mmap_mode="r")
+    keep = np.load(cached / "keep.npy")
+    meta = json.loads((cached / "meta.json").read_text())
+    if meta["skipped"]:
+        warn(f"skipped {meta['skipped']} unreadable image(s) in {listing.root} (first: {', '.join(meta['first_skipped'])})")
+    return images, listing.labels[keep], listing.is_test[keep] if listing.is_test is not None else None
+
+
+def _write_cache(listing: Listing, cached: Path, size: int, channels: int, workers: int) -> None:
+    """Decode every image into a uint8 .npy in a staging folder, then rename it into place (atomic)."""
+    staging = cached.with_name(f".{cached.name}.{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    try:
+        array = np.lib.format.open_memmap(staging / "all.npy", "w+", np.uint8, (len(listing.files), channels, size, size))
+        errors: list[Optional[str]] = []
+        with ProcessPoolExecutor(workers) as pool:
+            start = 0
+            chunks = _chunks(listing.paths(listing.files))
+            for decoded, chunk_errors in pool.map(_decode, chunks, [size] * len(chunks), [channels] * len(chunks)):
+                array[start : start + len(decoded)] = decoded
+                errors += chunk_errors
+                start += len(decoded)
+        keep = np.asarray([e is None for e in errors])
+        if not keep.any():
+            raise UserError(f"dataset.root {listing.root}: none of the {len(errors)} images can be decoded")
+        kept = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (int(keep.sum()), channels, size, size))
+        kept[:] = array[keep]
+        kept.flush()
+        del array, kept
+        (staging / "all.npy").unlink()
+        np.save(staging / "keep.npy", keep)
+        skipped = [e for e in errors if e is not None]
+        meta = {"classes": listing.classes, "image_size": size, "channels": channels, "images": int(keep.sum()),
+                "skipped": len(skipped), "first_skipped": skipped[:3]}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(staging, cached)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def folder_arrays(settings: FolderSettings, root: Path) -> tuple[np.ndarray, ...]:
+    """Training pool and test set of an image folder: the official test/ folder, else a stratified hold-out."""
+    images, labels, is_test = decode_folder(list_folder(root), settings)
+    if is_test is None:
+        return hold_out_test(images, labels, settings.test_fraction)
+    return images[~is_test], labels[~is_test], images[is_test], labels[is_test]
+
+
+@register("dataset", "folder")
+class ImageFolder(Dataset):
+    """Your images: one folder per class (optionally under train/ and test/), any size and channel count."""
+
+    Settings = FolderSettings
+
+    def _root(self) -> Path:
+        if not self.settings.root:
+            raise UserError("dataset=folder needs dataset.root=FOLDER (root/<class>/*.jpg|png)")
+        return Path(self.settings.root).expanduser()
+
+    def check(self) -> None:
+        list_folder(self._root())
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return folder_arrays(self.settings, self._root())
