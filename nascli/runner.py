@@ -18,7 +18,8 @@ from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
-from nascli.evaluators.training import accuracy, train
+from nascli.evaluators.metrics import evaluate_model
+from nascli.evaluators.training import train
 from nascli.executors.base import failure_reason
 from nascli.factory import build_evaluator, build_executor, build_space, build_strategy, check_data, load_data
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
@@ -210,13 +211,12 @@ def _retrain_into(
                 model, x, y, cfg.retrain, hardware, seed,
                 crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch,
             )
-        test_acc, test_top5 = accuracy(model, data.test_x, data.test_y, hardware)
+        scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
     except (TrialFailed, MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
         summary.status, summary.error = "failed", f"retraining failed: {failure_reason(exc)}"
         return
     run.write_retrain_metrics({
-        "test_acc": test_acc,
-        "test_top5": test_top5,
+        **scores,
         "params": count_params(model),
         "flops": count_flops(model, data.input_shape, hardware.device),
         "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware),
@@ -230,7 +230,7 @@ def _retrain_into(
         "num_classes": data.num_classes,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     })
-    summary.status, summary.test_acc = "completed", test_acc
+    summary.status, summary.test_acc = "completed", scores["test_acc"]
 
 
 def read_architecture(source: Path) -> Arch:

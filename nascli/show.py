@@ -66,7 +66,13 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
-            console.print(f"{key:>14}  {_cell(value)}", markup=False)
+            if key != "confusion_matrix":
+                console.print(f"{key:>14}  {_cell(value)}", markup=False)
+        matrix = retrained.get("confusion_matrix")
+        if matrix:
+            console.print(f"{'confusion':>14}  rows: true class, columns: predicted", markup=False)
+            for row in matrix:
+                console.print(" " * 16 + " ".join(f"{v:>5}" for v in row), markup=False)
     if run.file(MODEL).exists():
         checkpoint = run.load_checkpoint()
         tensors = checkpoint["state_dict"].values()

@@ -8,12 +8,13 @@ from typing import Any, Optional
 import torch
 
 from nascli.config import TrainSettings, require
-from nascli.errors import TrialFailed
+from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
+from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
-from nascli.evaluators.training import accuracy, train
-from nascli.spaces.base import Arch
+from nascli.evaluators.training import train
 from nascli.registry import register
+from nascli.spaces.base import Arch
 
 
 @dataclass
@@ -21,10 +22,12 @@ class TrainEvaluatorSettings(TrainSettings):
     """Training settings per candidate, plus the batch size at which latency is measured."""
 
     latency_batch: int = 64
+    objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.latency_batch >= 1, "latency_batch must be at least 1")
+        require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
 
 
 @register("evaluator", "train")
@@ -32,6 +35,12 @@ class TrainEvaluator(Evaluator):
     """Trains each candidate for `epochs` (or its budget in epochs) and reports validation accuracy."""
 
     Settings = TrainEvaluatorSettings
+
+    def __init__(self, settings: TrainEvaluatorSettings, **dependencies: Any) -> None:
+        super().__init__(settings, **dependencies)
+        self.objective = settings.objective
+        if self.objective == "val_auc" and self.data is not None and self.data.num_classes != 2:
+            raise UserError(f"evaluator.objective=val_auc needs two classes; this dataset has {self.data.num_classes}")
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data, hardware = self.data, self.hardware
@@ -45,13 +54,12 @@ class TrainEvaluator(Evaluator):
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
                 epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip,
             )
-            val_acc, val_top5 = accuracy(model, data.val_x, data.val_y, hardware)
+            scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
             latency = measure_latency(model, data.input_shape, self.settings.latency_batch, hardware)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         return {
-            "val_acc": val_acc,
-            "val_top5": val_top5,
+            **scores,
             "params": count_params(model),
             "flops": count_flops(model, data.input_shape, hardware.device),
             "latency_ms": latency,

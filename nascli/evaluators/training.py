@@ -15,7 +15,6 @@ from nascli.config import TrainSettings
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
-EVAL_BATCH = 1024
 
 
 def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
@@ -83,19 +82,3 @@ def train(
             on_epoch(epoch + 1, mean_loss)
     hardware.synchronize()
     return time.perf_counter() - start
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, x: Tensor, y: Tensor, hardware: Hardware) -> tuple[float, float]:
-    """Top-1 and top-5 accuracy in percent."""
-    model.eval()
-    memory_format = torch.channels_last if hardware.channels_last else torch.contiguous_format
-    top1 = top5 = 0
-    for start in range(0, len(x), EVAL_BATCH):
-        inputs, labels = x[start : start + EVAL_BATCH], y[start : start + EVAL_BATCH]
-        with hardware.autocast():
-            logits = model(inputs.contiguous(memory_format=memory_format)).float()
-        best = logits.topk(min(5, logits.shape[1]), dim=1).indices
-        top1 += (best[:, 0] == labels).sum().item()
-        top5 += (best == labels[:, None]).any(dim=1).sum().item()
-    return 100.0 * top1 / len(x), 100.0 * top5 / len(x)
