@@ -1,6 +1,7 @@
 """Time the default `nas search` (digits) end to end over several seeds, next to random search.
 
-Usage: python scripts/bench_default.py [--seeds 0 1 2] [--baseline strategy=random] [--out DIR]
+Usage: python scripts/bench_default.py [--seeds 0 1 2] [--baseline strategy=random] [--overrides ...] [--out DIR]
+`--overrides` applies to every run, e.g. `--overrides dataset=fsdd dataset.root=DIR` for another dataset.
 Prints a Markdown table: wall seconds of the whole command and retrained test accuracy per run.
 """
 
@@ -30,10 +31,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--baseline", nargs="*", default=["strategy=random"], help="overrides of the baseline")
+    parser.add_argument("--overrides", nargs="*", default=[], help="overrides of every run (e.g. the dataset)")
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")
     args = parser.parse_args()
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-default-"))
-    settings = {"default": [], "baseline (" + " ".join(args.baseline) + ")": args.baseline}
+    settings = {"default": args.overrides,
+                "baseline (" + " ".join(args.baseline) + ")": [*args.overrides, *args.baseline]}
     results = {name: [run([*overrides, f"seed={seed}"], out / f"{i}-{seed}")
                       for seed in args.seeds] for i, (name, overrides) in enumerate(settings.items())}
 
@@ -42,7 +45,7 @@ def main() -> None:
         return f"{statistics.mean(values):.2f} ± {std:.2f}"
 
     print(f"machine: {platform.processor() or platform.machine()}, {__import__('os').cpu_count()} cores; "
-          f"seeds {args.seeds}; runs in {out}\n")
+          f"seeds {args.seeds}; overrides {args.overrides}; runs in {out}\n")
     print("| setting | wall s (mean ± std) | max wall s | best val_acc | retrained test_acc | min test_acc |")
     print("|---|---|---|---|---|---|")
     for name, rows in results.items():

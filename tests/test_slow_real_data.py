@@ -51,3 +51,18 @@ def test_mnist_npz_search(nas, workdir: Path) -> None:
                        "evaluator.epochs=1", "retrain.enabled=false", "run_dir=run")
     assert code == 0, err
     assert json.loads((workdir / "run" / "summary.json").read_text())["best"]["val_acc"] > 90
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (SHARED / "fsdd" / "fsdd-wav.tar.gz").exists(), reason="needs ../shared/datasets")
+def test_fsdd_official_split(workdir: Path) -> None:
+    import tarfile
+
+    from nascli.config import load_config
+
+    with tarfile.open(SHARED / "fsdd" / "fsdd-wav.tar.gz") as archive:
+        archive.extractall(workdir, filter="data")
+    cfg = load_config(["dataset=fsdd", f"dataset.root={workdir}"])
+    splits = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert splits.input_shape == (1, 40, 63) and splits.num_classes == 10
+    assert len(splits.test_x) == 300 and len(splits.train_x) + len(splits.val_x) == 2700

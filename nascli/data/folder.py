@@ -19,7 +19,7 @@ from nascli.data.base import Dataset, DatasetSettings, hold_out_test
 from nascli.errors import UserError, warn
 from nascli.registry import register
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 CACHE = Path.home() / ".cache" / "nascli" / "folders"
 CACHE_VERSION = 1
 SIZE_SAMPLE = 1000  # images whose sizes and modes choose image_size and channels
@@ -62,14 +62,14 @@ class Listing:
         return [self.root / name for name in files]
 
 
-def _scan(folder: Path, relative: str) -> list[tuple[str, int, int]]:
-    """(path relative to root, size, mtime) of every image below `folder`, sorted; os.scandir keeps this fast."""
+def _scan(folder: Path, relative: str, suffixes: frozenset[str]) -> list[tuple[str, int, int]]:
+    """(path relative to root, size, mtime) of every file with one of `suffixes` below `folder`, sorted (scandir: fast)."""
     found = []
     for entry in os.scandir(folder):
         name = f"{relative}/{entry.name}"
         if entry.is_dir() and not entry.name.startswith("."):
-            found += _scan(Path(entry.path), name)
-        elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+            found += _scan(Path(entry.path), name, suffixes)
+        elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
             stat = entry.stat()
             found.append((name, stat.st_size, stat.st_mtime_ns))
     return sorted(found)
@@ -84,8 +84,10 @@ def is_split_folder(path: Path) -> bool:
     return (path / "train").is_dir() and (path / "test").is_dir() and bool(_class_folders(path / "train"))
 
 
-def list_folder(root: Path) -> Listing:
-    """The images of an image-folder layout; a folder that is not one is a UserError."""
+def list_folder(
+    root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, kind: str = "images", example: str = "jpg|png"
+) -> Listing:
+    """The files (images, or other `suffixes`) of a class-folder layout; a folder that is not one is a UserError."""
     if not root.is_dir():
         raise UserError(f"dataset.root {root} is not a folder")
     split = is_split_folder(root)
@@ -95,19 +97,19 @@ def list_folder(root: Path) -> Listing:
     files, labels, is_test = [], [], []
     for prefix, testing in sources:
         for name in _class_folders(root / prefix):
-            for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/")):
+            for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/"), suffixes):
                 files.append(path)
                 labels.append(classes.index(name))
                 is_test.append(testing)
                 digest.update(f"\n{path}:{size}:{mtime}".encode())
-    layout = "root/<class>/*.jpg|png or root/train/<class>/… and root/test/<class>/…"
+    layout = f"root/<class>/*.{example} or root/train/<class>/… and root/test/<class>/…"
     if not files:
-        raise UserError(f"dataset.root {root} holds no images in class folders (expected {layout})")
+        raise UserError(f"dataset.root {root} holds no {kind} in class folders (expected {layout})")
     present = sorted(set(labels))
     if len(present) < 2:
         raise UserError(f"dataset.root {root} holds one class ({classes[present[0]]}); a classifier needs two or more")
     if split and not any(is_test):
-        raise UserError(f"dataset.root {root}: test/ holds no images")
+        raise UserError(f"dataset.root {root}: test/ holds no {kind}")
     return Listing(root, classes, files, np.asarray(labels, dtype=np.int64), np.asarray(is_test) if split else None,
                    digest.hexdigest()[:24])
 

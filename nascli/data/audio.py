@@ -1,0 +1,139 @@
+"""Recordings as log-mel spectrograms (librosa), searched with the image spaces as 1 x mels x frames inputs."""
+
+from __future__ import annotations
+
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from nascli.config import require
+from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.folder import list_folder
+from nascli.errors import UserError, warn
+from nascli.registry import register
+
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
+FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
+FSDD_TEST_INDICES = range(5)  # the official split: recordings 0-4 of each digit and speaker are the test set
+CHUNK = 64
+
+
+@dataclass
+class AudioSettings(DatasetSettings):
+    """How recordings become fixed-size log-mel spectrograms."""
+
+    root: Optional[str] = None
+    sample_rate: int = 8000  # recordings are resampled to this rate
+    seconds: float = 1.0  # clips are padded with silence or trimmed to this length
+    n_mels: int = 40
+    n_fft: int = 256
+    hop_length: int = 128  # frames = seconds * sample_rate / hop_length + 1
+    test_fraction: float = 0.2  # held out, stratified, when there is no official test split
+    workers: Optional[int] = None  # feature processes; null: every core
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.sample_rate >= 1000, "sample_rate must be at least 1000")
+        require(self.seconds > 0, "seconds must be positive")
+        require(self.n_mels >= 1 and self.n_fft >= 16 and self.hop_length >= 1, "n_mels, n_fft, hop_length must be positive")
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+        require(self.workers is None or self.workers >= 1, "workers must be at least 1 (or null)")
+
+
+def _log_mel(paths: list[Path], settings: AudioSettings) -> tuple[np.ndarray, list[Optional[str]]]:
+    """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and each file's error or None."""
+    import librosa  # lazily: only audio datasets need it (pip install 'nascli[audio]')
+
+    length = int(round(settings.seconds * settings.sample_rate))
+    frames = 1 + length // settings.hop_length
+    out = np.zeros((len(paths), 1, settings.n_mels, frames), dtype=np.float32)
+    errors: list[Optional[str]] = []
+    for i, path in enumerate(paths):
+        try:
+            wave, _ = librosa.load(path, sr=settings.sample_rate, mono=True)
+            wave = librosa.util.fix_length(wave, size=length)
+            mel = librosa.feature.melspectrogram(y=wave, sr=settings.sample_rate, n_fft=settings.n_fft,
+                                                 hop_length=settings.hop_length, n_mels=settings.n_mels)
+            out[i, 0] = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+            errors.append(None)
+        except Exception as exc:  # a corrupt or unreadable recording is skipped, not fatal
+            errors.append(f"{path.parent.name}/{path.name}: {type(exc).__name__}")
+    return out, errors
+
+
+def spectrograms(paths: list[Path], settings: AudioSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others."""
+    try:
+        import librosa  # noqa: F401
+    except ImportError:
+        raise UserError("audio datasets need librosa: pip install 'nascli[audio]'") from None
+    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
+    with ProcessPoolExecutor(settings.workers or os.cpu_count() or 1) as pool:
+        results = list(pool.map(_log_mel, chunks, [settings] * len(chunks)))
+    features = np.concatenate([r[0] for r in results])
+    errors = [e for r in results for e in r[1]]
+    keep = np.asarray([e is None for e in errors])
+    skipped = [e for e in errors if e is not None]
+    if not keep.any():
+        raise UserError(f"{where}: none of the {len(paths)} recordings can be read")
+    if skipped:
+        warn(f"skipped {len(skipped)} unreadable recording(s) in {where} (first: {', '.join(skipped[:3])})")
+    return features[keep], keep
+
+
+@register("dataset", "audio_folder")
+class AudioFolder(Dataset):
+    """Your recordings: root/<class>/*.wav (or root/train/<class>/… and root/test/<class>/…)."""
+
+    Settings = AudioSettings
+
+    def _root(self) -> Path:
+        if not self.settings.root:
+            raise UserError("dataset=audio_folder needs dataset.root=FOLDER (root/<class>/*.wav)")
+        return Path(self.settings.root).expanduser()
+
+    def check(self) -> None:
+        list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        listing = list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
+        x, keep = spectrograms(listing.paths(listing.files), self.settings, listing.root)
+        y = listing.labels[keep]
+        if listing.is_test is None:
+            return hold_out_test(x, y, self.settings.test_fraction)
+        is_test = listing.is_test[keep]
+        return x[~is_test], y[~is_test], x[is_test], y[is_test]
+
+
+@register("dataset", "fsdd")
+class FSDD(Dataset):
+    """The Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.wav; index 0-4 is the official test set."""
+
+    Settings = AudioSettings
+
+    def _recordings(self) -> list[Path]:
+        if not self.settings.root:
+            raise UserError("dataset=fsdd needs dataset.root=FOLDER holding recordings/{digit}_{speaker}_{index}.wav")
+        root = Path(self.settings.root).expanduser()
+        for folder in (root / "recordings", root / "fsdd" / "recordings", root):
+            if folder.is_dir():
+                found = sorted(p for p in folder.iterdir() if FSDD_NAME.match(p.name))
+                if found:
+                    return found
+        raise UserError(f"no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in {root} or {root / 'recordings'}")
+
+    def check(self) -> None:
+        self._recordings()
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        paths = self._recordings()
+        x, keep = spectrograms(paths, self.settings, paths[0].parent)
+        names = [FSDD_NAME.match(p.name) for p, kept in zip(paths, keep) if kept]
+        y = np.asarray([int(m.group(1)) for m in names])
+        is_test = np.asarray([int(m.group(3)) in FSDD_TEST_INDICES for m in names])
+        return x[~is_test], y[~is_test], x[is_test], y[is_test]
