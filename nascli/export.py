@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import warnings
 from pathlib import Path
 from typing import Any, Optional
@@ -12,7 +13,7 @@ from torch import nn
 
 from nascli.errors import UserError, writing
 from nascli.factory import space_of
-from nascli.rundir import MODEL, RunDir
+from nascli.rundir import MODEL, VOCABULARY, RunDir
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SAMPLE_BATCH = 8
@@ -24,7 +25,8 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     space = space_of(run.config())
     checkpoint = run.load_checkpoint()
     try:
-        model = space.build(space.validate(checkpoint["arch"]), tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
+        model = space.build(space.validate(checkpoint["arch"]), tuple(checkpoint["input_shape"]),
+                            checkpoint["num_classes"], checkpoint.get("vocab_size"))
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as exc:  # an architecture or weights that do not fit the space or each other
         raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: "
@@ -74,7 +76,11 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
-    sample = torch.randn(SAMPLE_BATCH, *checkpoint["input_shape"], generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    if checkpoint.get("vocab_size"):  # token ids, as the tokenizer saved beside the model makes them
+        sample = torch.randint(0, checkpoint["vocab_size"], (SAMPLE_BATCH, *checkpoint["input_shape"]), generator=generator)
+    else:
+        sample = torch.randn(SAMPLE_BATCH, *checkpoint["input_shape"], generator=generator)
     with torch.no_grad():
         expected = model(sample)
         got = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, out)
@@ -83,4 +89,8 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
         out.unlink(missing_ok=True)
         raise UserError(f"the {fmt} export's outputs differ from the checkpoint's by {difference:.2e} (> {atol}); "
                         "nothing was written")
+    vocabulary = RunDir(run_dir).file(VOCABULARY)
+    if vocabulary.exists():
+        with writing(out.parent / VOCABULARY):
+            shutil.copyfile(vocabulary, out.parent / VOCABULARY)
     return out, difference

@@ -27,6 +27,7 @@ SUMMARY = "summary.json"
 STATE = "state.json"
 RETRAIN_METRICS = "retrain/metrics.json"
 MODEL = "retrain/model.pt"
+VOCABULARY = "vocabulary.json"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 
@@ -368,6 +369,10 @@ class RunDir:
     def write_state(self, state: dict[str, Any]) -> None:
         """Write the search's checkpoint (compact: it is rewritten before every trial)."""
         self._write_json(STATE, state, indent=None)
+
+    def write_vocabulary(self, vocabulary: dict[str, Any]) -> None:
+        """Write the tokenizer's vocabulary and settings, so that retraining and export encode text the same way."""
+        self._write_json(VOCABULARY, vocabulary, indent=None)
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)

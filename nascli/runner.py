@@ -71,6 +71,8 @@ def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:
     hardware = resolve_hardware(cfg.hardware, devices[0])
     space = build_space(cfg)
     data = load_data(cfg, hardware) if cfg.trains else None
+    if data is not None:
+        _check_fits(cfg, space, data)
     evaluator = build_evaluator(cfg, space, hardware, data)
     return SearchParts(space, build_strategy(cfg, space), evaluator, hardware, devices)
 
@@ -79,9 +81,26 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str], job_index: Optio
     """Search the space with the strategy, log every trial, then retrain the best architecture."""
     RunDir(run_dir).ensure_free()
     parts = _parts(cfg, job_index)
-    cfg.raw.run_dir = str(run_dir)
-    run = RunDir.create(run_dir, cfg.raw, _record("search", overrides, parts.hardware, trial_devices=parts.devices))
+    record = _record("search", overrides, parts.hardware, trial_devices=parts.devices)
+    run = _start_run(run_dir, cfg, record, parts.evaluator.data)
     return _search(cfg, run, parts)
+
+
+def _check_fits(cfg: RunConfig, space: SearchSpace, data: DataSplits) -> None:
+    """Refuse a space whose networks cannot take the dataset's inputs (images vs token sequences)."""
+    if space.modality != data.modality:
+        hint = "space=text" if data.modality == "tokens" else "an image space such as space=chain"
+        raise UserError(f"space={cfg.space.name} builds networks for {space.modality} inputs, but "
+                        f"dataset={cfg.dataset.name} gives {data.modality}; use {hint}")
+
+
+def _start_run(run_dir: Path, cfg: RunConfig, record: dict[str, Any], data: Optional[DataSplits]) -> RunDir:
+    """Create the run directory with its config and record, and the tokenizer when the data is text."""
+    cfg.raw.run_dir = str(run_dir)
+    run = RunDir.create(run_dir, cfg.raw, record)
+    if data is not None and data.vocabulary is not None:
+        run.write_vocabulary(data.vocabulary)
+    return run
 
 
 def resume(run_dir: Path, overrides: list[str]) -> Summary:
@@ -195,7 +214,7 @@ def _retrain_into(
     """Retrain `arch` on train+validation, score it on test, save metrics and checkpoint; update the summary."""
     seed = derive_seed(cfg.seed, "retrain:" + space.hash(arch))
     torch.manual_seed(seed)
-    model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
+    model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size).to(hardware.device)
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)
     x = torch.cat([data.train_x, data.val_x])
@@ -218,8 +237,9 @@ def _retrain_into(
     run.write_retrain_metrics({
         **scores,
         "params": count_params(model),
-        "flops": count_flops(model, data.input_shape, hardware.device),
-        "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware),
+        "flops": count_flops(model, data.input_shape, hardware.device, tokens=data.vocabulary is not None),
+        "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware,
+                                      tokens=data.vocabulary is not None),
         "train_seconds": seconds,
         "epochs": cfg.retrain.epochs,
     })
@@ -228,6 +248,7 @@ def _retrain_into(
         "space": cfg.space.name,
         "input_shape": list(data.input_shape),
         "num_classes": data.num_classes,
+        "vocab_size": data.vocab_size,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     })
     summary.status, summary.test_acc = "completed", scores["test_acc"]
@@ -269,8 +290,8 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     source, arch, space = Path(cfg.source), _source_architecture(cfg), build_space(cfg)
     hardware = resolve_hardware(cfg.hardware)
     data = load_data(cfg, hardware)
-    cfg.raw.run_dir = str(run_dir)
-    run = RunDir.create(run_dir, cfg.raw, _record("retrain", overrides, hardware, source=str(source)))
+    _check_fits(cfg, space, data)
+    run = _start_run(run_dir, cfg, _record("retrain", overrides, hardware, source=str(source)), data)
     run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source)})
     summary = Summary(kind="retrain", source=str(source), dataset=cfg.dataset.name, space=cfg.space.name,
                       seed=cfg.seed)

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 from nascli.config import require
-from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -67,7 +67,7 @@ class ArraySettings(DatasetSettings):
 
 
 @register("dataset", "arrays")
-class Arrays(Dataset):
+class Arrays(ArrayDataset):
     """Your arrays: images (NCHW, NHWC or NHW) or feature vectors, with integer or string labels."""
 
     Settings = ArraySettings

@@ -12,7 +12,7 @@ from typing import Optional
 import numpy as np
 
 from nascli.config import require
-from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.data.folder import list_folder
 from nascli.errors import UserError, warn
 from nascli.registry import register
@@ -87,7 +87,7 @@ def spectrograms(paths: list[Path], settings: AudioSettings, where: Path) -> tup
 
 
 @register("dataset", "audio_folder")
-class AudioFolder(Dataset):
+class AudioFolder(ArrayDataset):
     """Your recordings: root/<class>/*.wav (or root/train/<class>/… and root/test/<class>/…)."""
 
     Settings = AudioSettings
@@ -111,7 +111,7 @@ class AudioFolder(Dataset):
 
 
 @register("dataset", "fsdd")
-class FSDD(Dataset):
+class FSDD(ArrayDataset):
     """The Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.wav; index 0-4 is the official test set."""
 
     Settings = AudioSettings

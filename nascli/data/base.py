@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ class DatasetSettings:
 
 @dataclass
 class DataSplits:
-    """Normalised image tensors (N, C, H, W) and integer labels for train, validation and test."""
+    """Inputs (normalised images (N, C, H, W), or token ids (N, L)) and integer labels for train, validation, test."""
 
     train_x: Tensor
     train_y: Tensor
@@ -42,10 +43,19 @@ class DataSplits:
     num_classes: int
     crop_padding: int = 0
     hflip: bool = False
+    vocabulary: Optional[dict[str, Any]] = None  # token data: the tokenizer; x holds ids into its "tokens"
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
         return tuple(self.train_x.shape[1:])
+
+    @property
+    def vocab_size(self) -> Optional[int]:
+        return len(self.vocabulary["tokens"]) if self.vocabulary is not None else None
+
+    @property
+    def modality(self) -> str:
+        return "tokens" if self.vocabulary is not None else "image"
 
     def to(self, device: torch.device) -> DataSplits:
         """The same splits on `device`."""
@@ -54,7 +64,7 @@ class DataSplits:
 
 
 class Dataset(ABC):
-    """Loads a dataset's arrays; the base class splits, normalises and wraps them as tensors."""
+    """Loads a dataset into train / validation / test splits."""
 
     Settings: type
 
@@ -65,8 +75,16 @@ class Dataset(ABC):
         """Raise UserError now if the data cannot be found (cheap; called before any work starts)."""
 
     @abstractmethod
+    def load(self) -> DataSplits:
+        """The splits, as tensors on the CPU."""
+
+
+class ArrayDataset(Dataset):
+    """A dataset of arrays (images, spectrograms, features); the base class splits, normalises and wraps them."""
+
+    @abstractmethod
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Images (N, C, H, W) and labels (N,) of the training pool and of the test set."""
+        """Samples (N, C, H, W) and labels (N,) of the training pool and of the test set."""
 
     def load(self) -> DataSplits:
         """Train / validation / test splits, normalised by the training pool's channel statistics."""

@@ -8,7 +8,7 @@ import numpy as np
 from sklearn.datasets import load_digits
 
 from nascli.config import require
-from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.registry import register
 
 
@@ -24,7 +24,7 @@ class DigitsSettings(DatasetSettings):
 
 
 @register("dataset", "digits")
-class Digits(Dataset):
+class Digits(ArrayDataset):
     """1,797 grey 8x8 digit images in 10 classes."""
 
     Settings = DigitsSettings

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from nascli.data.base import Dataset, DatasetSettings
+from nascli.data.base import ArrayDataset, DatasetSettings
 from nascli.errors import UserError
 
 CACHE = Path.home() / ".cache" / "nascli" / "datasets"
@@ -21,7 +21,7 @@ class FileDatasetSettings(DatasetSettings):
     root: Optional[str] = None
 
 
-class FileDataset(Dataset):
+class FileDataset(ArrayDataset):
     """A dataset whose files are looked for in several folders before torchvision downloads them."""
 
     Settings = FileDatasetSettings

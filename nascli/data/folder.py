@@ -15,7 +15,7 @@ from typing import Optional
 import numpy as np
 
 from nascli.config import require
-from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.errors import UserError, warn
 from nascli.registry import register
 
@@ -233,7 +233,7 @@ def folder_arrays(settings: FolderSettings, root: Path) -> tuple[np.ndarray, ...
 
 
 @register("dataset", "folder")
-class ImageFolder(Dataset):
+class ImageFolder(ArrayDataset):
     """Your images: one folder per class (optionally under train/ and test/), any size and channel count."""
 
     Settings = FolderSettings

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nascli.config import require
-from nascli.data.base import Dataset, DatasetSettings, hold_out_test
+from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.registry import register
 
 
@@ -31,7 +31,7 @@ class SyntheticSettings(DatasetSettings):
 
 
 @register("dataset", "synthetic")
-class Synthetic(Dataset):
+class Synthetic(ArrayDataset):
     """A learnable, instant dataset for tests and smoke runs."""
 
     Settings = SyntheticSettings

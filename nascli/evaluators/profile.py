@@ -17,24 +17,31 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def example_input(input_shape: tuple[int, ...], batch: int, device: torch.device, tokens: bool = False) -> torch.Tensor:
+    """A batch of zeros the model accepts: images as floats, token sequences as ids."""
+    return torch.zeros(batch, *input_shape, device=device, dtype=torch.long if tokens else torch.float32)
+
+
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device) -> int:
+def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device, tokens: bool = False) -> int:
     """FLOPs of one forward pass of one sample, as torch counts them (2 per multiply-add; MACs = FLOPs / 2)."""
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter:
-        model(torch.zeros(1, *input_shape, device=device))
+        model(example_input(input_shape, 1, device, tokens))
     return int(counter.get_total_flops())
 
 
 @torch.no_grad()
 def measure_latency(
-    model: nn.Module, input_shape: tuple[int, ...], batch: int, hardware: Hardware, repeats: int = 5
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, hardware: Hardware, repeats: int = 5,
+    tokens: bool = False,
 ) -> float:
     """Median milliseconds of a forward pass of `batch` samples on the run's device."""
     model.eval()
-    memory_format = torch.channels_last if hardware.channels_last else torch.contiguous_format
-    x = torch.zeros(batch, *input_shape, device=hardware.device).contiguous(memory_format=memory_format)
+    x = example_input(input_shape, batch, hardware.device, tokens)
+    if hardware.channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
     times = []
     for i in range(repeats + 2):
         hardware.synchronize()

@@ -46,7 +46,7 @@ class TrainEvaluator(Evaluator):
         data, hardware = self.data, self.hardware
         epochs = max(1, round(budget)) if budget is not None else self.settings.epochs
         torch.manual_seed(seed)
-        model = self.space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
+        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size).to(hardware.device)
         if hardware.channels_last:
             model = model.to(memory_format=torch.channels_last)
         try:
@@ -55,13 +55,14 @@ class TrainEvaluator(Evaluator):
                 epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip,
             )
             scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
-            latency = measure_latency(model, data.input_shape, self.settings.latency_batch, hardware)
+            latency = measure_latency(model, data.input_shape, self.settings.latency_batch, hardware,
+                                      tokens=data.vocabulary is not None)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         return {
             **scores,
             "params": count_params(model),
-            "flops": count_flops(model, data.input_shape, hardware.device),
+            "flops": count_flops(model, data.input_shape, hardware.device, tokens=data.vocabulary is not None),
             "latency_ms": latency,
             "train_seconds": seconds,
             "epochs": epochs,

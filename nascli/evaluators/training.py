@@ -19,6 +19,8 @@ from nascli.hardware import Hardware
 
 def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
     """Random translations (pad and crop) and horizontal flips, per sample, on the batch's device."""
+    if not crop_padding and not hflip:
+        return x
     n, c, h, w = x.shape
     if crop_padding:
         p = crop_padding
@@ -55,7 +57,7 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
-    memory_format = torch.channels_last if hardware.channels_last else torch.contiguous_format
+    memory_format = torch.channels_last if hardware.channels_last and x.dim() == 4 else torch.contiguous_format
     model.train()
     hardware.synchronize()
     start = time.perf_counter()

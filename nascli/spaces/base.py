@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, Optional
 
 from torch import nn
 
@@ -23,6 +23,7 @@ class SearchSpace(ABC):
     """A set of architectures with the operations strategies need and a builder for networks."""
 
     name: str = ""
+    modality: str = "image"  # the inputs its networks take: "image" (C, H, W) or "tokens" (L,) ids
 
     @abstractmethod
     def sample(self, rng: random.Random) -> Arch:
@@ -53,8 +54,9 @@ class SearchSpace(ABC):
         """Return `arch` if it belongs to this space, else raise ValueError saying why."""
 
     @abstractmethod
-    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-        """A network for inputs of `input_shape` (C, H, W) and `num_classes` outputs."""
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
+              vocab_size: Optional[int] = None) -> nn.Module:
+        """A network for inputs of `input_shape` ((C, H, W), or (L,) token ids of a `vocab_size` vocabulary)."""
 
     def hash(self, arch: Arch) -> str:
         """A stable identifier: equal architectures hash equal."""
@@ -69,3 +71,20 @@ class SearchSpace(ABC):
     def key(self, arch: Arch) -> str:
         """The architecture as tables of results name it (canonical JSON unless the space has a format)."""
         return json.dumps(arch, sort_keys=True, separators=(",", ":"))
+
+
+def draw_boxes(ax: Any, boxes: list[tuple[str, str]]) -> None:
+    """Draw labelled, coloured boxes left to right, joined by arrows (a chain of layers)."""
+    from matplotlib.patches import FancyBboxPatch
+
+    step = 1.5
+    for i, (label, colour) in enumerate(boxes):
+        ax.add_patch(FancyBboxPatch((i * step, 0), 1.1, 1.0, boxstyle="round,pad=0.04", fc=colour, ec="#333333"))
+        ax.text(i * step + 0.55, 0.5, label, ha="center", va="center", fontsize=8)
+        if i:
+            ax.annotate("", xy=(i * step - 0.04, 0.5), xytext=(i * step - step + 1.14, 0.5),
+                        arrowprops={"arrowstyle": "->", "color": "#333333"})
+    ax.set_xlim(-0.2, len(boxes) * step - 0.2)
+    ax.set_ylim(-0.2, 1.2)
+    ax.set_aspect("equal")
+    ax.axis("off")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.spaces.base import Arch, SearchSpace, arch_hash
+from nascli.spaces.base import Arch, SearchSpace, arch_hash, draw_boxes
 from nascli.registry import register
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
@@ -172,7 +172,8 @@ class ChainSpace(SearchSpace):
         require(sum(b["down"] for b in blocks) <= self.s.max_downsamples, "too many downsampling blocks")
         return arch
 
-    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
+              vocab_size: Optional[int] = None) -> nn.Module:
         channels, height, width = input_shape
         layers: list[nn.Module] = _conv_bn_relu(channels, self.s.stem_width, 3, 1)
         c_in, size = self.s.stem_width, min(height, width)
@@ -185,21 +186,9 @@ class ChainSpace(SearchSpace):
 
     def draw(self, arch: Arch, ax: Any) -> None:
         """A block diagram, left to right: the stem, each block (op, width, /2 when it downsamples), the head."""
-        from matplotlib.patches import FancyBboxPatch
-
         boxes = [("stem\nconv3x3\n" + str(self.s.stem_width), "#d9d9d9")]
         for block in arch["blocks"]:
             label = f"{block['op']}\n{block['width']}" + ("\n/2" if block["down"] else "")
             boxes.append((label, DRAW_COLOURS[block["op"]]))
         boxes.append(("pool\nlinear", "#d9d9d9"))
-        step = 1.5
-        for i, (label, colour) in enumerate(boxes):
-            ax.add_patch(FancyBboxPatch((i * step, 0), 1.1, 1.0, boxstyle="round,pad=0.04", fc=colour, ec="#333333"))
-            ax.text(i * step + 0.55, 0.5, label, ha="center", va="center", fontsize=8)
-            if i:
-                ax.annotate("", xy=(i * step - 0.04, 0.5), xytext=(i * step - step + 1.14, 0.5),
-                            arrowprops={"arrowstyle": "->", "color": "#333333"})
-        ax.set_xlim(-0.2, len(boxes) * step - 0.2)
-        ax.set_ylim(-0.2, 1.2)
-        ax.set_aspect("equal")
-        ax.axis("off")
+        draw_boxes(ax, boxes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -153,7 +153,8 @@ class NB201Space(SearchSpace):
         parse_cell(arch["cell"])
         return arch
 
-    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
+              vocab_size: Optional[int] = None) -> nn.Module:
         ops = parse_cell(arch["cell"])
         c = self.s.stem_channels
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]

@@ -1,0 +1,172 @@
+"""Sentences with labels (CSV/TSV) as padded token ids; the vocabulary is built on the training split only."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.feature_extraction.text import CountVectorizer
+
+from nascli.config import require
+from nascli.data.base import DataSplits, Dataset, DatasetSettings, stratified_split
+from nascli.errors import UserError
+from nascli.registry import register
+
+PAD, UNKNOWN = "<pad>", "<unk>"  # ids 0 and 1
+TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"  # words, and each punctuation mark as a token
+
+
+@dataclass
+class TextSettings(DatasetSettings):
+    """The files and columns, and how sentences become token ids."""
+
+    root: Optional[str] = None  # a folder the file names are relative to (built-in sets: the one holding them)
+    train: Optional[str] = None  # CSV or TSV with a text and a label column
+    test: Optional[str] = None  # null: the `fold` column's test_fold, else test_fraction held out
+    text_column: str = "text"
+    label_column: str = "label"
+    fold_column: str = "fold"
+    test_fold: int = 0
+    test_fraction: float = 0.1
+    min_freq: int = 1  # tokens in fewer training sentences are unknown
+    max_length: int = 64  # tokens kept per sentence; shorter ones are padded
+    lowercase: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.min_freq >= 1, "min_freq must be at least 1")
+        require(self.max_length >= 1, "max_length must be at least 1")
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+
+
+def tokenizer(vocabulary: dict[str, Any]) -> Any:
+    """The function that splits a sentence into tokens, as scikit-learn's CountVectorizer does for this vocabulary."""
+    return CountVectorizer(lowercase=vocabulary["lowercase"], token_pattern=vocabulary["token_pattern"]).build_analyzer()
+
+
+def build_vocabulary(sentences: list[str], settings: TextSettings) -> dict[str, Any]:
+    """The tokenizer fitted on `sentences`: tokens in at least min_freq of them, most frequent first."""
+    vocabulary = {"lowercase": settings.lowercase, "token_pattern": TOKEN_PATTERN, "tokens": []}
+    split = tokenizer(vocabulary)
+    counts = Counter(token for sentence in sentences for token in set(split(sentence)))
+    kept = sorted((t for t, n in counts.items() if n >= settings.min_freq), key=lambda t: (-counts[t], t))
+    vocabulary["tokens"] = [PAD, UNKNOWN, *kept]
+    return vocabulary
+
+
+def encode(sentences: list[str], vocabulary: dict[str, Any], length: int) -> np.ndarray:
+    """Token ids (N, length): unknown tokens are 1, the rest is padded with 0 or cut."""
+    split = tokenizer(vocabulary)
+    ids = {token: i for i, token in enumerate(vocabulary["tokens"])}
+    out = np.zeros((len(sentences), length), dtype=np.int64)
+    for row, sentence in enumerate(sentences):
+        tokens = [ids.get(token, 1) for token in split(sentence)][:length]
+        out[row, : len(tokens)] = tokens
+    return out
+
+
+class TextDataset(Dataset):
+    """Labelled sentences from CSV/TSV files; subclasses name the files of a built-in set."""
+
+    Settings = TextSettings
+    folder: str = ""  # a built-in set's folder under root
+
+    def _file(self, name: Optional[str], what: str) -> Optional[Path]:
+        if name is None:
+            return None
+        root = Path(self.settings.root).expanduser() if self.settings.root else None
+        candidates = [root / name, root / self.folder / name, root / "text-classification" / self.folder / name] \
+            if root else [Path(name).expanduser()]
+        found = next((path for path in candidates if path.is_file()), None)
+        if found is None:
+            raise UserError(f"dataset.{what} {name} not found (looked for {', '.join(map(str, candidates))})")
+        return found
+
+    def check(self) -> None:
+        if self.settings.train is None:
+            raise UserError("dataset.train is required: a CSV/TSV with text and label columns")
+        self._file(self.settings.train, "train")
+        self._file(self.settings.test, "test")
+
+    def _read(self, path: Path) -> pd.DataFrame:
+        try:
+            table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False)
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+        missing = {self.settings.text_column, self.settings.label_column} - set(table.columns)
+        if missing:
+            raise UserError(f"{path} lacks the column(s) {', '.join(sorted(missing))} (it has {', '.join(table.columns)}); "
+                            "set dataset.text_column / dataset.label_column")
+        if table.empty:
+            raise UserError(f"{path} holds no rows")
+        return table
+
+    def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        self.check()
+        s = self.settings
+        train = self._read(self._file(s.train, "train"))
+        if s.test is not None:
+            return train, self._read(self._file(s.test, "test"))
+        if s.fold_column in train.columns:
+            test = train[train[s.fold_column] == s.test_fold]
+            if test.empty:
+                raise UserError(f"no rows of {s.train} are in fold {s.test_fold} (dataset.test_fold)")
+            return train[train[s.fold_column] != s.test_fold], test
+        codes = pd.factorize(train[s.label_column])[0]
+        kept, held = stratified_split(np.arange(len(train)), fraction=s.test_fraction, what="test", y=codes)
+        return train.iloc[np.sort(kept)], train.iloc[np.sort(held)]
+
+    def load(self) -> DataSplits:
+        """Token ids of every split, with the vocabulary of the training part (validation and test never seen)."""
+        s = self.settings
+        train, test = self._tables()
+        classes, labels = np.unique(np.concatenate([train[s.label_column].astype(str), test[s.label_column].astype(str)]),
+                                    return_inverse=True)
+        if len(classes) < 2:
+            raise UserError(f"{s.train} holds one class; a classifier needs two or more")
+        y, test_y = labels[: len(train)], labels[len(train) :]
+        fit, val = stratified_split(np.arange(len(train)), fraction=s.val_fraction, what="validation", y=y)
+        sentences = train[s.text_column].astype(str).tolist()
+        vocabulary = build_vocabulary([sentences[i] for i in fit], s)
+        split = tokenizer(vocabulary)
+        longest = max(len(split(sentence)) for sentence in sentences)
+        vocabulary.update(max_length=min(s.max_length, max(1, longest)), classes=classes.tolist())
+        x = torch.from_numpy(encode(sentences, vocabulary, vocabulary["max_length"]))
+        test_x = torch.from_numpy(encode(test[s.text_column].astype(str).tolist(), vocabulary, vocabulary["max_length"]))
+
+        def labels_of(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(np.asarray(a, dtype=np.int64))
+
+        return DataSplits(x[fit], labels_of(y[fit]), x[val], labels_of(y[val]), test_x, labels_of(test_y),
+                          num_classes=len(classes), vocabulary=vocabulary)
+
+
+@register("dataset", "text")
+class Text(TextDataset):
+    """Your sentences: dataset.train=FILE.csv [dataset.test=FILE.csv], columns text and label."""
+
+
+@register("dataset", "trec")
+class TREC(TextDataset):
+    """TREC question classification (6 classes), official train/test."""
+
+    folder = "trec"
+
+
+@register("dataset", "sst2")
+class SST2(TextDataset):
+    """Stanford Sentiment Treebank, binary, sentence level; official train/test."""
+
+    folder = "sst2"
+
+
+@register("dataset", "mr")
+class MR(TextDataset):
+    """Movie-review polarity (Pang & Lee 2005): 10 folds in a `fold` column; fold dataset.test_fold is the test set."""
+
+    folder = "mr"

@@ -1,0 +1,122 @@
+"""Text: CSV/TSV sentences become token ids with a vocabulary built on the training split; space=text searches them."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import TINY
+from nascli.config import load_config
+from nascli.data.text import encode
+from nascli.factory import build_space
+from test_errors import assert_one_line_error
+
+WORDS = {0: ["good", "great", "fine", "lovely"], 1: ["bad", "awful", "poor", "dull"]}
+QUICK = [o for o in TINY if not o.startswith("dataset")] + ["space=text", "space.widths=[8]",
+                                                             "space.embed_dims=[8]", "space.max_blocks=2"]
+
+
+def sentences(n: int, seed: int) -> pd.DataFrame:
+    """Short sentences whose label is told by their words."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(WORDS[label]) for _ in range(rng.randint(2, 6))] + ["movie", "!"]
+        rows.append({"text": " ".join(rng.sample(words, len(words))), "label": ["neg", "pos"][label], "fold": i % 5})
+    return pd.DataFrame(rows)
+
+
+def test_vocabulary_comes_from_the_training_split_only(workdir: Path) -> None:
+    train = sentences(60, 0)
+    train.loc[0, "text"] = "zebra " * 3
+    train.to_csv(workdir / "train.csv", index=False)
+    test = sentences(20, 1)
+    test.loc[0, "text"] = "unicorn unicorn good"
+    test.to_csv(workdir / "test.tsv", sep="\t", index=False)
+    cfg = load_config(["dataset=text", "dataset.train=train.csv", "dataset.test=test.tsv", "dataset.val_fraction=0.2"])
+    splits = cfg.dataset.cls(cfg.dataset.settings).load()
+    tokens = splits.vocabulary["tokens"]
+    assert tokens[:2] == ["<pad>", "<unk>"] and "unicorn" not in tokens
+    assert splits.vocabulary["classes"] == ["neg", "pos"] and splits.num_classes == 2
+    assert splits.input_shape == (8,)  # the longest training sentence, under max_length
+    assert splits.test_x[0].tolist()[:3] == [1, 1, tokens.index("good")]  # unknown, unknown, good, then padding
+    assert splits.test_x[0].tolist()[3:] == [0] * 5
+    assert len(splits.train_x) == 48 and len(splits.val_x) == 12 and len(splits.test_x) == 20
+    assert encode(["Good MOVIE"], splits.vocabulary, 4).tolist() == [[tokens.index("good"), tokens.index("movie"), 0, 0]]
+
+
+def test_fold_column_names_the_test_set(workdir: Path) -> None:
+    sentences(50, 0).to_csv(workdir / "data.csv", index=False)
+    cfg = load_config(["dataset=mr", f"dataset.root={workdir}", "dataset.train=data.csv", "dataset.test_fold=3"])
+    splits = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert len(splits.test_x) == 10 and len(splits.train_x) + len(splits.val_x) == 40
+
+
+def test_text_search_retrain_and_export_keep_the_vocabulary(nas, workdir: Path) -> None:
+    sentences(80, 0).to_csv(workdir / "train.csv", index=False)
+    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
+    data = ["dataset=text", "dataset.train=train.csv", "dataset.test=test.csv"]
+    code, _, err = nas("search", *data, *QUICK, "run_dir=run")
+    assert code == 0, err
+    vocabulary = json.loads((workdir / "run" / "vocabulary.json").read_text())
+    assert vocabulary["tokens"][:2] == ["<pad>", "<unk>"] and vocabulary["max_length"] == 8
+    code, _, err = nas("retrain", "run", "retrain.epochs=1", "run_dir=again")
+    assert code == 0, err
+    assert json.loads((workdir / "again" / "vocabulary.json").read_text()) == vocabulary
+    code, out, err = nas("export", "again", "--format", "torchscript")
+    assert code == 0, err
+    assert json.loads((workdir / "again" / "export" / "vocabulary.json").read_text()) == vocabulary
+    model = torch.jit.load(str(workdir / "again" / "export" / "model.ts"))
+    assert model(torch.from_numpy(encode(["good great movie"], vocabulary, 8))).shape == (1, 2)
+
+
+def test_image_space_on_text_and_bad_text_files_are_one_line(nas, workdir: Path) -> None:
+    sentences(40, 0).to_csv(workdir / "train.csv", index=False)
+    image_space = [o for o in QUICK if not o.startswith("space")]
+    code, _, err = nas("search", "dataset=text", "dataset.train=train.csv", *image_space, "run_dir=run")
+    assert_one_line_error(code, err, "use space=text")
+    pd.DataFrame({"sentence": ["a b"] * 10, "label": [0, 1] * 5}).to_csv(workdir / "columns.csv", index=False)
+    code, _, err = nas("search", "dataset=text", "dataset.train=columns.csv", *QUICK, "run_dir=run2")
+    assert_one_line_error(code, err, "lacks the column(s) text", "dataset.text_column")
+    code, _, err = nas("search", "dataset=text", "dataset.train=nowhere.csv", *QUICK, "run_dir=run3")
+    assert_one_line_error(code, err, "dataset.train nowhere.csv not found")
+    code, _, err = nas("search", "dataset=trec", f"dataset.root={workdir}", *QUICK, "run_dir=run4")
+    assert_one_line_error(code, err, "dataset.test test.csv not found")
+
+
+@pytest.mark.parametrize("pool", ["max", "mean", "attention"])
+def test_every_text_op_builds_and_ignores_padding(pool: str) -> None:
+    space = build_space(load_config(["space=text", "space.max_blocks=2"]))
+    torch.manual_seed(0)
+    for op in space.s.ops:
+        arch = space.validate({"embed": 64, "blocks": [{"op": op, "width": 64}, {"op": "conv3", "width": 128}],
+                               "pool": pool, "dropout": 0.0})
+        model = space.build(arch, (12,), 3, vocab_size=50).eval()
+        tokens = torch.randint(2, 50, (4, 12))
+        padded = torch.cat([tokens[:, :6], torch.zeros(4, 6, dtype=torch.long)], dim=1)
+        shorter = tokens[:, :6]
+        with torch.no_grad():
+            assert model(padded).shape == (4, 3)
+            if op != "attention":  # dropout-free; attention's positions are the same too, padding is masked
+                assert torch.allclose(model(padded), model(shorter), atol=1e-5), op
+
+
+def test_kim_cnn_is_representable_and_the_space_operations_hold() -> None:
+    space = build_space(load_config(["space=text"]))
+    kim = space.validate({"embed": 300, "blocks": [{"op": "kim", "width": 300}], "pool": "max", "dropout": 0.5})
+    convs = [m for m in space.build(kim, (40,), 2, vocab_size=100).modules() if isinstance(m, torch.nn.Conv1d)]
+    assert [(c.kernel_size[0], c.out_channels) for c in convs] == [(3, 100), (4, 100), (5, 100)]
+    rng = random.Random(0)
+    for _ in range(20):
+        arch = space.sample(rng)
+        space.validate(space.mutate(arch, rng))
+        assert all(space.validate(n) for n in space.neighbours(arch))
+        assert len(space.encode(arch)) == len(space.encode(kim))
+        choices = [rng.randrange(n) for n in space.decisions()]
+        space.validate(space.from_decisions(choices))
