@@ -12,8 +12,8 @@ from typing import Optional
 import numpy as np
 
 from nascli.config import require
-from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
-from nascli.data.folder import list_folder
+from nascli.data.base import ArrayDataset, DatasetSettings
+from nascli.data.folder import list_folder, official_or_held_out, required_root
 from nascli.errors import UserError, warn
 from nascli.registry import register
 
@@ -93,9 +93,7 @@ class AudioFolder(ArrayDataset):
     Settings = AudioSettings
 
     def _root(self) -> Path:
-        if not self.settings.root:
-            raise UserError("dataset=audio_folder needs dataset.root=FOLDER (root/<class>/*.wav)")
-        return Path(self.settings.root).expanduser()
+        return required_root(self.settings.root, "audio_folder", "root/<class>/*.wav")
 
     def check(self) -> None:
         list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
@@ -103,11 +101,8 @@ class AudioFolder(ArrayDataset):
     def arrays(self) -> tuple[np.ndarray, ...]:
         listing = list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
         x, keep = spectrograms(listing.paths(listing.files), self.settings, listing.root)
-        y = listing.labels[keep]
-        if listing.is_test is None:
-            return hold_out_test(x, y, self.settings.test_fraction)
-        is_test = listing.is_test[keep]
-        return x[~is_test], y[~is_test], x[is_test], y[is_test]
+        is_test = listing.is_test[keep] if listing.is_test is not None else None
+        return official_or_held_out(x, listing.labels[keep], is_test, self.settings.test_fraction)
 
 
 @register("dataset", "fsdd")
@@ -117,9 +112,7 @@ class FSDD(ArrayDataset):
     Settings = AudioSettings
 
     def _recordings(self) -> list[Path]:
-        if not self.settings.root:
-            raise UserError("dataset=fsdd needs dataset.root=FOLDER holding recordings/{digit}_{speaker}_{index}.wav")
-        root = Path(self.settings.root).expanduser()
+        root = required_root(self.settings.root, "fsdd", "holding recordings/{digit}_{speaker}_{index}.wav")
         for folder in (root / "recordings", root / "fsdd" / "recordings", root):
             if folder.is_dir():
                 found = sorted(p for p in folder.iterdir() if FSDD_NAME.match(p.name))

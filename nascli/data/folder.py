@@ -224,12 +224,25 @@ def _write_cache(listing: Listing, cached: Path, size: int, channels: int, worke
         raise
 
 
-def folder_arrays(settings: FolderSettings, root: Path) -> tuple[np.ndarray, ...]:
-    """Training pool and test set of an image folder: the official test/ folder, else a stratified hold-out."""
-    images, labels, is_test = decode_folder(list_folder(root), settings)
+def official_or_held_out(
+    x: np.ndarray, y: np.ndarray, is_test: Optional[np.ndarray], test_fraction: float
+) -> tuple[np.ndarray, ...]:
+    """Training pool and test set: the samples of the official test/ folder, else a stratified hold-out."""
     if is_test is None:
-        return hold_out_test(images, labels, settings.test_fraction)
-    return images[~is_test], labels[~is_test], images[is_test], labels[is_test]
+        return hold_out_test(x, y, test_fraction)
+    return x[~is_test], y[~is_test], x[is_test], y[is_test]
+
+
+def required_root(root: Optional[str], dataset: str, layout: str) -> Path:
+    """dataset.root as a path; a dataset that needs one and has none is a UserError."""
+    if not root:
+        raise UserError(f"dataset={dataset} needs dataset.root=FOLDER ({layout})")
+    return Path(root).expanduser()
+
+
+def folder_arrays(settings: FolderSettings, root: Path) -> tuple[np.ndarray, ...]:
+    """Training pool and test set of an image folder."""
+    return official_or_held_out(*decode_folder(list_folder(root), settings), settings.test_fraction)
 
 
 @register("dataset", "folder")
@@ -239,9 +252,7 @@ class ImageFolder(ArrayDataset):
     Settings = FolderSettings
 
     def _root(self) -> Path:
-        if not self.settings.root:
-            raise UserError("dataset=folder needs dataset.root=FOLDER (root/<class>/*.jpg|png)")
-        return Path(self.settings.root).expanduser()
+        return required_root(self.settings.root, "folder", "root/<class>/*.jpg|png")
 
     def check(self) -> None:
         list_folder(self._root())
