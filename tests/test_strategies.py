@@ -44,7 +44,7 @@ def test_strategy_options_are_found() -> None:
     assert {"random", "evolution", "local", "bo", "reinforce", "hyperband"} <= set(STRATEGIES)
 
 
-@pytest.mark.parametrize("space", ["chain", "nb201"])
+@pytest.mark.parametrize("space", ["chain", "nb201", "text"])
 @pytest.mark.parametrize("name", STRATEGIES)
 def test_never_proposes_an_architecture_twice(name: str, space: str) -> None:
     strategy = make(name, space=build_space(load_config([f"space={space}"])))

@@ -120,3 +120,12 @@ def test_kim_cnn_is_representable_and_the_space_operations_hold() -> None:
         assert len(space.encode(arch)) == len(space.encode(kim))
         choices = [rng.randrange(n) for n in space.decisions()]
         space.validate(space.from_decisions(choices))
+
+
+def test_text_architectures_are_drawn_for_reports() -> None:
+    from nascli import figures
+
+    space = build_space(load_config(["space=text"]))
+    arch = space.sample(random.Random(1))
+    image = figures.png(figures.architecture_figure(space, arch, "run", "best val_acc 90.00"))
+    assert image.startswith(b"\x89PNG") and len(image) > 2000
