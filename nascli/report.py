@@ -44,7 +44,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "seed": config.get("seed"),
         "status": summary.status,
         "trials": len(run.trials()) if summary.kind == "search" else summary.n_trials,
-        "val_acc": summary.best_value,
+        "val_acc": (best.get("metrics") or {}).get("val_acc"),  # of the best trial, whatever the objective was
         "test_acc": summary.test_acc,
         "params": costs.get("params"),
         "flops": costs.get("flops"),
