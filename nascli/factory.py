@@ -38,7 +38,7 @@ def check_data(cfg: RunConfig) -> None:
 
 def load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
     """The dataset's splits on the hardware's device."""
-    return cfg.dataset.cls(cfg.dataset.settings).load().to(hardware.device)
+    return cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
 
 
 def build_evaluator(

@@ -14,7 +14,7 @@ from typing import Any, Optional
 import torch
 
 from nascli.config import RunConfig, resume_config, validate
-from nascli.data.base import DataSplits
+from nascli.data.base import DataSplits, joined
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
@@ -217,7 +217,7 @@ def _retrain_into(
     model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size).to(hardware.device)
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    x = torch.cat([data.train_x, data.val_x])
+    x = joined(data.train_x, data.val_x)
     y = torch.cat([data.train_y, data.val_y])
     try:
         with progress() as bar:

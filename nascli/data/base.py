@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -15,6 +16,8 @@ from nascli.config import require
 from nascli.errors import UserError
 
 SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
+MEMORY_SHARE = 0.5  # without dataset.max_memory_gb, data larger than this share of the device's memory streams
+STATS_CHUNK = 4096  # samples per chunk when computing channel statistics
 
 
 @dataclass
@@ -24,10 +27,12 @@ class DatasetSettings:
     val_fraction: float = 0.1
     crop_padding: int = 0
     hflip: bool = False
+    max_memory_gb: Optional[float] = None  # larger (as float32) array data streams from the host; null: half the device's
 
     def __post_init__(self) -> None:
         require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         require(self.crop_padding >= 0, "crop_padding must be >= 0")
+        require(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb must be positive (or null)")
 
 
 @dataclass
@@ -57,10 +62,77 @@ class DataSplits:
     def modality(self) -> str:
         return "tokens" if self.vocabulary is not None else "image"
 
+    @property
+    def streamed(self) -> bool:
+        """Whether the inputs stay on the host and reach the device one batch at a time."""
+        return isinstance(self.train_x, StreamedSamples)
+
     def to(self, device: torch.device) -> DataSplits:
-        """The same splits on `device`."""
-        moved = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in self.__dict__.items()}
+        """The same splits on `device` (streamed inputs: each batch will be moved there)."""
+        moved = {k: v.to(device) if isinstance(v, (Tensor, StreamedSamples)) else v for k, v in self.__dict__.items()}
         return DataSplits(**moved)
+
+
+class StreamedSamples:
+    """Samples kept in a host array (often memory-mapped); indexing returns that batch normalised on `device`.
+
+    The arithmetic is the in-memory path's, batch by batch, so a streamed search gives the same results.
+    """
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray, mean: Tensor, std: Tensor,
+                 device: torch.device = torch.device("cpu")) -> None:
+        self.array, self.rows, self.mean, self.std, self.device = array, rows, mean.to(device), std.to(device), device
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    def dim(self) -> int:
+        return self.array.ndim
+
+    def __getitem__(self, key: Any) -> Tensor:
+        rows = self.rows[key.cpu().numpy() if isinstance(key, Tensor) else key]
+        batch = torch.from_numpy(np.ascontiguousarray(self.array[rows])).to(self.device).float()
+        return batch.sub_(self.mean).div_(self.std)
+
+    def to(self, device: torch.device) -> StreamedSamples:
+        return StreamedSamples(self.array, self.rows, self.mean, self.std, torch.device(device))
+
+    def joined(self, other: StreamedSamples) -> StreamedSamples:
+        """These samples followed by `other`'s (from the same array)."""
+        return StreamedSamples(self.array, np.concatenate([self.rows, other.rows]), self.mean, self.std, self.device)
+
+
+def joined(first: Tensor | StreamedSamples, second: Tensor | StreamedSamples) -> Tensor | StreamedSamples:
+    """Two splits' inputs as one (e.g. train and validation, for retraining)."""
+    return first.joined(second) if isinstance(first, StreamedSamples) else torch.cat([first, second])
+
+
+def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and standard deviation of (N, C, ...) samples, accumulated in float64 chunk by chunk."""
+    axes = (0, *range(2, x.ndim))
+    total = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    for start in range(0, len(x), STATS_CHUNK):
+        chunk = np.asarray(x[start : start + STATS_CHUNK], dtype=np.float32).astype(np.float64)
+        total[0][:] += chunk.sum(axis=axes)
+        total[1][:] += (chunk**2).sum(axis=axes)
+    count = x.size / x.shape[1]
+    mean = total[0] / count
+    std = np.sqrt(np.maximum(total[1] / count - mean**2, 0.0)) + 1e-8
+    shape = (1, x.shape[1], *([1] * (x.ndim - 2)))
+    return torch.from_numpy(mean.astype(np.float32)).reshape(shape), torch.from_numpy(std.astype(np.float32)).reshape(shape)
+
+
+def memory_budget(settings: DatasetSettings, device: Optional[torch.device]) -> float:
+    """Bytes of float32 inputs that may live on the device: dataset.max_memory_gb, else a share of its memory."""
+    if settings.max_memory_gb is not None:
+        return settings.max_memory_gb * 2**30
+    if device is not None and device.type == "cuda":
+        return MEMORY_SHARE * torch.cuda.get_device_properties(device).total_memory
+    return MEMORY_SHARE * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
 class Dataset(ABC):
@@ -75,8 +147,8 @@ class Dataset(ABC):
         """Raise UserError now if the data cannot be found (cheap; called before any work starts)."""
 
     @abstractmethod
-    def load(self) -> DataSplits:
-        """The splits, as tensors on the CPU."""
+    def load(self, device: Optional[torch.device] = None) -> DataSplits:
+        """The splits, as CPU tensors (or streamed, when too large for `device`); `.to(device)` moves them."""
 
 
 class ArrayDataset(Dataset):
@@ -86,21 +158,26 @@ class ArrayDataset(Dataset):
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Samples (N, C, H, W) and labels (N,) of the training pool and of the test set."""
 
-    def load(self) -> DataSplits:
-        """Train / validation / test splits, normalised by the training pool's channel statistics."""
+    def load(self, device: Optional[torch.device] = None) -> DataSplits:
+        """Train / validation / test splits, normalised by the training pool's channel statistics.
+
+        Inputs larger (as float32) than the memory budget stay in their host array and stream batch by batch.
+        """
         x, y, test_x, test_y = self.arrays()
         train, val = stratified_split(np.arange(len(y)), fraction=self.settings.val_fraction, what="validation", y=y)
-        pool = torch.from_numpy(np.ascontiguousarray(x)).float()  # one float copy, normalised in place
-        mean = pool.mean(dim=(0, 2, 3), keepdim=True)
-        std = pool.std(dim=(0, 2, 3), keepdim=True, correction=0) + 1e-8
-        pool.sub_(mean).div_(std)
-        test = torch.from_numpy(np.ascontiguousarray(test_x)).float().sub_(mean).div_(std)
+        mean, std = channel_stats(x)
+        if 4 * (x.size + test_x.size) > memory_budget(self.settings, device):
+            inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
+                      StreamedSamples(test_x, np.arange(len(test_x)), mean, std))
+        else:
+            pool = torch.from_numpy(np.ascontiguousarray(x)).float().sub_(mean).div_(std)  # one float copy
+            inputs = (pool[train], pool[val], torch.from_numpy(np.ascontiguousarray(test_x)).float().sub_(mean).div_(std))
 
         def labels(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.asarray(a).astype(np.int64))
 
         return DataSplits(
-            pool[train], labels(y[train]), pool[val], labels(y[val]), test, labels(test_y),
+            inputs[0], labels(y[train]), inputs[1], labels(y[val]), inputs[2], labels(test_y),
             num_classes=int(max(y.max(), test_y.max()) + 1),
             crop_padding=self.settings.crop_padding,
             hflip=self.settings.hflip,

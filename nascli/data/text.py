@@ -121,7 +121,7 @@ class TextDataset(Dataset):
         kept, held = stratified_split(np.arange(len(train)), fraction=s.test_fraction, what="test", y=codes)
         return train.iloc[np.sort(kept)], train.iloc[np.sort(held)]
 
-    def load(self) -> DataSplits:
+    def load(self, device: Optional[torch.device] = None) -> DataSplits:
         """Token ids of every split, with the vocabulary of the training part (validation and test never seen)."""
         s = self.settings
         train, test = self._tables()

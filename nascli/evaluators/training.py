@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
+from nascli.data.base import StreamedSamples
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
@@ -37,7 +38,7 @@ def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generato
 
 def train(
     model: nn.Module,
-    x: Tensor,
+    x: Tensor | StreamedSamples,
     y: Tensor,
     settings: TrainSettings,
     hardware: Hardware,
