@@ -116,9 +116,9 @@ def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:
     axes = (0, *range(2, x.ndim))
     total = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for start in range(0, len(x), STATS_CHUNK):
-        chunk = np.asarray(x[start : start + STATS_CHUNK], dtype=np.float32).astype(np.float64)
-        total[0][:] += chunk.sum(axis=axes)
-        total[1][:] += (chunk**2).sum(axis=axes)
+        chunk = np.asarray(x[start : start + STATS_CHUNK], dtype=np.float32)
+        total[0][:] += chunk.sum(axis=axes, dtype=np.float64)
+        total[1][:] += np.square(chunk).sum(axis=axes, dtype=np.float64)
     count = x.size / x.shape[1]
     mean = total[0] / count
     std = np.sqrt(np.maximum(total[1] / count - mean**2, 0.0)) + 1e-8
