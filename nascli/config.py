@@ -49,8 +49,10 @@ class TrainSettings:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.1
     augment: bool = True
+    optimizer: str = "sgd"  # sgd (Nesterov momentum 0.9) or adamw; both on a one-cycle schedule peaking at lr
 
     def __post_init__(self) -> None:
+        require(self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
         require(finite(self.lr) and self.lr > 0, f"lr must be positive and finite, got {self.lr}")

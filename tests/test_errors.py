@@ -40,6 +40,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
         ("hardware.amp=fp8", ("amp must be auto, bf16 or off",)),
         ("evaluator.lr=0", ("lr must be positive",)),
         ("evaluator.lr=inf", ("lr must be positive and finite",)),
+        ("evaluator.optimizer=rmsprop", ("optimizer must be sgd or adamw",)),
         ("retrain.enabled=maybe", ("retrain.enabled",)),
     ],
 )

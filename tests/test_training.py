@@ -34,14 +34,16 @@ def test_nan_loss_raises_trial_failed() -> None:
         train(Diverging(), x, y, TrainSettings(epochs=2, augment=False), CPU, seed=0)
 
 
-def test_training_learns_and_is_deterministic() -> None:
+@pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.5), ("adamw", 0.05)])
+def test_training_learns_and_is_deterministic(optimizer: str, lr: float) -> None:
     x = torch.randn(64, 1, 2, 2)
     y = (x.flatten(1).sum(1) > 0).long()
 
     def fit() -> nn.Module:
         torch.manual_seed(0)
         model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
-        train(model, x, y, TrainSettings(epochs=20, batch_size=16, lr=0.5, augment=False), CPU, seed=0)
+        settings = TrainSettings(epochs=20, batch_size=16, lr=lr, augment=False, optimizer=optimizer)
+        train(model, x, y, settings, CPU, seed=0)
         return model
 
     a, b = fit(), fit()

@@ -52,9 +52,12 @@ def train(
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
     steps_per_epoch = max(1, -(-len(x) // settings.batch_size))
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay
-    )
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(
+            model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay
+        )
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
