@@ -34,11 +34,6 @@ def require(condition: bool, message: str) -> None:
         raise ValueError(message)
 
 
-def finite(value: float) -> bool:
-    """Whether a number is neither infinite nor NaN."""
-    return math.isfinite(value)
-
-
 @dataclass
 class TrainSettings:
     """How a network is trained: shared by the train evaluator and retraining."""
@@ -55,8 +50,8 @@ class TrainSettings:
         require(self.optimizer in ("sgd", "adamw"), f"optimizer must be sgd or adamw, got {self.optimizer!r}")
         require(self.epochs >= 1, f"epochs must be at least 1, got {self.epochs}")
         require(self.batch_size >= 1, f"batch_size must be at least 1, got {self.batch_size}")
-        require(finite(self.lr) and self.lr > 0, f"lr must be positive and finite, got {self.lr}")
-        require(finite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        require(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive and finite, got {self.lr}")
+        require(math.isfinite(self.weight_decay) and self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         require(0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)")
 
 
@@ -95,7 +90,7 @@ class SearchSettings:
 
     def __post_init__(self) -> None:
         require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
-        require(self.max_seconds is None or (finite(self.max_seconds) and self.max_seconds > 0),
+        require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
                 "max_seconds must be a positive finite number (or null)")
 
 
@@ -230,11 +225,11 @@ def hydra_errors(overrides: list[str]) -> Iterator[None]:
         raise UserError("; ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())) from None
 
 
-def _compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+def _compose(overrides: list[str]) -> DictConfig:
     store_schemas()
     GlobalHydra.instance().clear()  # a Hydra app that just failed in this process leaves it initialised
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        return compose(config_name, overrides=overrides)
+        return compose("config", overrides=overrides)
 
 
 def compose_config(overrides: list[str]) -> DictConfig:
@@ -290,9 +285,8 @@ def sweep_jobs(overrides: list[str]) -> Optional[list[list[str]]]:
 
 def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     """Overrides of `base` with those of `extra` replacing any for the same key."""
-    replaced = {override.get_key_element().lstrip("+~") for override in parse_overrides(extra)}
-    kept = [o.input_line for o in parse_overrides(base) if o.get_key_element().lstrip("+~") not in replaced]
-    return kept + extra
+    replaced = {override_key(o.input_line) for o in parse_overrides(extra)}
+    return [o.input_line for o in parse_overrides(base) if override_key(o.input_line) not in replaced] + extra
 
 
 RESUMABLE = ("search", "hardware")

@@ -64,7 +64,7 @@ def _run_job(cfg: DictConfig, work: Callable[..., Summary]) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     try:
-        summary = work(_checked(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
+        summary = work(validate(cfg), Path(hydra_cfg.runtime.output_dir), list(hydra_cfg.overrides.task))
     except UserError as exc:
         exit_with(exc)
     if summary.status == "failed":

@@ -53,20 +53,27 @@ def _record(command: str, overrides: list[str], hardware: Hardware, **extra: Any
 
 
 def check_job(cfg: RunConfig) -> None:
-    """Checks that are cheap and would otherwise fail only after work started: the data, GPUs, Ray, what is retrained."""
+    """Cheap checks of a job before anything is created: what is retrained, the data, a table, the GPUs, Ray.
+
+    Building the job repeats none of them: loading the data and reading a table fail with the same errors.
+    """
     if cfg.source:
-        _source_architecture(cfg)
+        source_architecture(cfg)
     if cfg.trains or cfg.source:
         check_data(cfg)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
     trial_devices(cfg.hardware)
+    _check_ray(cfg)
+
+
+def _check_ray(cfg: RunConfig) -> None:
     if cfg.hardware.executor == "ray" and importlib.util.find_spec("ray") is None:
         raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'")
 
 
 def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:
-    """Build the search's components: the data is loaded and a table read here, so that they fail early."""
-    check_job(cfg)
+    """Build the search's components: the data is loaded and a table read here, before the run directory exists."""
+    _check_ray(cfg)
     devices = trial_devices(cfg.hardware, job_index)
     hardware = resolve_hardware(cfg.hardware, devices[0])
     space = build_space(cfg)
@@ -270,7 +277,7 @@ def read_architecture(source: Path) -> Arch:
     return arch
 
 
-def _source_architecture(cfg: RunConfig) -> Arch:
+def source_architecture(cfg: RunConfig) -> Arch:
     """The architecture `cfg.source` names, checked against the configured space."""
     source = Path(cfg.source)
     arch = read_architecture(source)
@@ -286,8 +293,7 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     if not cfg.source:
         raise UserError("nas retrain needs a source: a search run directory or an architecture JSON file")
     RunDir(run_dir).ensure_free()
-    check_job(cfg)
-    source, arch, space = Path(cfg.source), _source_architecture(cfg), build_space(cfg)
+    source, arch, space = Path(cfg.source), source_architecture(cfg), build_space(cfg)
     hardware = resolve_hardware(cfg.hardware)
     data = load_data(cfg, hardware)
     _check_fits(cfg, space, data)

@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import matplotlib.image
-import pytest
 
 from nascli.figures import best_so_far, pareto_front
 from nascli.rundir import Trial

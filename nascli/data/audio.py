@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 from concurrent.futures import ProcessPoolExecutor
@@ -68,10 +69,8 @@ def _log_mel(paths: list[Path], settings: AudioSettings) -> tuple[np.ndarray, li
 
 def spectrograms(paths: list[Path], settings: AudioSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
     """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others."""
-    try:
-        import librosa  # noqa: F401
-    except ImportError:
-        raise UserError("audio datasets need librosa: pip install 'nascli[audio]'") from None
+    if importlib.util.find_spec("librosa") is None:
+        raise UserError("audio datasets need librosa: pip install 'nascli[audio]'")
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     with ProcessPoolExecutor(settings.workers or os.cpu_count() or 1) as pool:
         results = list(pool.map(_log_mel, chunks, [settings] * len(chunks)))

@@ -114,14 +114,14 @@ def joined(first: Tensor | StreamedSamples, second: Tensor | StreamedSamples) ->
 def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:
     """Per-channel mean and standard deviation of (N, C, ...) samples, accumulated in float64 chunk by chunk."""
     axes = (0, *range(2, x.ndim))
-    total = np.zeros(x.shape[1]), np.zeros(x.shape[1])
+    sums, squares = np.zeros(x.shape[1]), np.zeros(x.shape[1])
     for start in range(0, len(x), STATS_CHUNK):
         chunk = np.asarray(x[start : start + STATS_CHUNK], dtype=np.float32)
-        total[0][:] += chunk.sum(axis=axes, dtype=np.float64)
-        total[1][:] += np.square(chunk).sum(axis=axes, dtype=np.float64)
+        sums += chunk.sum(axis=axes, dtype=np.float64)
+        squares += np.square(chunk).sum(axis=axes, dtype=np.float64)
     count = x.size / x.shape[1]
-    mean = total[0] / count
-    std = np.sqrt(np.maximum(total[1] / count - mean**2, 0.0)) + 1e-8
+    mean = sums / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0)) + 1e-8
     shape = (1, x.shape[1], *([1] * (x.ndim - 2)))
     return torch.from_numpy(mean.astype(np.float32)).reshape(shape), torch.from_numpy(std.astype(np.float32)).reshape(shape)
 

@@ -207,11 +207,16 @@ def _write_cache(listing: Listing, cached: Path, size: int, channels: int, worke
         keep = np.asarray([e is None for e in errors])
         if not keep.any():
             raise UserError(f"dataset.root {listing.root}: none of the {len(errors)} images can be decoded")
-        kept = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (int(keep.sum()), channels, size, size))
-        kept[:] = array[keep]
-        kept.flush()
-        del array, kept
-        (staging / "all.npy").unlink()
+        array.flush()
+        if keep.all():  # the usual case: no copy
+            del array
+            os.replace(staging / "all.npy", staging / "images.npy")
+        else:
+            kept = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (int(keep.sum()), channels, size, size))
+            kept[:] = array[keep]
+            kept.flush()
+            del array, kept
+            (staging / "all.npy").unlink()
         np.save(staging / "keep.npy", keep)
         skipped = [e for e in errors if e is not None]
         meta = {"classes": listing.classes, "image_size": size, "channels": channels, "images": int(keep.sum()),

@@ -49,25 +49,27 @@ def tokenizer(vocabulary: dict[str, Any]) -> Any:
     return CountVectorizer(lowercase=vocabulary["lowercase"], token_pattern=vocabulary["token_pattern"]).build_analyzer()
 
 
-def build_vocabulary(sentences: list[str], settings: TextSettings) -> dict[str, Any]:
-    """The tokenizer fitted on `sentences`: tokens in at least min_freq of them, most frequent first."""
-    vocabulary = {"lowercase": settings.lowercase, "token_pattern": TOKEN_PATTERN, "tokens": []}
-    split = tokenizer(vocabulary)
-    counts = Counter(token for sentence in sentences for token in set(split(sentence)))
-    kept = sorted((t for t, n in counts.items() if n >= settings.min_freq), key=lambda t: (-counts[t], t))
-    vocabulary["tokens"] = [PAD, UNKNOWN, *kept]
-    return vocabulary
+def vocabulary_tokens(sentences: list[list[str]], min_freq: int) -> list[str]:
+    """The vocabulary of tokenised sentences: tokens in at least min_freq of them, most frequent first."""
+    counts = Counter(token for tokens in sentences for token in set(tokens))
+    kept = sorted((t for t, n in counts.items() if n >= min_freq), key=lambda t: (-counts[t], t))
+    return [PAD, UNKNOWN, *kept]
+
+
+def token_ids(sentences: list[list[str]], vocabulary: dict[str, Any], length: int) -> np.ndarray:
+    """Ids (N, length) of tokenised sentences: unknown tokens are 1, the rest is padded with 0 or cut."""
+    ids = {token: i for i, token in enumerate(vocabulary["tokens"])}
+    out = np.zeros((len(sentences), length), dtype=np.int64)
+    for row, tokens in enumerate(sentences):
+        row_ids = [ids.get(token, 1) for token in tokens][:length]
+        out[row, : len(row_ids)] = row_ids
+    return out
 
 
 def encode(sentences: list[str], vocabulary: dict[str, Any], length: int) -> np.ndarray:
-    """Token ids (N, length): unknown tokens are 1, the rest is padded with 0 or cut."""
+    """Token ids (N, length) of raw sentences, as the saved tokenizer (vocabulary.json) makes them."""
     split = tokenizer(vocabulary)
-    ids = {token: i for i, token in enumerate(vocabulary["tokens"])}
-    out = np.zeros((len(sentences), length), dtype=np.int64)
-    for row, sentence in enumerate(sentences):
-        tokens = [ids.get(token, 1) for token in split(sentence)][:length]
-        out[row, : len(tokens)] = tokens
-    return out
+    return token_ids([split(sentence) for sentence in sentences], vocabulary, length)
 
 
 class TextDataset(Dataset):
@@ -131,12 +133,13 @@ class TextDataset(Dataset):
             raise UserError(f"{s.train} holds one class; a classifier needs two or more")
         y, test_y = labels[: len(train)], labels[len(train) :]
         fit, val = stratified_split(np.arange(len(train)), fraction=s.val_fraction, what="validation", y=y)
-        sentences = train[s.text_column].astype(str).tolist()
-        vocabulary = build_vocabulary([sentences[i] for i in fit], s)
+        vocabulary: dict[str, Any] = {"lowercase": s.lowercase, "token_pattern": TOKEN_PATTERN}
         split = tokenizer(vocabulary)
-        longest = max(len(split(sentence)) for sentence in sentences)
-        vocabulary.update(max_length=min(s.max_length, max(1, longest)), classes=classes.tolist())
-        x = torch.from_numpy(encode(sentences, vocabulary, vocabulary["max_length"]))
+        sentences = [split(sentence) for sentence in train[s.text_column].astype(str)]
+        fitted = [sentences[i] for i in fit]  # validation sentences shape neither the vocabulary nor the length
+        vocabulary.update(tokens=vocabulary_tokens(fitted, s.min_freq), classes=classes.tolist(),
+                          max_length=min(s.max_length, max(1, *map(len, fitted))))
+        x = torch.from_numpy(token_ids(sentences, vocabulary, vocabulary["max_length"]))
         test_x = torch.from_numpy(encode(test[s.text_column].astype(str).tolist(), vocabulary, vocabulary["max_length"]))
 
         def labels_of(a: np.ndarray) -> torch.Tensor:
