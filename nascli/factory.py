@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
@@ -11,6 +12,7 @@ from nascli.data.base import DataSplits
 from nascli.evaluators.base import Evaluator
 from nascli.executors.base import Executor
 from nascli.hardware import Hardware, cpu_threads, resolve_hardware
+from nascli.rundir import RunDir
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Strategy
 
@@ -54,7 +56,9 @@ def build_worker_evaluator(config: dict[str, Any], device: Optional[str], thread
     """Inside a worker: the evaluator of a run's resolved config, with its data on the worker's device."""
     cfg = validate(OmegaConf.create(config))
     hardware = resolve_hardware(cfg.hardware, device, threads)
-    return build_evaluator(cfg, build_space(cfg), hardware)
+    evaluator = build_evaluator(cfg, build_space(cfg), hardware)
+    evaluator.prepare(RunDir(Path(cfg.run_dir)), cfg.seed)
+    return evaluator
 
 
 def build_executor(cfg: RunConfig, evaluator: Evaluator, devices: list[str]) -> Executor:

@@ -28,6 +28,7 @@ STATE = "state.json"
 RETRAIN_METRICS = "retrain/metrics.json"
 MODEL = "retrain/model.pt"
 VOCABULARY = "vocabulary.json"
+SUPERNET = "supernet.pt"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 
@@ -285,19 +286,30 @@ class RunDir:
         path = self.file(RETRAIN_METRICS)
         return _require_fields(read_json(path), {}, str(path)) if path.exists() else None
 
-    def load_checkpoint(self) -> dict[str, Any]:
-        """retrain/model.pt, loaded as tensors and plain values only (never unpickling objects)."""
+    def _load_tensors(self, name: str, types: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
+        """A torch file of the run, loaded as tensors and plain values only (never unpickling objects)."""
         import torch  # lazily: commands that only read a run's JSON should not pay for importing torch
 
-        path = self.file(MODEL)
-        if not path.exists():
-            raise UserError(f"{self.path} has no retrained model ({path}); run `nas retrain {self.path}` first")
+        path = self.file(name)
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:
             raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
-        types = {"arch": dict, "input_shape": list, "num_classes": int, "state_dict": dict}
         return _require_fields(checkpoint, types, str(path))
+
+    def load_checkpoint(self) -> dict[str, Any]:
+        """retrain/model.pt: the retrained network."""
+        if not self.file(MODEL).exists():
+            raise UserError(f"{self.path} has no retrained model ({self.file(MODEL)}); run `nas retrain {self.path}` first")
+        return self._load_tensors(MODEL, {"arch": dict, "input_shape": list, "num_classes": int, "state_dict": dict})
+
+    def load_supernet(self) -> Optional[dict[str, Any]]:
+        """supernet.pt (the shared weights and how far their training got), or None when there is none."""
+        if not self.file(SUPERNET).exists():
+            return None
+        types = {"space": dict, "input_shape": list, "num_classes": int, "state_dict": dict, "epoch": int,
+                 "epochs": int}
+        return self._load_tensors(SUPERNET, types)
 
     def files(self) -> list[Path]:
         """The run's files (hidden ones left out)."""
@@ -391,6 +403,14 @@ class RunDir:
         if self.file(TRIALS).exists() and self.file(TRIALS).read_text() != text:
             write_atomic(self.file(TRIALS), text)
         return trials
+
+    def save_supernet(self, checkpoint: dict[str, Any]) -> None:
+        """Replace supernet.pt atomically, so that a kill while saving leaves the previous epoch's."""
+        import torch
+
+        staging = self.file(f".{SUPERNET}.saving")
+        torch.save(checkpoint, staging)
+        os.replace(staging, self.file(SUPERNET))
 
     def save_model(self, checkpoint: dict[str, Any]) -> Path:
         """Save retrain/model.pt so that it loads with torch.load(..., weights_only=True)."""

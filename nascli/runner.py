@@ -61,6 +61,10 @@ def check_job(cfg: RunConfig) -> None:
         source_architecture(cfg)
     if cfg.trains or cfg.source:
         check_data(cfg)
+    needed = cfg.strategy.cls.needs_evaluator
+    if needed is not None and cfg.evaluator.name != needed:
+        raise UserError(f"strategy={cfg.strategy.name} works with evaluator={needed}, not evaluator={cfg.evaluator.name}")
+    cfg.strategy.cls.check(cfg.strategy.settings)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
     trial_devices(cfg.hardware)
     _check_ray(cfg)
@@ -165,28 +169,29 @@ def _search(
             if evaluator.test_metric:
                 summary.test_acc = trial.metrics.get(evaluator.test_metric)
 
-    with _summary_written(run, summary, state["elapsed"] if state else 0.0), \
-            build_executor(cfg, evaluator, parts.devices) as executor:
-        scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, evaluator.objective,
-                              run.write_state)
-        if state:
-            scheduler.restore(state, {trial.id: trial for trial in logged}, crashed)
-        for trial in logged:
-            account(trial)
-        with progress() as bar:
-            task = bar.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials, completed=len(logged))
-            for trial in scheduler.run():
-                run.append_trial(trial)
+    with _summary_written(run, summary, state["elapsed"] if state else 0.0):
+        evaluator.prepare(run, cfg.seed)
+        with build_executor(cfg, evaluator, parts.devices) as executor:
+            scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, evaluator.objective,
+                                  run.write_state)
+            if state:
+                scheduler.restore(state, {trial.id: trial for trial in logged}, crashed)
+            for trial in logged:
                 account(trial)
-                best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
-                bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
-        if best is None:
-            summary.status, summary.error = "failed", f"none of the {summary.n_trials} trials succeeded"
-        elif cfg.retrain.enabled:
-            data = parts.evaluator.data if parts.evaluator.data is not None else load_data(cfg, parts.hardware)
-            _retrain_into(run, summary, best.arch, cfg, parts.space, data, parts.hardware)
-        else:
-            summary.status = "completed"
+            with progress() as bar:
+                task = bar.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials, completed=len(logged))
+                for trial in scheduler.run():
+                    run.append_trial(trial)
+                    account(trial)
+                    best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
+                    bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
+            if best is None:
+                summary.status, summary.error = "failed", f"none of the {summary.n_trials} trials succeeded"
+            elif cfg.retrain.enabled:
+                data = parts.evaluator.data if parts.evaluator.data is not None else load_data(cfg, parts.hardware)
+                _retrain_into(run, summary, best.arch, cfg, parts.space, data, parts.hardware)
+            else:
+                summary.status = "completed"
     return summary
 
 

@@ -6,13 +6,16 @@ import json
 import statistics
 
 import pytest
+from conftest import read_trials
 
 from nascli.config import group_options, load_config
+from nascli.errors import UserError
 from nascli.factory import build_space, build_strategy
 from nascli.spaces.chain import ChainSettings, ChainSpace
+from nascli.spaces.nb201 import OPS, cell_string
 from nascli.strategies.base import Outcome, Strategy
 
-STRATEGIES = sorted(group_options("strategy"))
+STRATEGIES = sorted(set(group_options("strategy")) - {"list"})  # the list strategy proposes a file's: tested below
 MULTI_FIDELITY = {"hyperband"}  # re-evaluates promoted architectures at larger budgets
 
 
@@ -114,3 +117,40 @@ def test_hyperband_promotes_the_best_to_larger_budgets() -> None:
     assert sorted(map(toy_objective, strip[9:12])) == sorted(map(toy_objective, top3))
     assert strip[12] == max(strip[9:12], key=toy_objective)
     assert [p["budget"] for p in drive(strategy, 6)] == [3] * 5 + [9]  # the next bracket
+
+
+def test_list_strategy_proposes_the_file_in_order_and_resumes(tmp_path) -> None:
+    cells = [cell_string([op] * 6) for op in OPS]
+    path = tmp_path / "cells.txt"
+    path.write_text("# five cells\n" + cells[0] + "\n\n" + json.dumps({"arch": {"cell": cells[1]}}) + "\n"
+                    + "\n".join([json.dumps({"cell": c}) for c in cells[2:]] + [cells[0]]) + "\n")
+    cfg = load_config(["strategy=list", f"strategy.path={path}", "space=nb201"])
+    strategy = build_strategy(cfg, build_space(cfg))
+    assert drive(strategy, 2) == [{"cell": c} for c in cells[:2]]
+    resumed = build_strategy(cfg, build_space(cfg))
+    resumed.load_state_dict(json.loads(json.dumps(strategy.state_dict())))
+    assert drive(resumed, 10) == [{"cell": c} for c in cells[2:]]  # the repeated first cell is not proposed again
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "lists no architecture"),
+    ('{"cell": "|nope~0|"}\n', "line 1: not an architecture"),
+    ("|none~0|+|none~0|none~1|\n", "line 1: not an architecture"),
+])
+def test_list_strategy_refuses_a_bad_file(tmp_path, content: str, message: str) -> None:
+    path = tmp_path / "cells.txt"
+    path.write_text(content)
+    cfg = load_config(["strategy=list", f"strategy.path={path}", "space=nb201"])
+    with pytest.raises(UserError, match=message):
+        build_strategy(cfg, build_space(cfg))
+
+
+def test_list_strategy_runs_from_the_cli(nas, workdir, table) -> None:
+    cells = [cell_string([op] * 6) for op in OPS]
+    (workdir / "cells.txt").write_text("\n".join(cells) + "\n")
+    code, _, err = nas("search", "strategy=list", "strategy.path=cells.txt", "space=nb201", "evaluator=tabular",
+                       f"evaluator.table={table}", "run_dir=run")
+    assert code == 0, err
+    assert [t["arch"]["cell"] for t in read_trials(workdir / "run")] == cells
+    code, _, err = nas("search", "strategy=list", "strategy.path=missing.txt", "run_dir=run2")
+    assert code != 0 and "strategy.path missing.txt is not a file" in err and "Traceback" not in err

@@ -12,6 +12,7 @@ import torch
 
 from conftest import TINY
 from nascli.config import load_config
+from nascli.data.base import trim_padding
 from nascli.data.text import encode
 from nascli.factory import build_space
 from test_errors import assert_one_line_error
@@ -78,7 +79,7 @@ def test_text_search_retrain_and_export_keep_the_vocabulary(nas, workdir: Path) 
 
 def test_image_space_on_text_and_bad_text_files_are_one_line(nas, workdir: Path) -> None:
     sentences(40, 0).to_csv(workdir / "train.csv", index=False)
-    image_space = [o for o in QUICK if not o.startswith("space")]
+    image_space = [o for o in QUICK if not o.startswith("space")] + ["space=chain"]
     code, _, err = nas("search", "dataset=text", "dataset.train=train.csv", *image_space, "run_dir=run")
     assert_one_line_error(code, err, "use space=text")
     pd.DataFrame({"sentence": ["a b"] * 10, "label": [0, 1] * 5}).to_csv(workdir / "columns.csv", index=False)
@@ -129,3 +130,20 @@ def test_text_architectures_are_drawn_for_reports() -> None:
     arch = space.sample(random.Random(1))
     image = figures.png(figures.architecture_figure(space, arch, "run", "best val_acc 90.00"))
     assert image.startswith(b"\x89PNG") and len(image) > 2000
+
+
+def test_text_datasets_bring_the_text_space_and_adamw_unless_told_otherwise() -> None:
+    cfg = load_config(["dataset=trec"])
+    assert cfg.space.name == "text" and cfg.evaluator.settings.optimizer == "adamw"
+    assert cfg.retrain.optimizer == "adamw" and cfg.retrain.weight_decay == 0
+    cfg = load_config(["dataset=trec", "space=chain", "evaluator.lr=0.01", "evaluator=train"])
+    assert cfg.space.name == "chain" and cfg.evaluator.settings.optimizer == "sgd"
+    assert load_config([]).evaluator.settings.optimizer == "sgd"
+
+
+def test_batches_of_tokens_lose_only_trailing_padding() -> None:
+    tokens = torch.tensor([[5, 6, 0, 0, 0], [7, 0, 8, 0, 0]])
+    assert trim_padding(tokens).tolist() == [[5, 6, 0], [7, 0, 8]]
+    assert trim_padding(torch.zeros(2, 4, dtype=torch.long)).shape == (2, 1)
+    images = torch.zeros(2, 1, 3, 3)
+    assert trim_padding(images) is images

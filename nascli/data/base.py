@@ -106,6 +106,17 @@ class StreamedSamples:
         return StreamedSamples(self.array, np.concatenate([self.rows, other.rows]), self.mean, self.std, self.device)
 
 
+def trim_padding(batch: Tensor) -> Tensor:
+    """A batch of token ids without the padding columns that follow its longest sentence (floats pass through).
+
+    Networks mask padding, so their outputs do not change; the work shrinks to the batch's real length.
+    """
+    if batch.is_floating_point() or batch.dim() != 2:
+        return batch
+    used = (batch != 0).any(dim=0).nonzero()
+    return batch[:, : int(used.max()) + 1] if len(used) else batch[:, :1]
+
+
 def joined(first: Tensor | StreamedSamples, second: Tensor | StreamedSamples) -> Tensor | StreamedSamples:
     """Two splits' inputs as one (e.g. train and validation, for retraining)."""
     return first.joined(second) if isinstance(first, StreamedSamples) else torch.cat([first, second])

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 from nascli.data.base import DataSplits
 from nascli.hardware import Hardware
+from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace
 
 
@@ -34,6 +35,9 @@ class Evaluator(ABC):
     @classmethod
     def check(cls, settings: Any) -> None:
         """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
+
+    def prepare(self, run: RunDir, seed: int) -> None:
+        """Get ready in the run's directory before the first trial (e.g. train a supernet); most need nothing."""
 
     @abstractmethod
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 from torch import Tensor, nn
 
-from nascli.data.base import StreamedSamples
+from nascli.data.base import StreamedSamples, trim_padding
 from nascli.hardware import Hardware
 
 EVAL_BATCH = 1024
@@ -24,7 +24,7 @@ def predict(model: nn.Module, x: Tensor | StreamedSamples, hardware: Hardware) -
     outputs = []
     for start in range(0, len(x), EVAL_BATCH):
         with hardware.autocast():
-            logits = model(x[start : start + EVAL_BATCH].contiguous(memory_format=memory_format))
+            logits = model(trim_padding(x[start : start + EVAL_BATCH]).contiguous(memory_format=memory_format))
         outputs.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(outputs)
 

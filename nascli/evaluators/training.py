@@ -5,17 +5,16 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
-from nascli.data.base import StreamedSamples
+from nascli.data.base import StreamedSamples, trim_padding
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
-
 
 
 def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
@@ -47,8 +46,14 @@ def train(
     crop_padding: int = 0,
     hflip: bool = False,
     on_epoch: Optional[Callable[[int, float], None]] = None,
+    resume: Optional[dict[str, Any]] = None,
+    checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
 ) -> float:
-    """Train `model` in place with SGD and a one-cycle schedule; return the seconds it took."""
+    """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
+
+    `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
+    `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
+    """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
     steps_per_epoch = max(1, -(-len(x) // settings.batch_size))
@@ -61,16 +66,22 @@ def train(
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=settings.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
     )
+    first_epoch = 0
+    if resume is not None:
+        optimizer.load_state_dict(resume["optimizer"])
+        schedule.load_state_dict(resume["schedule"])
+        generator.set_state(resume["generator"])
+        first_epoch = resume["epoch"]
     memory_format = torch.channels_last if hardware.channels_last and x.dim() == 4 else torch.contiguous_format
     model.train()
     hardware.synchronize()
     start = time.perf_counter()
-    for epoch in range(epochs):
+    for epoch in range(first_epoch, epochs):
         order = torch.randperm(len(x), generator=generator, device=x.device)
         loss_sum = torch.zeros((), device=x.device)
         for i in range(steps_per_epoch):
             idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
-            inputs = x[idx]
+            inputs = trim_padding(x[idx])
             if settings.augment:
                 inputs = augment(inputs, crop_padding, hflip, generator)
             with hardware.autocast():
@@ -86,5 +97,8 @@ def train(
             raise TrialFailed(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}")
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
+        if checkpoint is not None:
+            checkpoint({"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                        "generator": generator.get_state()})
     hardware.synchronize()
     return time.perf_counter() - start

@@ -5,10 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from abc import ABC, abstractmethod
+from abc import ABC, ABCMeta, abstractmethod
 from typing import Any, Optional
 
 from torch import nn
+
+from nascli.errors import UserError
 
 Arch = dict[str, Any]
 
@@ -17,6 +19,24 @@ def arch_hash(arch: Arch) -> str:
     """A stable short hash of an architecture's canonical JSON."""
     canonical = json.dumps(arch, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class Supernet(nn.Module, metaclass=ABCMeta):
+    """Shared weights holding every candidate operation; `path` (an architecture) selects a sub-network."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        super().__init__()
+        self.space = space
+        self.path: Optional[Arch] = None
+
+    def use(self, arch: Arch) -> Supernet:
+        """Route the next forward passes through `arch`'s operations."""
+        self.path = arch
+        return self
+
+    @abstractmethod
+    def extract(self, arch: Arch) -> nn.Module:
+        """The stand-alone network of `arch` (as `space.build` makes it) holding the path's weights."""
 
 
 class SearchSpace(ABC):
@@ -58,6 +78,11 @@ class SearchSpace(ABC):
               vocab_size: Optional[int] = None) -> nn.Module:
         """A network for inputs of `input_shape` ((C, H, W), or (L,) token ids of a `vocab_size` vocabulary)."""
 
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
+        """Every architecture of the space as a path through one network's shared weights."""
+        raise UserError(f"space={self.name or type(self).__name__} has no supernet; weight sharing needs space=chain "
+                        "or space=nb201")
+
     def hash(self, arch: Arch) -> str:
         """A stable identifier: equal architectures hash equal."""
         return arch_hash(arch)
@@ -71,6 +96,10 @@ class SearchSpace(ABC):
     def key(self, arch: Arch) -> str:
         """The architecture as tables of results name it (canonical JSON unless the space has a format)."""
         return json.dumps(arch, sort_keys=True, separators=(",", ":"))
+
+    def from_key(self, text: str) -> Arch:
+        """The architecture a `key` string names (the inverse of `key`); ValueError if it names none."""
+        return json.loads(text)
 
 
 def draw_boxes(ax: Any, boxes: list[tuple[str, str]]) -> None:

@@ -6,10 +6,13 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.spaces.base import Arch, SearchSpace, arch_hash, draw_boxes
+from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
+from nascli.spaces.sliced import SlicedBatchNorm2d, SlicedConv2d
 from nascli.registry import register
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
@@ -69,6 +72,92 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x) if self.residual else self.body(x)
+
+
+class SuperBlock(nn.Module):
+    """Every op of one chain position at the widest width; a path's block uses leading channel slices."""
+
+    def __init__(self, ops: list[str], max_in: int, max_out: int) -> None:
+        super().__init__()
+        self.units = nn.ModuleDict()
+        for op in ops:  # the conv/batch-norm pairs of the op's stand-alone Block, in its order
+            if op in CONV_KERNELS:
+                pairs = [(SlicedConv2d(max_in, max_out, CONV_KERNELS[op]), SlicedBatchNorm2d(max_out))]
+            elif op == "sepconv3x3":
+                pairs = [(SlicedConv2d(max_in, max_in, 3, depthwise=True), SlicedBatchNorm2d(max_in)),
+                         (SlicedConv2d(max_in, max_out, 1), SlicedBatchNorm2d(max_out))]
+            else:  # the 1x1 projection used when the width changes
+                pairs = [(SlicedConv2d(max_in, max_out, 1), SlicedBatchNorm2d(max_out))]
+            self.units[op] = nn.ModuleList(nn.ModuleList(pair) for pair in pairs)
+
+    def used(self, op: str, c_in: int, c_out: int) -> list[tuple[SlicedConv2d, SlicedBatchNorm2d, int, int]]:
+        """The (conv, batch norm, c_in, c_out) the stand-alone Block(op, c_in, c_out) has, in order."""
+        pairs = [tuple(pair) for pair in self.units[op]]
+        if op in CONV_KERNELS:
+            return [(*pairs[0], c_in, c_out)]
+        if op == "sepconv3x3":
+            return [(*pairs[0], c_in, c_in), (*pairs[1], c_in, c_out)]
+        return [(*pairs[0], c_in, c_out)] if c_in != c_out else []
+
+    def forward(self, x: Tensor, op: str, c_out: int, stride: int) -> Tensor:
+        c_in = x.shape[1]
+        inputs = x
+        if op == "maxpool3x3":
+            x = F.max_pool2d(x, 3, stride, padding=1)
+        elif op == "avgpool3x3":
+            x = F.avg_pool2d(x, 3, stride, padding=1, count_include_pad=False)
+        elif op == "identity" and stride > 1:
+            x = F.avg_pool2d(x, 1, stride)
+        for i, (conv, bn, _, out) in enumerate(self.used(op, c_in, c_out)):
+            x = F.relu(bn(conv(x, out, stride if i == 0 and op in (*CONV_KERNELS, "sepconv3x3") else 1)))
+        residual = op not in ("maxpool3x3", "avgpool3x3", "identity") and stride == 1 and c_in == c_out
+        return inputs + x if residual else x
+
+
+class ChainSupernet(Supernet):
+    """The stem, `max_blocks` positions holding every op at the widest width, and a sliced linear head."""
+
+    def __init__(self, space: ChainSpace, input_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(space)
+        s = space.s
+        self.input_shape = input_shape
+        self.stem = nn.Sequential(*_conv_bn_relu(input_shape[0], s.stem_width, 3, 1))
+        max_width = max(s.widths)
+        self.blocks = nn.ModuleList(SuperBlock(s.ops, max(max_width, s.stem_width) if i else s.stem_width, max_width)
+                                    for i in range(s.max_blocks))
+        self.head = nn.Linear(max_width, num_classes)
+
+    def _strides(self, arch: Arch) -> list[int]:
+        """Each block's stride, as ChainSpace.build chooses it."""
+        strides, size = [], min(self.input_shape[1:])
+        for b in arch["blocks"]:
+            strides.append(2 if b["down"] and size >= 2 else 1)
+            size = (size + strides[-1] - 1) // strides[-1]
+        return strides
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block, b, stride in zip(self.blocks, self.path["blocks"], self._strides(self.path)):
+            x = block(x, b["op"], b["width"], stride)
+        c = x.shape[1]
+        return F.linear(x.mean(dim=(2, 3)), self.head.weight[:, :c], self.head.bias)
+
+    @torch.no_grad()
+    def extract(self, arch: Arch) -> nn.Module:
+        net = self.space.build(arch, self.input_shape, self.head.out_features)
+        net[: len(self.stem)].load_state_dict(self.stem.state_dict())
+        c_in = self.space.s.stem_width
+        for i, b in enumerate(arch["blocks"]):
+            target = net[len(self.stem) + i].body
+            convs = [m for m in target if isinstance(m, nn.Conv2d)]
+            bns = [m for m in target if isinstance(m, nn.BatchNorm2d)]
+            for conv, bn, (sconv, sbn, cin, cout) in zip(convs, bns, self.blocks[i].used(b["op"], c_in, b["width"])):
+                conv.weight.copy_(sconv.weight_for(cin, cout))
+                sbn.copy_into(bn)
+            c_in = b["width"]
+        net[-1].weight.copy_(self.head.weight[:, :c_in])
+        net[-1].bias.copy_(self.head.bias)
+        return net
 
 
 @register("space", "chain")
@@ -183,6 +272,9 @@ class ChainSpace(SearchSpace):
             c_in, size = b["width"], (size + stride - 1) // stride
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
         return nn.Sequential(*layers)
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
+        return ChainSupernet(self, input_shape, num_classes)
 
     def draw(self, arch: Arch, ax: Any) -> None:
         """A block diagram, left to right: the stem, each block (op, width, /2 when it downsamples), the head."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.spaces.base import Arch, SearchSpace
+from nascli.spaces.base import Arch, SearchSpace, Supernet
 from nascli.registry import register
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -109,6 +110,67 @@ class ResidualReduction(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+class MixedCell(nn.Module):
+    """Every op on every edge of a cell: a path picks one op per edge, or op weights (edges x ops) mix them all."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.edges = nn.ModuleList(nn.ModuleDict({op: _edge_op(op, channels) for op in OPS}) for _ in EDGES)
+
+    def forward(self, x: Tensor, ops: Optional[list[str]], weights: Optional[Tensor] = None) -> Tensor:
+        nodes = [x]
+        for target in (1, 2, 3):
+            terms = []
+            for k, (src, dst) in enumerate(EDGES):
+                if dst != target:
+                    continue
+                if weights is not None:
+                    terms += [w * self.edges[k][op](nodes[src]) for w, op in zip(weights[k], OPS) if op != "none"]
+                elif ops[k] != "none":
+                    terms.append(self.edges[k][ops[k]](nodes[src]))
+            nodes.append(sum(terms) if terms else torch.zeros_like(x))
+        return nodes[3]
+
+
+class NB201Supernet(Supernet):
+    """The NB201 skeleton with mixed cells: all cells share one path (or one set of op weights, for DARTS)."""
+
+    def __init__(self, space: NB201Space, input_shape: tuple[int, ...], num_classes: int) -> None:
+        super().__init__(space)
+        self.input_shape = input_shape
+        self.num_classes = num_classes
+        self.weights: Optional[Tensor] = None  # (edges, ops) weights of a continuous relaxation, instead of a path
+        c = space.s.stem_channels
+        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
+        for stage in range(3):
+            if stage:
+                layers.append(ResidualReduction(c, 2 * c))
+                c *= 2
+            layers += [MixedCell(c) for _ in range(space.s.cells_per_stage)]
+        layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+        self.layers = nn.ModuleList(layers)  # indexed as the stand-alone network's layers
+
+    def forward(self, x: Tensor) -> Tensor:
+        ops = parse_cell(self.path["cell"]) if self.weights is None else None
+        for layer in self.layers:
+            x = layer(x, ops, self.weights) if isinstance(layer, MixedCell) else layer(x)
+        return x
+
+    @torch.no_grad()
+    def extract(self, arch: Arch) -> nn.Module:
+        ops = parse_cell(arch["cell"])
+        net = self.space.build(arch, self.input_shape, self.num_classes)
+        shared = self.layers.state_dict()
+        edge = re.compile(r"^(\d+)\.edges\.(\d+)\.(.*)$")
+
+        def source(key: str) -> str:
+            match = edge.match(key)
+            return f"{match[1]}.edges.{match[2]}.{ops[int(match[2])]}.{match[3]}" if match else key
+
+        net.load_state_dict({key: shared[source(key)] for key in net.state_dict()})
+        return net
+
+
 @register("space", "nb201")
 class NB201Space(SearchSpace):
     """All 15,625 cells of NAS-Bench-201; architectures are {"cell": official string}."""
@@ -142,6 +204,9 @@ class NB201Space(SearchSpace):
     def key(self, arch: Arch) -> str:
         return arch["cell"]
 
+    def from_key(self, text: str) -> Arch:
+        return {"cell": cell_string(parse_cell(text))}
+
     def decisions(self) -> list[int]:
         return [len(OPS)] * len(EDGES)
 
@@ -165,6 +230,9 @@ class NB201Space(SearchSpace):
             layers += [Cell(ops, c) for _ in range(self.s.cells_per_stage)]
         layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
         return nn.Sequential(*layers)
+
+    def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
+        return NB201Supernet(self, input_shape, num_classes)
 
     def draw(self, arch: Arch, ax: Any) -> None:
         """The cell as a DAG: nodes 0-3 left to right, one labelled edge per op ('none' edges dotted, unlabelled)."""

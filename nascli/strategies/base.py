@@ -37,12 +37,17 @@ class Strategy(ABC):
     Settings: type
     name: str = ""
     max_attempts = 200
+    needs_evaluator: Optional[str] = None  # the evaluator a strategy works with, when it works with one only
 
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
         self.settings = settings
         self.space = space
         self.rng = random.Random(seed)
         self.seen: set[str] = set()
+
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
 
     @abstractmethod
     def ask(self) -> Optional[Proposal]:

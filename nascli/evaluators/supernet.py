@@ -1,0 +1,178 @@
+"""Evaluate with inherited weights: score each candidate as a path of a supernet trained with uniform random paths.
+
+The supernet is trained (single-path one-shot, Guo et al. 2020) in the run directory before the first trial and
+checkpointed each epoch (`supernet.pt`), so a resumed run continues its training; or it is taken from another run
+(`evaluator.supernet=RUN_DIR`), fine-tuned on this run's data for `finetune_epochs` when asked.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from omegaconf import OmegaConf
+from torch import Tensor, nn
+
+from nascli.config import TrainSettings, require
+from nascli.errors import TrialFailed, UserError
+from nascli.evaluators.base import Evaluator
+from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
+from nascli.evaluators.profile import count_flops, count_params
+from nascli.evaluators.training import train
+from nascli.printout import progress
+from nascli.registry import register
+from nascli.rundir import SUPERNET, RunDir
+from nascli.seeding import derive_seed
+from nascli.spaces.base import Arch, SearchSpace, Supernet
+
+
+@dataclass
+class SupernetEvaluatorSettings(TrainSettings):
+    """How the supernet is trained (uniform random paths) and how its paths are scored."""
+
+    epochs: int = 30  # supernet training, when this run trains its own
+    supernet: Optional[str] = None  # a run directory whose supernet.pt is used; null: train one in this run
+    finetune_epochs: int = 0  # training of a taken supernet on this run's data before the search
+    calibration_batches: int = 8  # training batches that recompute a path's batch-norm statistics before scoring
+    objective: str = "val_acc"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.finetune_epochs >= 0, "finetune_epochs must be >= 0")
+        require(self.calibration_batches >= 0, "calibration_batches must be >= 0")
+        require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+
+
+class RandomPaths(nn.Module):
+    """A supernet that takes a new uniformly drawn path at every training step (SPOS)."""
+
+    def __init__(self, supernet: Supernet, space: SearchSpace, seed: int) -> None:
+        super().__init__()
+        self.supernet, self.space, self.seed = supernet, space, seed
+        self.rng = random.Random()
+
+    def start_epoch(self, epoch: int) -> None:
+        """Seed the paths of `epoch` (0-based), so that a resumed training draws the paths an uninterrupted one would."""
+        self.rng.seed(derive_seed(self.seed, f"paths:{epoch}"))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.training:
+            self.supernet.use(self.space.sample(self.rng))
+        return self.supernet(x)
+
+
+@torch.no_grad()
+def recalibrate(model: nn.Module, x: Tensor, batch_size: int, batches: int, generator: torch.Generator) -> None:
+    """Recompute the batch-norm statistics of the model's current path on `batches` random training batches."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms or batches == 0:
+        return
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the calibration batches
+    model.train()
+    for _ in range(batches):
+        model(x[torch.randint(0, len(x), (min(batch_size, len(x)),), generator=generator, device=x.device)])
+    model.eval()
+
+
+@register("evaluator", "supernet")
+class SupernetEvaluator(Evaluator):
+    """Scores each candidate on the validation split with the weights it inherits from a trained supernet."""
+
+    Settings = SupernetEvaluatorSettings
+
+    def __init__(self, settings: SupernetEvaluatorSettings, **dependencies: Any) -> None:
+        super().__init__(settings, **dependencies)
+        self.objective = settings.objective
+        self.net = self._build(0)  # built now so that a space without a supernet is refused before any work
+
+    def _build(self, seed: int) -> Supernet:
+        """A freshly initialised supernet on the device, its weights drawn from `seed` alone."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(derive_seed(seed, "supernet"))
+            net = self.space.supernet(self.data.input_shape, self.data.num_classes, self.data.vocab_size)
+        return net.to(self.hardware.device)
+
+    @classmethod
+    def check(cls, settings: SupernetEvaluatorSettings) -> None:
+        if settings.supernet is not None:
+            source = RunDir(Path(settings.supernet).expanduser())
+            if not source.file(SUPERNET).is_file():
+                raise UserError(f"evaluator.supernet {settings.supernet} holds no {SUPERNET}; name a run that trained "
+                                "a supernet (strategy=spos or evaluator=supernet)")
+
+    def prepare(self, run: RunDir, seed: int) -> None:
+        """Make the supernet ready before the first trial: continue this run's training, or start it."""
+        s = self.settings
+        space_config = OmegaConf.to_container(run.config().space)
+        state = run.load_supernet()
+        if state is None:
+            self.net = self._build(seed)
+            state = self._taken(space_config) if s.supernet is not None else {"epoch": 0, "epochs": s.epochs}
+        elif state["space"] != space_config:
+            raise UserError(f"{run.file(SUPERNET)} belongs to another space ({state['space']}); the file is corrupt")
+        else:
+            self.net.load_state_dict(state["state_dict"])
+        self._train(run, state, space_config, seed)
+        self.net.eval()
+
+    def _taken(self, space_config: dict[str, Any]) -> dict[str, Any]:
+        """Start from another run's supernet: every weight whose shape matches (the head and stem may not)."""
+        source = RunDir(Path(self.settings.supernet).expanduser())
+        state = source.load_supernet()
+        if state["space"] != space_config:
+            raise UserError(f"evaluator.supernet {self.settings.supernet} was trained for space {state['space']}, "
+                            f"not this run's {space_config}")
+        own = self.net.state_dict()
+        matching = {k: v for k, v in state["state_dict"].items() if k in own and own[k].shape == v.shape}
+        if len(matching) < len(own) and self.settings.finetune_epochs == 0:
+            raise UserError(f"the supernet of {self.settings.supernet} was trained on other inputs or classes; "
+                            "set evaluator.finetune_epochs to train its new layers on this data")
+        self.net.load_state_dict({**own, **matching})
+        return {"epoch": 0, "epochs": self.settings.finetune_epochs}
+
+    def _train(self, run: RunDir, state: dict[str, Any], space_config: dict[str, Any], seed: int) -> None:
+        """Train the supernet on uniform random paths up to state["epochs"], saving supernet.pt after each epoch."""
+        data, epochs = self.data, state["epochs"]
+        paths = RandomPaths(self.net, self.space, seed)
+        paths.start_epoch(state["epoch"])
+
+        def save(loop: dict[str, Any]) -> None:
+            run.save_supernet({"space": space_config, "input_shape": list(data.input_shape),
+                               "num_classes": data.num_classes, "epochs": epochs, "state_dict": self.net.state_dict(),
+                               **loop})
+
+        if state["epoch"] >= epochs:
+            if not run.file(SUPERNET).exists():  # a taken supernet used as it is
+                save({"epoch": epochs})
+            return
+        with progress() as bar:
+            task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
+
+            def on_epoch(epoch: int, loss: float) -> None:
+                paths.start_epoch(epoch)
+                bar.update(task, completed=epoch, description=f"supernet loss {loss:.3f}")
+
+            try:
+                train(paths, data.train_x, data.train_y, self.settings, self.hardware, derive_seed(seed, "supernet"),
+                      epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch,
+                      resume=state if "optimizer" in state else None, checkpoint=save)
+            except TrialFailed as exc:
+                raise UserError(f"supernet training failed: {exc}") from None
+
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+        data, hardware = self.data, self.hardware
+        self.net.use(arch)
+        generator = torch.Generator(device=data.train_x.device).manual_seed(seed)
+        try:
+            recalibrate(self.net, data.train_x, self.settings.batch_size, self.settings.calibration_batches, generator)
+            scores = evaluate_model(self.net, data.val_x, data.val_y, hardware, "val")
+        except torch.OutOfMemoryError:
+            raise TrialFailed("out of memory") from None
+        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
+        return {**scores, "one_shot": True, "params": count_params(model),
+                "flops": count_flops(model, data.input_shape, torch.device("cpu"), tokens=data.vocabulary is not None)}

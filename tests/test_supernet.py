@@ -1,0 +1,98 @@
+"""Weight sharing: supernets of chain and nb201, SPOS end to end, resumed supernet training, a supernet taken to new data."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, read_trials, untimed
+from nascli.config import load_config
+from nascli.factory import build_space
+from nascli.rundir import RunDir
+from test_errors import assert_one_line_error
+
+SMALL = [o for o in TINY if not o.startswith("evaluator.")] + ["space.max_blocks=3", "space.widths=[8,16]"]
+SPOS = [*SMALL, "strategy=spos", "strategy.supernet_epochs=2"]
+
+
+@pytest.mark.parametrize("space_overrides, shape", [
+    (["space=chain", "space.widths=[8,16,24]", "space.max_blocks=4"], (3, 12, 12)),
+    (["space=nb201", "space.stem_channels=4", "space.cells_per_stage=1"], (3, 8, 8)),
+])
+def test_a_path_of_the_supernet_computes_what_its_extracted_network_does(space_overrides, shape) -> None:
+    space = build_space(load_config(space_overrides))
+    torch.manual_seed(0)
+    net = space.supernet(shape, 5)
+    rng = random.Random(0)
+    x = torch.randn(6, *shape)
+    net.train()
+    for _ in range(10):  # batch-norm statistics differ between paths and from their initial values
+        net.use(space.sample(rng))(x)
+    net.eval()
+    for _ in range(20):
+        arch = space.sample(rng)
+        extracted = net.extract(arch).eval()
+        assert type(extracted) is type(space.build(arch, shape, 5))
+        with torch.no_grad():
+            assert torch.allclose(net.use(arch)(x), extracted(x), atol=1e-5), arch
+
+
+def test_spos_trains_a_supernet_scores_paths_and_retrains_the_best(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *SPOS, "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert len(trials) == 3 and all(t["metrics"]["one_shot"] for t in trials)
+    supernet = RunDir(workdir / "run").load_supernet()  # loads with weights_only=True
+    assert supernet["epoch"] == supernet["epochs"] == 2 and supernet["space"]["name"] == "chain"
+    assert (workdir / "run" / "retrain" / "model.pt").exists()
+    code, _, err = nas("search", *SPOS, "run_dir=again")
+    assert code == 0, err
+    assert untimed(read_trials(workdir / "again")) == untimed(trials)  # the same seed, the same scores
+
+
+def test_interrupted_supernet_training_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
+    longer = [*SPOS, "strategy.supernet_epochs=3"]
+    code, _, err = nas("search", *longer, "run_dir=whole")
+    assert code == 0, err
+    original, saves = RunDir.save_supernet, []
+
+    def interrupted(self, checkpoint):
+        original(self, checkpoint)
+        saves.append(checkpoint["epoch"])
+        if len(saves) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_supernet", interrupted)
+    code, _, _ = nas("search", *longer, "run_dir=stopped")
+    assert code == 130 and RunDir(workdir / "stopped").load_supernet()["epoch"] == 2
+    monkeypatch.setattr(RunDir, "save_supernet", original)
+    code, _, err = nas("search", "--resume", "stopped")
+    assert code == 0, err
+    whole, resumed = RunDir(workdir / "whole").load_supernet(), RunDir(workdir / "stopped").load_supernet()
+    assert all(torch.equal(whole["state_dict"][k], resumed["state_dict"][k]) for k in whole["state_dict"])
+    assert untimed(read_trials(workdir / "stopped")) == untimed(read_trials(workdir / "whole"))
+
+
+def test_a_supernet_is_taken_to_other_data_after_fine_tuning(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *SPOS, "run_dir=source")
+    assert code == 0, err
+    other = [*SMALL, "strategy=random", "evaluator=supernet", "evaluator.supernet=source", "dataset.num_classes=3"]
+    code, _, err = nas("search", *other, "run_dir=refused")
+    assert_one_line_error(code, err, "trained on other inputs or classes", "evaluator.finetune_epochs")
+    code, _, err = nas("search", *other, "evaluator.finetune_epochs=1", "run_dir=target")
+    assert code == 0, err
+    assert RunDir(workdir / "target").load_supernet()["num_classes"] == 3
+    code, _, err = nas("search", *[*SPOS, "space.widths=[8]"], "evaluator.supernet=source", "run_dir=other_space")
+    assert_one_line_error(code, err, "was trained for space")
+
+
+def test_weight_sharing_refuses_what_it_cannot_do(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *SPOS, "evaluator=train", "run_dir=a")
+    assert_one_line_error(code, err, "strategy=spos works with evaluator=supernet")
+    code, _, err = nas("search", *SPOS, "evaluator.supernet=nowhere", "run_dir=b")
+    assert_one_line_error(code, err, "evaluator.supernet nowhere holds no supernet.pt")
+    code, _, err = nas("search", *SPOS, "space=text", "run_dir=c")
+    assert code != 0 and "Traceback" not in err
