@@ -14,7 +14,8 @@ from conftest import TINY
 from nascli.config import load_config
 from nascli.data.base import trim_padding
 from nascli.data.text import encode
-from nascli.factory import build_space
+from nascli.factory import build_space, build_strategy
+from nascli.spaces.text import KIM_CNN
 from test_errors import assert_one_line_error
 
 WORDS = {0: ["good", "great", "fine", "lovely"], 1: ["bad", "awful", "poor", "dull"]}
@@ -147,3 +148,13 @@ def test_batches_of_tokens_lose_only_trailing_padding() -> None:
     assert trim_padding(torch.zeros(2, 4, dtype=torch.long)).shape == (2, 1)
     images = torch.zeros(2, 1, 3, 3)
     assert trim_padding(images) is images
+
+
+@pytest.mark.parametrize("strategy", ["random", "bo", "evolution", "local", "hyperband"])
+def test_searches_try_kims_cnn_first_unless_told_not_to(strategy: str) -> None:
+    cfg = load_config(["space=text", f"strategy={strategy}"])
+    first = build_strategy(cfg, build_space(cfg)).ask().arch
+    assert first == KIM_CNN
+    cfg = load_config(["space=text", f"strategy={strategy}", "space.references=false"])
+    assert build_strategy(cfg, build_space(cfg)).ask().arch != KIM_CNN
+    assert build_space(load_config(["space=text", "space.widths=[64]"])).references() == []

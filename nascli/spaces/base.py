@@ -49,6 +49,10 @@ class SearchSpace(ABC):
     def sample(self, rng: random.Random) -> Arch:
         """A uniformly drawn architecture."""
 
+    def references(self) -> list[Arch]:
+        """Well-known architectures of the space that a search tries first, before random ones (none by default)."""
+        return []
+
     @abstractmethod
     def mutate(self, arch: Arch, rng: random.Random) -> Arch:
         """A random one-edit variant of `arch` that differs from it."""

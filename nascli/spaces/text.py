@@ -2,12 +2,12 @@
 
 Blocks are 1-D convolutions (kernel 3/5/7, a dilated 3), a depthwise-separable convolution, a Kim (2014)
 block (parallel 3/4/5 convolutions, concatenated), a bidirectional GRU or LSTM, a transformer encoder
-layer, identity and max pooling. A Kim CNN is {"embed": 300, "blocks": [{"op": "kim", "width": 300}],
-"pool": "max", "dropout": 0.5}.
+layer, identity and max pooling. A Kim CNN (KIM_CNN) is the reference a search tries first.
 """
 
 from __future__ import annotations
 
+import copy
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -24,6 +24,7 @@ CONV_KERNELS = {"conv3": (3, 1), "conv5": (5, 1), "conv7": (7, 1), "dilconv3": (
 OPS = (*CONV_KERNELS, "sepconv5", "kim", "gru", "lstm", "attention", "identity", "maxpool3")
 POOLS = ("max", "mean", "attention")
 HEADS = 4  # attention heads; widths are multiples of it
+KIM_CNN = {"embed": 300, "blocks": [{"op": "kim", "width": 300}], "pool": "max", "dropout": 0.5}
 DRAW_COLOURS = {**{op: "#9ecae1" for op in CONV_KERNELS}, "sepconv5": "#a1d99b", "kim": "#6baed6", "gru": "#fdae6b",
                 "lstm": "#fd8d3c", "attention": "#bcbddc", "identity": "#f0f0f0", "maxpool3": "#fdd0a2"}
 
@@ -39,6 +40,7 @@ class TextSpaceSettings:
     embed_dims: list[int] = field(default_factory=lambda: [64, 128, 300])
     pools: list[str] = field(default_factory=lambda: list(POOLS))
     dropouts: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
+    references: bool = True  # searches try Kim's CNN first (when the space holds it), then random networks
 
     def __post_init__(self) -> None:
         require(1 <= self.min_blocks <= self.max_blocks, "need 1 <= min_blocks <= max_blocks")
@@ -152,6 +154,15 @@ class TextSpace(SearchSpace):
             "pool": rng.choice(self.s.pools),
             "dropout": rng.choice(self.s.dropouts),
         }
+
+    def references(self) -> list[Arch]:
+        """Kim's (2014) CNN, the classic baseline, when these settings hold it."""
+        if not self.s.references:
+            return []
+        try:
+            return [self.validate(copy.deepcopy(KIM_CNN))]
+        except ValueError:
+            return []
 
     def _edits(self, arch: Arch) -> dict[str, list[Arch]]:
         """Every one-edit variant of `arch`, by kind of edit."""

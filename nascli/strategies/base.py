@@ -74,6 +74,10 @@ class Strategy(ABC):
         return None
 
     def _random_unseen(self) -> Optional[Arch]:
+        """The space's reference architectures first (those never proposed), then uniform samples."""
+        for arch in self.space.references():
+            if self._claim(arch):
+                return arch
         return self._unseen(lambda: self.space.sample(self.rng))
 
     def _propose_random(self) -> Optional[Proposal]:
