@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # no display: reports are written by servers and CI too
 import numpy as np  # noqa: E402
 from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from nascli.rundir import Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
@@ -142,6 +142,29 @@ def architecture_figure(space: SearchSpace, arch: Arch, title: str, subtitle: Op
     (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
     figure.set_size_inches(min(12.0, max(5.0, 0.8 * (x1 - x0))), 0.8 * (y1 - y0) + 0.6)  # text keeps its size
     ax.set_title(title + (f"\n{subtitle}" if subtitle else ""), fontsize=9)
+    return figure
+
+
+def architecture_weights_figure(weights: dict[str, Any], title: str) -> Figure:
+    """How a relaxation's operation weights evolved: one panel per position, one line per operation."""
+    history = np.asarray(weights["epochs"], dtype=float)  # (epochs, positions, operations)
+    positions = history.shape[1]
+    columns = min(3, positions)
+    rows = -(-positions // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.6 * rows), squeeze=False, sharey=True)
+    epochs = np.arange(1, len(history) + 1)
+    for position, ax in enumerate(axes.flat):
+        if position >= positions:
+            ax.axis("off")
+            continue
+        for op, name in enumerate(weights["operations"]):
+            ax.plot(epochs, history[:, position, op], label=name, marker="." if len(epochs) < 20 else None)
+        ax.set(title=f"position {position}", xlabel="epoch", ylabel="weight" if position % columns == 0 else None)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    figure.suptitle(title, fontsize=9)
+    figure.tight_layout()
+    _legend_below(figure, axes.flat[0])
     return figure
 
 

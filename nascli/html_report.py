@@ -65,7 +65,7 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     families: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # (dataset, space, objective) -> label -> runs
     images: dict[str, bytes] = {}
     captions: dict[str, str] = {}
-    drawings = []
+    drawings, relaxations = [], []
     root = Path(os.path.commonpath(list(runs["run"])))
     for _, row in runs.iterrows():
         run = RunDir(Path(row["run"]))
@@ -83,6 +83,13 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
             images[name] = figures.png(figures.architecture_figure(space, best["arch"], short, subtitle))
             captions[name] = f"{run.path}: best architecture ({space.name} space)"
             drawings.append(name)
+        weights = run.architecture_weights()
+        if weights is not None and weights["epochs"]:
+            short = str(run.path.relative_to(root)) if run.path != root else run.path.name
+            name = f"weights-{_file_part(short)}.png"
+            images[name] = figures.png(figures.architecture_weights_figure(weights, short))
+            captions[name] = f"{run.path}: the relaxation's operation weights per position after each epoch"
+            relaxations.append(name)
     curves, fronts = [], []
     for (dataset, space_name, objective), groups in families.items():
         suffix = "" if len(families) == 1 else "-" + _file_part(f"{dataset}-{space_name}-{objective}")
@@ -94,7 +101,8 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
                                                    "the Pareto front (no trial is cheaper and better) in black.")
         curves.append(f"curves{suffix}.png")
         fronts.append(f"pareto{suffix}.png")
-    sections = {"Best so far": curves, "Accuracy and cost": fronts, "Best architectures": drawings}
+    sections = {"Best so far": curves, "Accuracy and cost": fronts, "Best architectures": drawings,
+                "Architecture weights (DARTS)": relaxations}
     return table, Figures(images, captions, sections)
 
 

@@ -29,6 +29,7 @@ RETRAIN_METRICS = "retrain/metrics.json"
 MODEL = "retrain/model.pt"
 VOCABULARY = "vocabulary.json"
 SUPERNET = "supernet.pt"
+ARCHITECTURE_WEIGHTS = "architecture_weights.json"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 
@@ -385,6 +386,15 @@ class RunDir:
     def write_vocabulary(self, vocabulary: dict[str, Any]) -> None:
         """Write the tokenizer's vocabulary and settings, so that retraining and export encode text the same way."""
         self._write_json(VOCABULARY, vocabulary, indent=None)
+
+    def write_architecture_weights(self, weights: dict[str, Any]) -> None:
+        """architecture_weights.json: a relaxation's operation weights per position after each epoch (DARTS)."""
+        self._write_json(ARCHITECTURE_WEIGHTS, weights, indent=None)
+
+    def architecture_weights(self) -> Optional[dict[str, Any]]:
+        """The operation weights of a relaxed search per epoch, or None when the run made none."""
+        path = self.file(ARCHITECTURE_WEIGHTS)
+        return _require_fields(read_json(path), {"operations": list, "epochs": list}, str(path)) if path.exists() else None
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)

@@ -171,6 +171,7 @@ def _search(
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
         evaluator.prepare(run, cfg.seed)
+        parts.strategy.prepare(evaluator)
         with build_executor(cfg, evaluator, parts.devices) as executor:
             scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, evaluator.objective,
                                   run.write_state)

@@ -96,3 +96,50 @@ def test_weight_sharing_refuses_what_it_cannot_do(nas, workdir: Path) -> None:
     assert_one_line_error(code, err, "evaluator.supernet nowhere holds no supernet.pt")
     code, _, err = nas("search", *SPOS, "space=text", "run_dir=c")
     assert code != 0 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("relaxation", ["softmax", "dirichlet"])
+@pytest.mark.parametrize("space", [["space=chain", "space.max_blocks=3", "space.widths=[8,16]"],
+                                   ["space=nb201", "space.stem_channels=4", "space.cells_per_stage=1"]])
+def test_darts_derives_one_architecture_and_logs_its_weights(nas, workdir: Path, relaxation: str, space) -> None:
+    tiny = [o for o in TINY if not o.startswith("evaluator.")]
+    code, _, err = nas("search", *tiny, *space, "strategy=darts", "strategy.epochs=2",
+                       f"strategy.relaxation={relaxation}", "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert len(trials) == 1 and trials[0]["metrics"]["one_shot"]
+    weights = RunDir(workdir / "run").architecture_weights()
+    positions, ops = (3, 7) if "space=chain" in space else (6, 5)
+    assert len(weights["epochs"]) == 2 and len(weights["operations"]) == ops
+    last = torch.tensor(weights["epochs"][-1])
+    assert last.shape == (positions, ops) and torch.allclose(last.sum(dim=1), torch.ones(positions))
+    strongest = [weights["operations"][i] for i in last.argmax(dim=1).tolist()]
+    arch = trials[0]["arch"]
+    assert strongest == ([b["op"] for b in arch["blocks"]] if "blocks" in arch else
+                         [edge.split("~")[0] for node in arch["cell"].split("+") for edge in node.strip("|").split("|")])
+    code, _, err = nas("report", "run", "--plots", "figures")
+    assert code == 0 and (workdir / "figures" / "weights-run.png").stat().st_size > 0, err
+
+
+def test_an_interrupted_relaxation_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
+    darts = [o for o in TINY if not o.startswith("evaluator.")] + [
+        "space=nb201", "space.stem_channels=4", "space.cells_per_stage=1", "strategy=darts", "strategy.epochs=3",
+        "strategy.relaxation=dirichlet"]
+    code, _, err = nas("search", *darts, "run_dir=whole")
+    assert code == 0, err
+    original, saves = RunDir.save_supernet, []
+
+    def interrupted(self, checkpoint):
+        original(self, checkpoint)
+        saves.append(checkpoint["epoch"])
+        if len(saves) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_supernet", interrupted)
+    code, _, _ = nas("search", *darts, "run_dir=stopped")
+    assert code == 130
+    monkeypatch.setattr(RunDir, "save_supernet", original)
+    code, _, err = nas("search", "--resume", "stopped")
+    assert code == 0, err
+    assert RunDir(workdir / "stopped").architecture_weights() == RunDir(workdir / "whole").architecture_weights()
+    assert untimed(read_trials(workdir / "stopped")) == untimed(read_trials(workdir / "whole"))

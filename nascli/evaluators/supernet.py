@@ -7,21 +7,25 @@ checkpointed each epoch (`supernet.pt`), so a resumed run continues its training
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
+from torch.distributions import Dirichlet, kl_divergence
 
 from nascli.config import TrainSettings, require
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params
-from nascli.evaluators.training import train
+from nascli.evaluators.training import optimizer_and_schedule, train
 from nascli.printout import progress
 from nascli.registry import register
 from nascli.rundir import SUPERNET, RunDir
@@ -29,11 +33,18 @@ from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace, Supernet
 
 
+TRAININGS = ("spos", "softmax", "dirichlet")
+
+
 @dataclass
 class SupernetEvaluatorSettings(TrainSettings):
     """How the supernet is trained (uniform random paths) and how its paths are scored."""
 
     epochs: int = 30  # supernet training, when this run trains its own
+    training: str = "spos"  # spos: uniform random paths; softmax: DARTS's relaxation; dirichlet: DrNAS's
+    arch_lr: float = 3e-4  # Adam on the relaxation's architecture weights, fitted on the validation split
+    arch_weight_decay: float = 1e-3
+    dirichlet_reg: float = 1e-3  # dirichlet: weight of the KL divergence to a flat Dirichlet prior
     supernet: Optional[str] = None  # a run directory whose supernet.pt is used; null: train one in this run
     finetune_epochs: int = 0  # training of a taken supernet on this run's data before the search
     calibration_batches: int = 8  # training batches that recompute a path's batch-norm statistics before scoring
@@ -43,6 +54,9 @@ class SupernetEvaluatorSettings(TrainSettings):
         super().__post_init__()
         require(self.finetune_epochs >= 0, "finetune_epochs must be >= 0")
         require(self.calibration_batches >= 0, "calibration_batches must be >= 0")
+        require(self.training in TRAININGS, f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
+        require(self.arch_lr > 0 and self.arch_weight_decay >= 0 and self.dirichlet_reg >= 0,
+                "arch_lr must be positive; arch_weight_decay and dirichlet_reg >= 0")
         require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
 
 
@@ -89,6 +103,7 @@ class SupernetEvaluator(Evaluator):
         super().__init__(settings, **dependencies)
         self.objective = settings.objective
         self.net = self._build(0)  # built now so that a space without a supernet is refused before any work
+        self.arch: Optional[nn.Parameter] = None  # the relaxation's architecture weights (softmax, dirichlet)
 
     def _build(self, seed: int) -> Supernet:
         """A freshly initialised supernet on the device, its weights drawn from `seed` alone."""
@@ -117,7 +132,10 @@ class SupernetEvaluator(Evaluator):
             raise UserError(f"{run.file(SUPERNET)} belongs to another space ({state['space']}); the file is corrupt")
         else:
             self.net.load_state_dict(state["state_dict"])
-        self._train(run, state, space_config, seed)
+        if s.training == "spos" or s.supernet is not None:
+            self._train_paths(run, state, space_config, seed)
+        else:
+            self._train_relaxed(run, state, space_config, seed)
         self.net.eval()
 
     def _taken(self, space_config: dict[str, Any]) -> dict[str, Any]:
@@ -135,21 +153,27 @@ class SupernetEvaluator(Evaluator):
         self.net.load_state_dict({**own, **matching})
         return {"epoch": 0, "epochs": self.settings.finetune_epochs}
 
-    def _train(self, run: RunDir, state: dict[str, Any], space_config: dict[str, Any], seed: int) -> None:
-        """Train the supernet on uniform random paths up to state["epochs"], saving supernet.pt after each epoch."""
-        data, epochs = self.data, state["epochs"]
-        paths = RandomPaths(self.net, self.space, seed)
-        paths.start_epoch(state["epoch"])
+    def _saver(self, run: RunDir, state: dict[str, Any], space_config: dict[str, Any]) -> Callable[[dict], None]:
+        """A function that saves supernet.pt: the weights, the space, the data's shape and the loop's state."""
+        data = self.data
 
         def save(loop: dict[str, Any]) -> None:
             run.save_supernet({"space": space_config, "input_shape": list(data.input_shape),
-                               "num_classes": data.num_classes, "epochs": epochs, "state_dict": self.net.state_dict(),
-                               **loop})
+                               "num_classes": data.num_classes, "epochs": state["epochs"],
+                               "state_dict": self.net.state_dict(), **loop})
 
+        return save
+
+    def _train_paths(self, run: RunDir, state: dict[str, Any], space_config: dict[str, Any], seed: int) -> None:
+        """Train the supernet on uniform random paths up to state["epochs"], saving supernet.pt after each epoch."""
+        data, epochs = self.data, state["epochs"]
+        save = self._saver(run, state, space_config)
         if state["epoch"] >= epochs:
             if not run.file(SUPERNET).exists():  # a taken supernet used as it is
                 save({"epoch": epochs})
             return
+        paths = RandomPaths(self.net, self.space, seed)
+        paths.start_epoch(state["epoch"])
         with progress() as bar:
             task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
 
@@ -163,6 +187,84 @@ class SupernetEvaluator(Evaluator):
                       resume=state if "optimizer" in state else None, checkpoint=save)
             except TrialFailed as exc:
                 raise UserError(f"supernet training failed: {exc}") from None
+
+    def _mixture(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """The operation weights of this step (Dirichlet: drawn, reparameterised) and the regularisation term."""
+        if self.settings.training == "softmax":
+            return self.arch.softmax(dim=1), torch.zeros((), device=self.arch.device)
+        concentration = F.elu(self.arch) + 1
+        with torch.random.fork_rng(devices=[self.arch.device] if self.arch.device.type == "cuda" else []):
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,), generator=generator)))
+            weights = Dirichlet(concentration).rsample()
+        kl = kl_divergence(Dirichlet(concentration), Dirichlet(torch.ones_like(concentration))).sum()
+        return weights, self.settings.dirichlet_reg * kl
+
+    def _train_relaxed(self, run: RunDir, state: dict[str, Any], space_config: dict[str, Any], seed: int) -> None:
+        """DARTS (first order) or DrNAS: alternate steps on architecture weights (validation) and weights (train).
+
+        The architecture weights of each epoch go to architecture_weights.json; supernet.pt holds everything
+        needed to continue after an interruption.
+        """
+        data, s, epochs = self.data, self.settings, state["epochs"]
+        device = self.hardware.device
+        positions, choices = self.net.relaxation()
+        shape = (positions, len(choices))
+        self.arch = nn.Parameter(state["arch"].to(device) if "arch" in state else
+                                 1e-3 * torch.randn(shape, generator=torch.Generator().manual_seed(seed)).to(device))
+        history: list = list(state.get("history", []))
+        if state["epoch"] >= epochs:
+            return
+        steps = max(1, -(-len(data.train_x) // s.batch_size))
+        optimizer, schedule = optimizer_and_schedule(self.net.parameters(), s, epochs * steps)
+        arch_optimizer = torch.optim.Adam([self.arch], lr=s.arch_lr, betas=(0.5, 0.999), weight_decay=s.arch_weight_decay)
+        generator = torch.Generator(device=data.train_x.device).manual_seed(derive_seed(seed, "relaxation"))
+        if "optimizer" in state:
+            optimizer.load_state_dict(state["optimizer"])
+            schedule.load_state_dict(state["schedule"])
+            arch_optimizer.load_state_dict(state["arch_optimizer"])
+            generator.set_state(state["generator"])
+        save = self._saver(run, state, space_config)
+        self.net.train()
+        with progress() as bar:
+            task = bar.add_task(f"{s.training} relaxation", total=epochs, completed=state["epoch"])
+            for epoch in range(state["epoch"], epochs):
+                order = torch.randperm(len(data.train_x), generator=generator, device=data.train_x.device)
+                val_order = torch.randint(0, len(data.val_x), (steps * s.batch_size,), generator=generator,
+                                          device=data.val_x.device)
+                for i in range(steps):
+                    rows = val_order[i * s.batch_size : (i + 1) * s.batch_size]
+                    weights, penalty = self._mixture(generator)
+                    loss = F.cross_entropy(self.net.mix(weights)(data.val_x[rows]), data.val_y[rows]) + penalty
+                    arch_optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    arch_optimizer.step()
+                    rows = order[i * s.batch_size : (i + 1) * s.batch_size]
+                    weights, _ = self._mixture(generator)
+                    loss = F.cross_entropy(self.net.mix(weights.detach())(data.train_x[rows]), data.train_y[rows],
+                                           label_smoothing=s.label_smoothing)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                if not math.isfinite(loss.item()):
+                    raise UserError(f"supernet training failed: the loss is {loss.item()} in epoch {epoch + 1}")
+                history.append(self.operation_weights().tolist())
+                save({"epoch": epoch + 1, "arch": self.arch.detach().cpu(), "history": history,
+                      "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
+                      "arch_optimizer": arch_optimizer.state_dict(), "generator": generator.get_state()})
+                run.write_architecture_weights({"operations": choices, "epochs": history})
+                bar.update(task, completed=epoch + 1, description=f"{s.training} relaxation loss {loss.item():.3f}")
+
+    def operation_weights(self) -> Tensor:
+        """The relaxation's weight of each operation at each position (softmax, or the Dirichlet mean)."""
+        if self.settings.training == "softmax":
+            return self.arch.detach().softmax(dim=1).cpu()
+        concentration = F.elu(self.arch.detach()) + 1
+        return (concentration / concentration.sum(dim=1, keepdim=True)).cpu()
+
+    def derived(self) -> Arch:
+        """The architecture of the trained relaxation: the strongest operation at each position."""
+        return self.net.derive(self.operation_weights())
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data, hardware = self.data, self.hardware

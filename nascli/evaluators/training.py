@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
 import torch
@@ -35,6 +35,19 @@ def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generato
     return x
 
 
+def optimizer_and_schedule(
+    parameters: Iterable[Tensor], settings: TrainSettings, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """The settings' optimizer (SGD with Nesterov momentum, or AdamW) on a one-cycle schedule peaking at lr."""
+    if settings.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, nesterov=True,
+                                    weight_decay=settings.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps,
+                                                          pct_start=0.2)
+
+
 def train(
     model: nn.Module,
     x: Tensor | StreamedSamples,
@@ -57,15 +70,7 @@ def train(
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
     steps_per_epoch = max(1, -(-len(x) // settings.batch_size))
-    if settings.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    else:
-        optimizer = torch.optim.SGD(
-            model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True, weight_decay=settings.weight_decay
-        )
-    schedule = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=settings.lr, total_steps=epochs * steps_per_epoch, pct_start=0.2
-    )
+    optimizer, schedule = optimizer_and_schedule(model.parameters(), settings, epochs * steps_per_epoch)
     first_epoch = 0
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])

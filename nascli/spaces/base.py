@@ -8,7 +8,7 @@ import random
 from abc import ABC, ABCMeta, abstractmethod
 from typing import Any, Optional
 
-from torch import nn
+from torch import Tensor, nn
 
 from nascli.errors import UserError
 
@@ -28,11 +28,25 @@ class Supernet(nn.Module, metaclass=ABCMeta):
         super().__init__()
         self.space = space
         self.path: Optional[Arch] = None
+        self.mixture: Optional[Tensor] = None  # (positions, choices) operation weights of a continuous relaxation
 
     def use(self, arch: Arch) -> Supernet:
         """Route the next forward passes through `arch`'s operations."""
-        self.path = arch
+        self.path, self.mixture = arch, None
         return self
+
+    def mix(self, weights: Tensor) -> Supernet:
+        """Let the next forward passes sum every operation of each position, weighted (DARTS's relaxation)."""
+        self.path, self.mixture = None, weights
+        return self
+
+    @abstractmethod
+    def relaxation(self) -> tuple[int, list[str]]:
+        """The positions of the relaxation and the operations to choose from at each (weights: positions x ops)."""
+
+    @abstractmethod
+    def derive(self, weights: Tensor) -> Arch:
+        """The architecture that keeps the strongest operation at each position of the relaxation."""
 
     @abstractmethod
     def extract(self, arch: Arch) -> nn.Module:

@@ -135,12 +135,29 @@ class ChainSupernet(Supernet):
             size = (size + strides[-1] - 1) // strides[-1]
         return strides
 
+    def skeleton(self) -> Arch:
+        """The chain a relaxation mixes ops in: every position, the widest width, downsampling spread evenly."""
+        s, n = self.space.s, self.space.s.max_blocks
+        downs = {(k + 1) * n // (s.max_downsamples + 1) for k in range(min(s.max_downsamples, n))}
+        return {"blocks": [{"op": s.ops[0], "width": max(s.widths), "down": i in downs} for i in range(n)]}
+
     def forward(self, x: Tensor) -> Tensor:
         x = self.stem(x)
-        for block, b, stride in zip(self.blocks, self.path["blocks"], self._strides(self.path)):
-            x = block(x, b["op"], b["width"], stride)
+        path = self.path if self.mixture is None else self.skeleton()
+        for i, (block, b, stride) in enumerate(zip(self.blocks, path["blocks"], self._strides(path))):
+            if self.mixture is None:
+                x = block(x, b["op"], b["width"], stride)
+            else:
+                x = sum(w * block(x, op, b["width"], stride) for w, op in zip(self.mixture[i], self.space.s.ops))
         c = x.shape[1]
         return F.linear(x.mean(dim=(2, 3)), self.head.weight[:, :c], self.head.bias)
+
+    def relaxation(self) -> tuple[int, list[str]]:
+        return self.space.s.max_blocks, list(self.space.s.ops)
+
+    def derive(self, weights: Tensor) -> Arch:
+        ops = self.space.s.ops
+        return {"blocks": [{**b, "op": ops[i]} for b, i in zip(self.skeleton()["blocks"], weights.argmax(dim=1).tolist())]}
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> nn.Module:

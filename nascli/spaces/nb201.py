@@ -139,7 +139,6 @@ class NB201Supernet(Supernet):
         super().__init__(space)
         self.input_shape = input_shape
         self.num_classes = num_classes
-        self.weights: Optional[Tensor] = None  # (edges, ops) weights of a continuous relaxation, instead of a path
         c = space.s.stem_channels
         layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
         for stage in range(3):
@@ -151,10 +150,16 @@ class NB201Supernet(Supernet):
         self.layers = nn.ModuleList(layers)  # indexed as the stand-alone network's layers
 
     def forward(self, x: Tensor) -> Tensor:
-        ops = parse_cell(self.path["cell"]) if self.weights is None else None
+        ops = parse_cell(self.path["cell"]) if self.mixture is None else None
         for layer in self.layers:
-            x = layer(x, ops, self.weights) if isinstance(layer, MixedCell) else layer(x)
+            x = layer(x, ops, self.mixture) if isinstance(layer, MixedCell) else layer(x)
         return x
+
+    def relaxation(self) -> tuple[int, list[str]]:
+        return len(EDGES), list(OPS)
+
+    def derive(self, weights: Tensor) -> Arch:
+        return {"cell": cell_string([OPS[i] for i in weights.argmax(dim=1).tolist()])}
 
     @torch.no_grad()
     def extract(self, arch: Arch) -> nn.Module:

@@ -49,6 +49,9 @@ class Strategy(ABC):
     def check(cls, settings: Any) -> None:
         """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
 
+    def prepare(self, evaluator: Any) -> None:
+        """Read what the evaluator prepared (e.g. a trained relaxation) before the first proposal; most need nothing."""
+
     @abstractmethod
     def ask(self) -> Optional[Proposal]:
         """The next proposal, or None when the strategy has nothing left to propose."""

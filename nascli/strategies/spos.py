@@ -15,7 +15,7 @@ from nascli.registry import lookup, register
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
 
-NOT_INNER = ("spos", "list")  # strategies that cannot be the search over a supernet's paths
+NOT_INNER = ("spos", "list", "darts")  # strategies that cannot be the search over a supernet's paths
 
 
 @dataclass
@@ -57,6 +57,9 @@ class SPOS(Strategy):
     @classmethod
     def check(cls, settings: SPOSSettings) -> None:
         cls._inner_settings(_inner_class(settings), settings)
+
+    def prepare(self, evaluator: Any) -> None:
+        self.inner.prepare(evaluator)
 
     def ask(self) -> Optional[Proposal]:
         return self.inner.ask()
