@@ -146,8 +146,9 @@ class RunConfig:
 
     @property
     def trains(self) -> bool:
-        """Whether the search trains networks (and so needs the dataset)."""
-        return self.evaluator.cls.needs_data or self.retrain.enabled
+        """Whether the search trains (or pre-screens) networks, and so needs the dataset."""
+        prescreen = getattr(self.strategy.settings, "prescreen", None)
+        return self.evaluator.cls.needs_data or self.retrain.enabled or prescreen is not None
 
 
 def first_line(exc: BaseException) -> str:

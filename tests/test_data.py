@@ -79,3 +79,14 @@ def test_missing_files_name_the_folders_looked_in(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr("nascli.data.files.importlib.util.find_spec", lambda name: None)
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
         FashionMNIST(FileDatasetSettings(root=str(tmp_path / "mine"))).check()
+
+
+def test_train_fraction_keeps_a_stratified_share_of_the_training_part_only() -> None:
+    whole = Digits(DigitsSettings()).load()
+    half = Digits(DigitsSettings(train_fraction=0.5)).load()
+    assert abs(len(half.train_y) - len(whole.train_y) / 2) <= 1
+    assert torch.equal(half.val_y, whole.val_y) and torch.equal(half.test_y, whole.test_y)
+    counts, half_counts = torch.bincount(whole.train_y), torch.bincount(half.train_y)
+    assert ((half_counts - counts / 2).abs() <= 1).all()
+    with pytest.raises(ValueError, match="train_fraction"):
+        DigitsSettings(train_fraction=0)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import copy
 import json
 import math
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -14,11 +16,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from conftest import TINY, read_trials
+from nascli.config import load_config
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed
 from nascli.evaluators.proxies import JACOV_K, PROXIES, grad_norm, jacov, snip, synflow
-from nascli.evaluators.proxy import ProxyEvaluator, ProxyEvaluatorSettings, percentile, rank_mean
-from nascli.hardware import Hardware
+from nascli.evaluators.proxy import ProxyEvaluator, ProxyEvaluatorSettings, percentile, proxy_scorer, rank_mean
+from nascli.factory import build_space, build_strategy, load_data
+from nascli.hardware import Hardware, resolve_hardware
 from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.text import TextSpace, TextSpaceSettings
 from test_errors import assert_one_line_error
@@ -28,8 +32,11 @@ CPU = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 
 
 @pytest.fixture(autouse=True)
-def one_thread() -> None:
+def one_thread() -> Iterator[None]:
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 class Square(nn.Module):
@@ -268,3 +275,23 @@ def test_search_with_proxies_through_the_cli(nas, workdir: Path, space: list[str
 def test_an_unknown_proxy_is_a_one_line_error(nas) -> None:
     code, _, err = nas("search", *PROXY_TINY, "evaluator.proxy=nope", "run_dir=run")
     assert_one_line_error(code, err, "evaluator", "nope", "rank_mean")
+
+
+def test_prescreening_keeps_the_best_of_each_pool_by_the_proxy(nas, workdir: Path, table: Path) -> None:
+    overrides = ["dataset=synthetic", "dataset.num_samples=200", "hardware=cpu", "space=nb201",
+                 "space.stem_channels=4", "space.cells_per_stage=1", "strategy=random", "seed=1"]
+    cfg = load_config([*overrides, "strategy.prescreen=synflow", "strategy.prescreen_pool=4"])
+    hardware = resolve_hardware(cfg.hardware, "cpu")
+    data = load_data(cfg, hardware)
+    space = build_space(cfg)
+    screened = build_strategy(cfg, space)
+    screened.prepare(SimpleNamespace(data=data, hardware=hardware))
+    plain = build_strategy(load_config(overrides), space)
+    score = proxy_scorer("synflow", space, data, hardware)
+    draws = [plain.ask().arch for _ in range(4)]
+    assert screened.ask().arch == max(draws, key=score)
+    code, _, err = nas("search", *overrides, "strategy.prescreen=synflow", "evaluator=tabular",
+                       f"evaluator.table={table}", "search.max_trials=3", "run_dir=run")
+    assert code == 0, err
+    code, _, err = nas("search", *overrides, "strategy.prescreen=nope", "run_dir=bad")
+    assert code == 2 and "prescreen must be one of" in err

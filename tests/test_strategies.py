@@ -15,7 +15,8 @@ from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.nb201 import OPS, cell_string
 from nascli.strategies.base import Outcome, Strategy
 
-STRATEGIES = sorted(set(group_options("strategy")) - {"list"})  # the list strategy proposes a file's: tested below
+# list proposes a file's architectures (tested below), darts the one its relaxation derives (test_supernet.py)
+STRATEGIES = sorted(set(group_options("strategy")) - {"list", "darts"})
 MULTI_FIDELITY = {"hyperband"}  # re-evaluates promoted architectures at larger budgets
 
 

@@ -25,12 +25,14 @@ class DatasetSettings:
     """Settings every dataset has: the validation share held out from training, and augmentation."""
 
     val_fraction: float = 0.1
+    train_fraction: float = 1.0  # the share of the training part (validation held out first) kept, stratified
     crop_padding: int = 0
     hflip: bool = False
     max_memory_gb: Optional[float] = None  # larger (as float32) array data streams from the host; null: half the device's
 
     def __post_init__(self) -> None:
         require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        require(0 < self.train_fraction <= 1, f"train_fraction must be in (0, 1], got {self.train_fraction}")
         require(self.crop_padding >= 0, "crop_padding must be >= 0")
         require(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb must be positive (or null)")
 
@@ -175,7 +177,7 @@ class ArrayDataset(Dataset):
         Inputs larger (as float32) than the memory budget stay in their host array and stream batch by batch.
         """
         x, y, test_x, test_y = self.arrays()
-        train, val = stratified_split(np.arange(len(y)), fraction=self.settings.val_fraction, what="validation", y=y)
+        train, val = train_and_validation(y, self.settings)
         mean, std = channel_stats(x)
         if 4 * (x.size + test_x.size) > memory_budget(self.settings, device):
             inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
@@ -203,6 +205,18 @@ def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndar
         classes = len(np.unique(y))
         raise UserError(f"too few samples to hold out a {what} split of {fraction:g} with all {classes} classes in it "
                         f"({len(y)} samples; {str(exc).splitlines()[0]})") from None
+
+
+def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the training part and of the validation split (`val_fraction`) of a pool labelled `y`.
+
+    With `train_fraction` < 1 only that share of the training part is kept (stratified, the same every run).
+    """
+    train, val = stratified_split(np.arange(len(y)), fraction=settings.val_fraction, what="validation", y=y)
+    if settings.train_fraction < 1:
+        dropped = 1 - settings.train_fraction
+        train = stratified_split(train, fraction=dropped, what="dropped (train_fraction)", y=y[train])[0]
+    return train, val
 
 
 def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:

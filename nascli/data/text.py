@@ -13,7 +13,7 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
 from nascli.config import require
-from nascli.data.base import DataSplits, Dataset, DatasetSettings, stratified_split
+from nascli.data.base import DataSplits, Dataset, DatasetSettings, stratified_split, train_and_validation
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -132,7 +132,7 @@ class TextDataset(Dataset):
         if len(classes) < 2:
             raise UserError(f"{s.train} holds one class; a classifier needs two or more")
         y, test_y = labels[: len(train)], labels[len(train) :]
-        fit, val = stratified_split(np.arange(len(train)), fraction=s.val_fraction, what="validation", y=y)
+        fit, val = train_and_validation(y, s)
         vocabulary: dict[str, Any] = {"lowercase": s.lowercase, "token_pattern": TOKEN_PATTERN}
         split = tokenizer(vocabulary)
         sentences = [split(sentence) for sentence in train[s.text_column].astype(str)]

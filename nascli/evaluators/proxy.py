@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -16,12 +17,15 @@ import torch
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.errors import TrialFailed
+from nascli.data.base import DataSplits
+from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params
 from nascli.evaluators.proxies import DATA_FREE, PROXIES
+from nascli.hardware import Hardware
 from nascli.registry import register
-from nascli.spaces.base import Arch
+from nascli.seeding import derive_seed
+from nascli.spaces.base import Arch, SearchSpace
 
 RANK_MEAN = "rank_mean"
 REFERENCE_SEED = 0  # fixed, so that every worker and every run ranks candidates among the same population
@@ -113,6 +117,10 @@ class ProxyEvaluator(Evaluator):
             self._reference = {name: [s[name] for s in scored] for name in self.settings.proxies}
         return self._reference
 
+    def score(self, arch: Arch, seed: int) -> float:
+        """The value of the objective proxy (not rank_mean) for `arch` built and scored with `seed`."""
+        return self._scores(self._build(arch, seed), seed)[self.settings.proxy]
+
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data = self.data
         try:
@@ -131,3 +139,17 @@ class ProxyEvaluator(Evaluator):
             raise TrialFailed(f"{self.objective} is {metrics[self.objective]}, not a finite number")
         return {**{k: v if math.isfinite(v) else None for k, v in metrics.items()},
                 "params": count_params(model), "flops": flops}
+
+
+def proxy_scorer(name: str, space: SearchSpace, data: Optional[DataSplits], hardware: Hardware) -> Callable[[Arch], float]:
+    """A function that scores an architecture by one proxy (the same value every time; -inf when it has none)."""
+    if data is None:
+        raise UserError("strategy.prescreen scores networks on the dataset's samples, and this search loads none")
+    evaluator = ProxyEvaluator(ProxyEvaluatorSettings(proxy=name, proxies=[name]), space=space, data=data,
+                               hardware=hardware)
+
+    def score(arch: Arch) -> float:
+        value = evaluator.score(arch, derive_seed(0, space.hash(arch)))
+        return value if math.isfinite(value) else -math.inf
+
+    return score

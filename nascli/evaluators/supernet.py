@@ -1,7 +1,8 @@
-"""Evaluate with inherited weights: score each candidate as a path of a supernet trained with uniform random paths.
+"""Evaluate with inherited weights: score each candidate as a path of a trained supernet.
 
-The supernet is trained (single-path one-shot, Guo et al. 2020) in the run directory before the first trial and
-checkpointed each epoch (`supernet.pt`), so a resumed run continues its training; or it is taken from another run
+The supernet is trained in the run directory before the first trial — on uniform random paths (single-path
+one-shot, Guo et al. 2020) or as a continuous relaxation (DARTS, DrNAS) — and checkpointed each epoch
+(`supernet.pt`), so a resumed run continues its training; or it is taken from another run
 (`evaluator.supernet=RUN_DIR`), fine-tuned on this run's data for `finetune_epochs` when asked.
 """
 
@@ -38,7 +39,7 @@ TRAININGS = ("spos", "softmax", "dirichlet")
 
 @dataclass
 class SupernetEvaluatorSettings(TrainSettings):
-    """How the supernet is trained (uniform random paths) and how its paths are scored."""
+    """How the supernet is trained (random paths or a relaxation) and how its paths are scored."""
 
     epochs: int = 30  # supernet training, when this run trains its own
     training: str = "spos"  # spos: uniform random paths; softmax: DARTS's relaxation; dirichlet: DrNAS's
@@ -264,6 +265,9 @@ class SupernetEvaluator(Evaluator):
 
     def derived(self) -> Arch:
         """The architecture of the trained relaxation: the strongest operation at each position."""
+        if self.arch is None:
+            raise UserError(f"evaluator.training={self.settings.training} trains no relaxation to derive an "
+                            "architecture from; strategy=darts needs softmax or dirichlet")
         return self.net.derive(self.operation_weights())
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -110,6 +111,19 @@ class ResidualReduction(nn.Module):
         return self.body(x) + self.shortcut(x)
 
 
+def skeleton(settings: NB201Settings, input_shape: tuple[int, ...], num_classes: int,
+             cell: Callable[[int], nn.Module]) -> list[nn.Module]:
+    """The benchmark's layers around its cells: stem, three stages joined by reductions, pooled classifier."""
+    c = settings.stem_channels
+    layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
+    for stage in range(3):
+        if stage:
+            layers.append(ResidualReduction(c, 2 * c))
+            c *= 2
+        layers += [cell(c) for _ in range(settings.cells_per_stage)]
+    return layers + [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+
+
 class MixedCell(nn.Module):
     """Every op on every edge of a cell: a path picks one op per edge, or op weights (edges x ops) mix them all."""
 
@@ -139,15 +153,7 @@ class NB201Supernet(Supernet):
         super().__init__(space)
         self.input_shape = input_shape
         self.num_classes = num_classes
-        c = space.s.stem_channels
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
-        for stage in range(3):
-            if stage:
-                layers.append(ResidualReduction(c, 2 * c))
-                c *= 2
-            layers += [MixedCell(c) for _ in range(space.s.cells_per_stage)]
-        layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-        self.layers = nn.ModuleList(layers)  # indexed as the stand-alone network's layers
+        self.layers = nn.ModuleList(skeleton(space.s, input_shape, num_classes, MixedCell))  # as the stand-alone's
 
     def forward(self, x: Tensor) -> Tensor:
         ops = parse_cell(self.path["cell"]) if self.mixture is None else None
@@ -226,15 +232,7 @@ class NB201Space(SearchSpace):
     def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
               vocab_size: Optional[int] = None) -> nn.Module:
         ops = parse_cell(arch["cell"])
-        c = self.s.stem_channels
-        layers: list[nn.Module] = [nn.Conv2d(input_shape[0], c, 3, padding=1, bias=False), nn.BatchNorm2d(c)]
-        for stage in range(3):
-            if stage:
-                layers.append(ResidualReduction(c, 2 * c))
-                c *= 2
-            layers += [Cell(ops, c) for _ in range(self.s.cells_per_stage)]
-        layers += [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
-        return nn.Sequential(*layers)
+        return nn.Sequential(*skeleton(self.s, input_shape, num_classes, lambda c: Cell(ops, c)))
 
     def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
         return NB201Supernet(self, input_shape, num_classes)

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace
 
 
@@ -31,6 +32,21 @@ class Outcome:
         return self.objective is not None
 
 
+@dataclass
+class StrategySettings:
+    """What every multi-trial strategy has: zero-cost pre-screening of the random architectures it draws."""
+
+    prescreen: Optional[str] = None  # a proxy (synflow, jacov, snip, grad_norm, params, flops), or null: none
+    prescreen_pool: int = 10  # each random architecture is the best of this many draws by the proxy
+
+    def __post_init__(self) -> None:
+        from nascli.evaluators.proxies import PROXIES  # the proxies' module imports torch: only when checked
+
+        require(self.prescreen is None or self.prescreen in PROXIES,
+                f"prescreen must be one of {', '.join(PROXIES)} (or null), got {self.prescreen!r}")
+        require(self.prescreen_pool >= 1, "prescreen_pool must be at least 1")
+
+
 class Strategy(ABC):
     """Proposes architectures one at a time and learns from their outcomes (higher objective is better)."""
 
@@ -44,13 +60,19 @@ class Strategy(ABC):
         self.space = space
         self.rng = random.Random(seed)
         self.seen: set[str] = set()
+        self.screen: Optional[Callable[[Arch], float]] = None  # the pre-screening proxy, once prepared
 
     @classmethod
     def check(cls, settings: Any) -> None:
         """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
 
     def prepare(self, evaluator: Any) -> None:
-        """Read what the evaluator prepared (e.g. a trained relaxation) before the first proposal; most need nothing."""
+        """Read what the evaluator prepared before the first proposal: its data, for pre-screening by a proxy."""
+        name = getattr(self.settings, "prescreen", None)
+        if name is not None:
+            from nascli.evaluators.proxy import proxy_scorer
+
+            self.screen = proxy_scorer(name, self.space, evaluator.data, evaluator.hardware)
 
     @abstractmethod
     def ask(self) -> Optional[Proposal]:
@@ -77,11 +99,27 @@ class Strategy(ABC):
         return None
 
     def _random_unseen(self) -> Optional[Arch]:
-        """The space's reference architectures first (those never proposed), then uniform samples."""
+        """The space's reference architectures first (those never proposed), then uniform samples.
+
+        With pre-screening, a sample is the best by the proxy of `prescreen_pool` unseen draws.
+        """
         for arch in self.space.references():
             if self._claim(arch):
                 return arch
-        return self._unseen(lambda: self.space.sample(self.rng))
+        if self.screen is None:
+            return self._unseen(lambda: self.space.sample(self.rng))
+        pool: dict[str, Arch] = {}
+        for _ in range(self.max_attempts):
+            arch = self.space.sample(self.rng)
+            if self.space.hash(arch) not in self.seen:
+                pool.setdefault(self.space.hash(arch), arch)
+            if len(pool) == self.settings.prescreen_pool:
+                break
+        if not pool:
+            return None
+        best = max(pool.values(), key=self.screen)
+        self._claim(best)
+        return best
 
     def _propose_random(self) -> Optional[Proposal]:
         """A random architecture never proposed before, or None when none can be found."""

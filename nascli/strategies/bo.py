@@ -13,12 +13,12 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from nascli.config import require
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class BOSettings:
+class BOSettings(StrategySettings):
     """Random start, then the candidate with the highest expected improvement under the surrogate."""
 
     initial: int = 25
@@ -27,6 +27,7 @@ class BOSettings:
     xi: float = 0.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.initial >= 2, "initial must be at least 2")
         require(self.candidates >= 1 and self.parents >= 1, "candidates and parents must be at least 1")
         require(self.xi >= 0, "xi must be >= 0")

@@ -6,18 +6,19 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nascli.config import require
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class EvolutionSettings:
+class EvolutionSettings(StrategySettings):
     """Population and tournament sizes."""
 
     population_size: int = 10
     tournament_size: int = 3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.population_size >= 2, "population_size must be at least 2")
         require(
             1 <= self.tournament_size <= self.population_size,

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nascli.config import require
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class HyperbandSettings:
+class HyperbandSettings(StrategySettings):
     """Epoch budgets from `min_epochs` to `max_epochs`; each rung keeps the best 1/eta."""
 
     min_epochs: int = 1
@@ -20,6 +20,7 @@ class HyperbandSettings:
     eta: int = 3
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(1 <= self.min_epochs <= self.max_epochs, "need 1 <= min_epochs <= max_epochs")
         require(self.eta >= 2, "eta must be at least 2")
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class LocalSettings:
+class LocalSettings(StrategySettings):
     """First improvement: move as soon as a neighbour beats the current architecture."""
 
     first_improvement: bool = True

@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class RandomSettings:
-    """Random search has no settings."""
+class RandomSettings(StrategySettings):
+    """Random search has no settings of its own."""
 
 
 @register("strategy", "random")

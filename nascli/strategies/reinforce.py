@@ -11,12 +11,12 @@ import torch
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
 
 @dataclass
-class ReinforceSettings:
+class ReinforceSettings(StrategySettings):
     """Controller size and learning rate, baseline decay and entropy bonus."""
 
     hidden: int = 32
@@ -25,6 +25,7 @@ class ReinforceSettings:
     entropy_weight: float = 0.01
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         require(self.hidden >= 1, "hidden must be at least 1")
         require(self.lr > 0, "lr must be positive")
         require(0 <= self.baseline_decay < 1, "baseline_decay must be in [0, 1)")

@@ -1,10 +1,11 @@
-"""Rank correlation of zero-cost proxies with NAS-Bench-201 test accuracy, scored by `nas search evaluator=proxy`.
+"""How well cheap scores rank NAS-Bench-201 cells: zero-cost proxies or one-shot (supernet) scores vs test accuracy.
 
-Usage: python scripts/bench_proxies.py --table ../shared/benchmarks/nb201/cifar10.csv --root CIFAR_DIR [--cells 1000]
-       [--seed 0] [--out DIR] [--overrides ...]
-Draws `--cells` random cells, scores them with `strategy=list evaluator=proxy evaluator.proxy=rank_mean` on CIFAR-10
-(dataset.root=CIFAR_DIR: the shared JPG folder), and prints a Markdown table of Spearman's rho and Kendall's tau of
-each proxy (and of rank averages over several) with the table's test_acc, next to published figures.
+Usage: python scripts/bench_ranking.py --table ../shared/benchmarks/nb201/cifar10.csv --root CIFAR_DIR
+       [--cells 1000] [--seed 0] [--out DIR] [--overrides evaluator=proxy evaluator.proxy=rank_mean]
+Draws `--cells` random cells and scores them with `nas search dataset=cifar10 space=nb201 strategy=list` plus the
+overrides (the evaluator: `evaluator=proxy ...` or `evaluator=supernet evaluator.epochs=... dataset.train_fraction=...
+space.cells_per_stage=...`), then prints Spearman's rho and Kendall's tau of every score the trials recorded
+(proxies, their rank averages, val_acc) with the table's test_acc, next to published figures.
 """
 
 from __future__ import annotations
@@ -36,34 +37,37 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="the run directory (default: a temporary folder)")
-    parser.add_argument("--overrides", nargs="*", default=[], help="more overrides of the search")
+    parser.add_argument("--overrides", nargs="*", default=["evaluator=proxy", "evaluator.proxy=rank_mean"],
+                        help="the evaluator and its settings (default: every proxy and their rank_mean)")
     args = parser.parse_args()
     table = pd.read_csv(args.table).set_index("arch")
     cells = random.Random(args.seed).sample(list(table.index), args.cells)
-    out = args.out or Path(tempfile.mkdtemp(prefix="bench-proxies-")) / "run"
+    out = args.out or Path(tempfile.mkdtemp(prefix="bench-ranking-")) / "run"
     out.parent.mkdir(parents=True, exist_ok=True)
     listing = out.parent / "cells.txt"
     listing.write_text("\n".join(cells) + "\n")
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=cifar10", f"dataset.root={args.root}",
-                    "space=nb201", "strategy=list", f"strategy.path={listing}", "evaluator=proxy",
-                    "evaluator.proxy=rank_mean", f"search.max_trials={args.cells}", "retrain.enabled=false",
-                    f"seed={args.seed}", f"run_dir={out}", *args.overrides], check=True, stdout=subprocess.DEVNULL)
+                    "space=nb201", "strategy=list", f"strategy.path={listing}", f"search.max_trials={args.cells}",
+                    "retrain.enabled=false", f"seed={args.seed}", f"run_dir={out}", *args.overrides],
+                   check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
     trials = [json.loads(line) for line in (out / "trials.jsonl").read_text().splitlines()]
     rows = pd.DataFrame([{"arch": t["arch"]["cell"], **(t["metrics"] or {})} for t in trials if t["status"] == "ok"])
     rows["test_acc"] = table.loc[rows["arch"], "test_acc"].to_numpy()
-    columns = sorted(c for c in rows.columns if c.startswith("proxy_")) + ["rank_mean"]
+    scores = [c for c in rows.columns if c.startswith("proxy_") or c in ("rank_mean", "val_acc")]
+    columns = sorted(scores) + [c for c in ("params", "flops") if f"proxy_{c}" not in scores]
     ranks = rows[columns].rank(na_option="bottom")
-    for name, parts in COMBINATIONS.items():
+    combined = {name: parts for name, parts in COMBINATIONS.items() if set(parts) <= set(columns)}
+    for name, parts in combined.items():
         rows[name] = ranks[parts].mean(axis=1)
     print(f"{len(rows)} of {args.cells} cells scored in {wall:.0f} s ({wall / args.cells:.2f} s per cell); {out}\n")
-    print("| proxy | Spearman rho | Kendall tau | published rho |")
+    print("| score | Spearman rho | Kendall tau | published rho |")
     print("|---|---|---|---|")
-    for column in [*columns, *COMBINATIONS]:
-        scores = rows[column].fillna(rows[column].min() - 1)  # no score (NaN jacov): ranked last
-        rho = spearmanr(scores, rows["test_acc"]).statistic
-        tau = kendalltau(scores, rows["test_acc"]).statistic
+    for column in [*columns, *combined]:
+        values = rows[column].fillna(rows[column].min() - 1)  # no score (NaN jacov): ranked last
+        rho = spearmanr(values, rows["test_acc"]).statistic
+        tau = kendalltau(values, rows["test_acc"]).statistic
         print(f"| {column} | {rho:.3f} | {tau:.3f} | {PUBLISHED.get(column, '')} |")
 
 
