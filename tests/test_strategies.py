@@ -15,8 +15,8 @@ from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.nb201 import OPS, cell_string
 from nascli.strategies.base import Outcome, Strategy
 
-# list proposes a file's architectures (tested below), darts the one its relaxation derives (test_supernet.py)
-STRATEGIES = sorted(set(group_options("strategy")) - {"list", "darts"})
+# list proposes a file's architectures (tested below); spos (a wrapper of these) and darts: test_supernet.py
+STRATEGIES = sorted(set(group_options("strategy")) - {"list", "darts", "spos"})
 MULTI_FIDELITY = {"hyperband"}  # re-evaluates promoted architectures at larger budgets
 
 

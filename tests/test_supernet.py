@@ -18,6 +18,22 @@ SMALL = [o for o in TINY if not o.startswith("evaluator.")] + ["space.max_blocks
 SPOS = [*SMALL, "strategy=spos", "strategy.supernet_epochs=2"]
 
 
+def search_stopped_after_saves(nas, monkeypatch, overrides: list[str], saves: int) -> None:
+    """Run a search into run_dir=stopped that is interrupted (Ctrl-C) right after its `saves`-th supernet.pt."""
+    original, done = RunDir.save_supernet, []
+
+    def interrupted(self, checkpoint):
+        original(self, checkpoint)
+        done.append(checkpoint["epoch"])
+        if len(done) == saves:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(RunDir, "save_supernet", interrupted)
+    code, _, _ = nas("search", *overrides, "run_dir=stopped")
+    monkeypatch.setattr(RunDir, "save_supernet", original)
+    assert code == 130
+
+
 @pytest.mark.parametrize("space_overrides, shape", [
     (["space=chain", "space.widths=[8,16,24]", "space.max_blocks=4"], (3, 12, 12)),
     (["space=nb201", "space.stem_channels=4", "space.cells_per_stage=1"], (3, 8, 8)),
@@ -57,18 +73,8 @@ def test_interrupted_supernet_training_resumes_where_it_stopped(nas, workdir: Pa
     longer = [*SPOS, "strategy.supernet_epochs=3"]
     code, _, err = nas("search", *longer, "run_dir=whole")
     assert code == 0, err
-    original, saves = RunDir.save_supernet, []
-
-    def interrupted(self, checkpoint):
-        original(self, checkpoint)
-        saves.append(checkpoint["epoch"])
-        if len(saves) == 2:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_supernet", interrupted)
-    code, _, _ = nas("search", *longer, "run_dir=stopped")
-    assert code == 130 and RunDir(workdir / "stopped").load_supernet()["epoch"] == 2
-    monkeypatch.setattr(RunDir, "save_supernet", original)
+    search_stopped_after_saves(nas, monkeypatch, longer, 2)
+    assert RunDir(workdir / "stopped").load_supernet()["epoch"] == 2
     code, _, err = nas("search", "--resume", "stopped")
     assert code == 0, err
     whole, resumed = RunDir(workdir / "whole").load_supernet(), RunDir(workdir / "stopped").load_supernet()
@@ -127,18 +133,7 @@ def test_an_interrupted_relaxation_resumes_where_it_stopped(nas, workdir: Path, 
         "strategy.relaxation=dirichlet"]
     code, _, err = nas("search", *darts, "run_dir=whole")
     assert code == 0, err
-    original, saves = RunDir.save_supernet, []
-
-    def interrupted(self, checkpoint):
-        original(self, checkpoint)
-        saves.append(checkpoint["epoch"])
-        if len(saves) == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(RunDir, "save_supernet", interrupted)
-    code, _, _ = nas("search", *darts, "run_dir=stopped")
-    assert code == 130
-    monkeypatch.setattr(RunDir, "save_supernet", original)
+    search_stopped_after_saves(nas, monkeypatch, darts, 1)
     code, _, err = nas("search", "--resume", "stopped")
     assert code == 0, err
     assert RunDir(workdir / "stopped").architecture_weights() == RunDir(workdir / "whole").architecture_weights()
