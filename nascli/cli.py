@@ -12,6 +12,7 @@ from typing import Any, Optional
 import typer
 from pandas.api.types import is_numeric_dtype
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from nascli.config import GROUPS, default_options, group_options, hydra_errors, override_key, parse_overrides
@@ -192,7 +193,7 @@ def list_options() -> None:
     for group in GROUPS:
         for option, description in group_options(group).items():
             mark = " *" if defaults.get(group) == option else ""
-            table.add_row(group, option + mark, description)
+            table.add_row(group, option + mark, escape(description))  # a description's [extra] is no markup
     console.print(table)
     console.print("Pick one with group=option; see every key with `nas search --cfg job`.")
 

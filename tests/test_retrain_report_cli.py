@@ -61,8 +61,9 @@ def test_list_shows_every_group_and_default(nas) -> None:
     code, out, _ = nas("list")
     assert code == 0
     for option in ("digits", "fashion_mnist", "mnist", "cifar10", "synthetic", "chain", "random",
-                   "bo *", "auto *", "cpu", "gpu", "train *"):
+                   "bo *", "auto *", "cpu", "gpu", "train *", "spos", "darts", "proxy", "supernet"):
         assert option in out
+    assert "nascli[audio]" in out.replace("\n", "").replace("│", "").replace(" ", "")  # not taken for markup
 
 
 def test_help_texts(nas) -> None:
