@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from conftest import TINY, read_trials, untimed
 from nascli.config import load_config
 from nascli.factory import build_space
 from nascli.rundir import RunDir
 from test_errors import assert_one_line_error
+from test_text import sentences
 
 SMALL = [o for o in TINY if not o.startswith("evaluator.")] + ["space.max_blocks=3", "space.widths=[8,16]"]
 SPOS = [*SMALL, "strategy=spos", "strategy.supernet_epochs=2"]
@@ -100,8 +103,21 @@ def test_weight_sharing_refuses_what_it_cannot_do(nas, workdir: Path) -> None:
     assert_one_line_error(code, err, "strategy=spos works with evaluator=supernet")
     code, _, err = nas("search", *SPOS, "evaluator.supernet=nowhere", "run_dir=b")
     assert_one_line_error(code, err, "evaluator.supernet nowhere holds no supernet.pt")
-    code, _, err = nas("search", *SPOS, "space=text", "run_dir=c")
-    assert code != 0 and "Traceback" not in err
+    code, _, err = nas("search", *SPOS, "+strategy.search_settings.nope=3", "run_dir=c")
+    assert_one_line_error(code, err, "strategy.search_settings do not fit strategy evolution")
+    sentences(40, 0).to_csv(workdir / "train.csv", index=False)
+    text = [o for o in SPOS if not o.startswith(("dataset", "space."))] + ["dataset=text", "dataset.train=train.csv"]
+    code, _, err = nas("search", *text, "run_dir=d")
+    assert_one_line_error(code, err, "space=text has no supernet")
+
+
+def test_spos_passes_its_settings_to_the_inner_search(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *SPOS, "+strategy.search_settings.population_size=2",
+                       "+strategy.search_settings.tournament_size=2", "run_dir=run")
+    assert code == 0, err
+    state = json.loads((workdir / "run" / "state.json").read_text())["strategy"]
+    assert len(state["population"]) <= 2 and OmegaConf.load(workdir / "run" / "config.yaml").strategy.search_settings == {
+        "population_size": 2, "tournament_size": 2}
 
 
 @pytest.mark.parametrize("relaxation", ["softmax", "dirichlet"])
