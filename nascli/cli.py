@@ -101,16 +101,19 @@ def inherited_overrides(source: Path, args: list[str]) -> list[str]:
 def retrain(
     ctx: typer.Context,
     source: Path = typer.Argument(..., help="A search run directory, or an architecture JSON file."),
+    pick: Optional[int] = typer.Option(
+        None, "--pick", help="Retrain this trial of the search (e.g. a member of its front.json), not its best."
+    ),
 ) -> None:
     """Retrain an architecture into a new run directory.
 
-    SOURCE is a search run directory (its best architecture and settings are used) or a JSON file
-    holding an architecture (as in best.json). Overrides change settings, e.g. `retrain.epochs=100`;
-    `-m` sweeps them, e.g. `nas retrain RUN -m seed=0,1,2`.
+    SOURCE is a search run directory (its best architecture, or with --pick ID that trial's, and its settings
+    are used) or a JSON file holding an architecture (as in best.json). Overrides change settings, e.g.
+    `retrain.epochs=100`; `-m` sweeps them, e.g. `nas retrain RUN -m seed=0,1,2`.
     """
     from nascli.hydra_app import retrain_task
 
-    args = list(ctx.args)
+    args = list(ctx.args) + ([f"pick={pick}"] if pick is not None else [])
     quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
     # The user's arguments first: Hydra takes flags such as -m only before the overrides that follow them.
     run_hydra(retrain_task, "nas retrain", [*args, *inherited_overrides(source, args), f"source='{quoted}'"])

@@ -87,11 +87,25 @@ class SearchSettings:
     max_trials: int = 30
     max_seconds: Optional[float] = None  # no new trial starts after this many seconds of search
     ordered: bool = True  # tell outcomes in proposal order: the same search for any worker timing
+    objectives: Optional[list[str]] = None  # metric:max|min, one or more; null: the evaluator's objective, maximised
+    # {metric: upper bound, min_<metric>: lower bound}; typed Any, as a typed dict would refuse new keys in Hydra
+    constraints: Any = None
+    pick: Optional[str] = None  # which front member best.json holds: max:METRIC, min:METRIC or knee; null: the first objective
 
     def __post_init__(self) -> None:
+        from nascli.goal import parse_constraints, parse_objective, parse_pick
+
         require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
         require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
                 "max_seconds must be a positive finite number (or null)")
+        require(self.objectives is None or len(self.objectives) > 0, "objectives must name one or more metric:max|min")
+        metrics = [parse_objective(text).metric for text in self.objectives or []]
+        require(len(set(metrics)) == len(metrics), "objectives must name each metric once")
+        require(self.constraints is None or isinstance(self.constraints, dict),
+                "constraints must map metrics to bounds, e.g. search.constraints='{params: 1e6, min_val_acc: 90}'")
+        parse_constraints(self.constraints or {})
+        if self.pick is not None:
+            parse_pick(self.pick)
 
 
 @dataclass
@@ -117,6 +131,7 @@ class ConfigSchema:
     run_dir: str = "outputs/run"
     sweep_dir: str = "outputs/multirun"
     source: Optional[str] = None  # `nas retrain`: the search run directory or architecture file retrained
+    pick: Optional[int] = None  # `nas retrain`: the id of the source run's trial to retrain; null: its best
 
 
 @dataclass(frozen=True)
@@ -142,6 +157,7 @@ class RunConfig:
     seed: int
     run_dir: str
     source: Optional[str]
+    pick: Optional[int]
     raw: DictConfig
 
     @property
@@ -201,6 +217,7 @@ def validate(cfg: DictConfig) -> RunConfig:
         seed=typed.seed,
         run_dir=typed.run_dir,
         source=typed.source,
+        pick=typed.pick,
         raw=OmegaConf.create(container),
     )
 

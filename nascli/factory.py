@@ -12,6 +12,7 @@ from nascli.data.base import DataSplits
 from nascli.evaluators.base import Evaluator
 from nascli.executors.base import Executor
 from nascli.hardware import Hardware, cpu_threads, resolve_hardware
+from nascli.registry import lookup, names
 from nascli.rundir import RunDir
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Strategy
@@ -31,6 +32,11 @@ def space_of(config: Any) -> SearchSpace:
 def build_strategy(cfg: RunConfig, space: SearchSpace) -> Strategy:
     """The search strategy, seeded with the run's seed."""
     return cfg.strategy.cls(cfg.strategy.settings, space=space, seed=cfg.seed)
+
+
+def multi_objective_strategies() -> list[str]:
+    """The strategies that search for several objectives at once."""
+    return [name for name in names("strategy") if lookup("strategy", name).multi_objective]
 
 
 def check_data(cfg: RunConfig) -> None:

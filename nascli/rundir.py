@@ -30,6 +30,7 @@ MODEL = "retrain/model.pt"
 VOCABULARY = "vocabulary.json"
 SUPERNET = "supernet.pt"
 ARCHITECTURE_WEIGHTS = "architecture_weights.json"
+FRONT = "front.json"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 
@@ -79,6 +80,7 @@ class Trial:
     seed: Optional[int] = None
     error: Optional[str] = None
     elapsed: Optional[float] = None  # seconds of search when it was logged
+    feasible: Optional[bool] = None  # whether it met search.constraints (recorded only when there are any)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +115,11 @@ class Summary:
     n_trials: int = 0
     n_failed: int = 0
     best: Optional[dict[str, Any]] = None  # id, hash and objective value of the best trial
+    goal: Optional[dict[str, Any]] = None  # objectives, constraints and pick rule, when not one plain objective
+    n_feasible: Optional[int] = None  # with constraints: the successful trials that met them
+    n_screened: Optional[int] = None  # with constraints: architectures ruled out before training, never run
+    front_size: Optional[int] = None  # with several objectives: the trials on the Pareto front
+    hypervolume: Optional[dict[str, Any]] = None  # with several objectives: value, bounds (best, worst) per objective
     test_acc: Optional[float] = None
     wall_seconds: Optional[float] = None
     error: Optional[str] = None
@@ -126,15 +133,12 @@ class Summary:
     def best_value(self) -> Optional[float]:
         return (self.best or {}).get(self.objective)
 
-    def add_trial(self, trial: Trial) -> bool:
-        """Count a finished trial; True when it is the new best."""
+    def count(self, trial: Trial) -> None:
+        """Count a finished trial (and whether it met the constraints, when there are any)."""
         self.n_trials += 1
         self.n_failed += not trial.ok
-        value = trial.value(self.objective)
-        if value is None or (self.best_value is not None and value <= self.best_value):
-            return False
-        self.best = {"id": trial.id, "hash": trial.hash, self.objective: value}
-        return True
+        if trial.feasible is not None:
+            self.n_feasible = (self.n_feasible or 0) + trial.feasible
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> Summary:
@@ -395,6 +399,19 @@ class RunDir:
         """The operation weights of a relaxed search per epoch, or None when the run made none."""
         path = self.file(ARCHITECTURE_WEIGHTS)
         return _require_fields(read_json(path), {"operations": list, "epochs": list}, str(path)) if path.exists() else None
+
+    def write_front(self, front: dict[str, Any]) -> None:
+        """front.json: the goal, the hypervolume and every non-dominated feasible trial of a multi-objective search."""
+        self._write_json(FRONT, front)
+
+    def front(self) -> Optional[dict[str, Any]]:
+        """front.json (its trials checked), or None when the search had one objective."""
+        path = self.file(FRONT)
+        if not path.exists():
+            return None
+        front = _require_fields(read_json(path), {"objectives": list, "trials": list}, str(path))
+        front["trials"] = [Trial.from_dict(t, f"{path} (a front member)") for t in front["trials"]]
+        return front
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)

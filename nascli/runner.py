@@ -21,7 +21,9 @@ from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import train
 from nascli.executors.base import failure_reason
-from nascli.factory import build_evaluator, build_executor, build_space, build_strategy, check_data, load_data
+from nascli.goal import Goal
+from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
+                            multi_objective_strategies)
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import print_result, progress
 from nascli.rundir import STATE, RunDir, Summary, Trial, read_json
@@ -66,6 +68,12 @@ def check_job(cfg: RunConfig) -> None:
         raise UserError(f"strategy={cfg.strategy.name} works with evaluator={needed}, not evaluator={cfg.evaluator.name}")
     cfg.strategy.cls.check(cfg.strategy.settings)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
+    goal = Goal.from_settings(cfg.search, "val_acc")
+    if goal.multi and not cfg.strategy.cls.multi_objective:
+        raise UserError(f"strategy={cfg.strategy.name} optimises one objective; for several search.objectives use "
+                        f"one of: {', '.join(multi_objective_strategies())}")
+    if cfg.search.objectives or goal.constraints:
+        cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, goal.metrics)
     trial_devices(cfg.hardware)
     _check_ray(cfg)
 
@@ -155,45 +163,91 @@ def _search(
     logged: list[Trial] = (), crashed: bool = False,
 ) -> Summary:
     evaluator = parts.evaluator
+    goal = Goal.from_settings(cfg.search, evaluator.objective)
     summary = Summary(
         kind="search", dataset=evaluator.dataset_label or cfg.dataset.name, space=cfg.space.name,
-        strategy=cfg.strategy.name, seed=cfg.seed, objective=evaluator.objective,
+        strategy=cfg.strategy.name, seed=cfg.seed, objective=goal.primary.metric,
     )
-    best: Optional[Trial] = None
-
-    def account(trial: Trial) -> None:
-        nonlocal best
-        if summary.add_trial(trial):
-            best = trial
-            run.write_best({**trial.to_dict(), "space": cfg.space.name})
-            if evaluator.test_metric:
-                summary.test_acc = trial.metrics.get(evaluator.test_metric)
+    incumbents = Incumbents(goal, run, summary, cfg.space.name, evaluator.test_metric)
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
         evaluator.prepare(run, cfg.seed)
-        parts.strategy.prepare(evaluator)
+        parts.strategy.prepare(evaluator, goal)
         with build_executor(cfg, evaluator, parts.devices) as executor:
-            scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, evaluator.objective,
-                                  run.write_state)
+            scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, goal, run.write_state)
             if state:
                 scheduler.restore(state, {trial.id: trial for trial in logged}, crashed)
             for trial in logged:
-                account(trial)
+                incumbents.add(trial)
             with progress() as bar:
                 task = bar.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials, completed=len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)
-                    account(trial)
+                    incumbents.add(trial, parts.strategy.screened)
                     best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
                     bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
+            best = incumbents.best
             if best is None:
-                summary.status, summary.error = "failed", f"none of the {summary.n_trials} trials succeeded"
+                met = " and met the constraints" if goal.constraints else ""
+                summary.status, summary.error = "failed", f"none of the {summary.n_trials} trials succeeded{met}"
             elif cfg.retrain.enabled:
                 data = parts.evaluator.data if parts.evaluator.data is not None else load_data(cfg, parts.hardware)
                 _retrain_into(run, summary, best.arch, cfg, parts.space, data, parts.hardware)
             else:
                 summary.status = "completed"
     return summary
+
+
+class Incumbents:
+    """The search's best trial and, with several objectives, its Pareto front, kept in the run as trials arrive.
+
+    The best is the front member the goal's pick rule chooses (with one objective: the first trial with the
+    best value); infeasible and failed trials never become it.
+    """
+
+    def __init__(self, goal: Goal, run: RunDir, summary: Summary, space: str, test_metric: Optional[str]) -> None:
+        self.goal, self.run, self.summary, self.space, self.test_metric = goal, run, summary, space, test_metric
+        self.trials: list[Trial] = []
+        self.best: Optional[Trial] = None
+        if goal.multi or goal.constraints:
+            summary.goal = goal.describe()
+        if goal.constraints:
+            summary.n_feasible, summary.n_screened = 0, 0
+
+    def add(self, trial: Trial, screened: Optional[int] = None) -> None:
+        """Count `trial`; update best.json, and front.json with several objectives, when it changes them."""
+        self.summary.count(trial)
+        if screened is not None and self.goal.constraints:
+            self.summary.n_screened = screened
+        if not trial.ok:
+            return
+        missing = [name for name in self.goal.metrics if name not in trial.metrics]
+        if missing:
+            raise UserError(f"the search's objectives and constraints name {', '.join(missing)}, which trials do "
+                            f"not record; they record: {', '.join(sorted(trial.metrics))}")
+        self.trials.append(trial)
+        metrics = [t.metrics for t in self.trials]
+        front = self.goal.front(metrics)
+        if self.goal.multi:
+            self._write_front(metrics, front)
+        chosen = self.goal.pick(metrics, front)
+        if chosen is not None and self.trials[chosen] is not self.best:
+            self.best = self.trials[chosen]
+            self.run.write_best({**self.best.to_dict(), "space": self.space})
+            self.summary.best = {"id": self.best.id, "hash": self.best.hash,
+                                 self.summary.objective: self.best.metrics[self.summary.objective]}
+            if self.test_metric:
+                self.summary.test_acc = self.best.metrics.get(self.test_metric)
+
+    def _write_front(self, metrics: list[dict[str, Any]], front: list[int]) -> None:
+        bounds = self.goal.observed_bounds(metrics) if front else {}
+        volume = {"value": round(self.goal.hypervolume(metrics, bounds), 6) if front else 0.0,
+                  "bounds": {name: list(pair) for name, pair in bounds.items()},
+                  "note": "objectives scaled to [0, 1] between the best and worst feasible values of this run; "
+                          "reference point at the worst corner"}
+        self.summary.front_size, self.summary.hypervolume = len(front), volume
+        self.run.write_front({**self.goal.describe(), "hypervolume": volume,
+                              "trials": [self.trials[i].to_dict() for i in front]})
 
 
 @contextmanager
@@ -267,8 +321,15 @@ def _retrain_into(
     summary.status, summary.test_acc = "completed", scores["test_acc"]
 
 
-def read_architecture(source: Path) -> Arch:
-    """The architecture to retrain: a search run directory's best, or an architecture JSON file (a best.json)."""
+def read_architecture(source: Path, pick: Optional[int] = None) -> Arch:
+    """The architecture to retrain: a search run directory's best (or its trial `pick`), or an architecture JSON file."""
+    if pick is not None:
+        if not source.is_dir():
+            raise UserError(f"--pick takes a trial of a search run directory; {source} is not one")
+        trial = next((t for t in RunDir(source).trials() if t.id == pick), None)
+        if trial is None or not trial.ok:
+            raise UserError(f"{source} has no successful trial {pick}; `nas show {source}` lists its trials and front")
+        return trial.arch
     if source.is_dir():
         best = RunDir(source).best()
         if best is None:
@@ -284,9 +345,9 @@ def read_architecture(source: Path) -> Arch:
 
 
 def source_architecture(cfg: RunConfig) -> Arch:
-    """The architecture `cfg.source` names, checked against the configured space."""
+    """The architecture `cfg.source` (and `cfg.pick`) names, checked against the configured space."""
     source = Path(cfg.source)
-    arch = read_architecture(source)
+    arch = read_architecture(source, cfg.pick)
     try:
         build_space(cfg).validate(arch)
     except Exception as exc:
@@ -304,7 +365,8 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     data = load_data(cfg, hardware)
     _check_fits(cfg, space, data)
     run = _start_run(run_dir, cfg, _record("retrain", overrides, hardware, source=str(source)), data)
-    run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source)})
+    run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source),
+                    **({"trial": cfg.pick} if cfg.pick is not None else {})})
     summary = Summary(kind="retrain", source=str(source), dataset=cfg.dataset.name, space=cfg.space.name,
                       seed=cfg.seed)
     with _summary_written(run, summary):

@@ -10,6 +10,7 @@ from typing import Any, Optional
 
 from nascli.config import SearchSettings
 from nascli.executors.base import Executor, Task
+from nascli.goal import Goal
 from nascli.rundir import Trial
 from nascli.seeding import derive_seed
 from nascli.spaces.base import SearchSpace
@@ -46,10 +47,10 @@ class Scheduler:
 
     def __init__(
         self, strategy: Strategy, space: SearchSpace, executor: Executor, seed: int, settings: SearchSettings,
-        objective: str, save_state: Optional[Callable[[dict[str, Any]], None]] = None,
+        goal: Goal, save_state: Optional[Callable[[dict[str, Any]], None]] = None,
     ) -> None:
         self.strategy, self.space, self.executor, self.seed, self.settings = strategy, space, executor, seed, settings
-        self.objective, self.save_state = objective, save_state
+        self.goal, self.save_state = goal, save_state
         self.next_id = 0
         self.pending: list[Pending] = []
         self.elapsed_before = 0.0
@@ -88,9 +89,16 @@ class Scheduler:
             trial: Trial = item.future.result()
             if not item.logged:
                 trial.elapsed = round(self.elapsed(), 3)
+                if self.goal.constraints and trial.ok:
+                    trial.feasible = self.goal.feasible(trial.metrics)
                 yield trial
-            self.strategy.tell(Proposal(item.task.arch, item.task.budget), Outcome(trial.value(self.objective), trial.metrics))
+            self.strategy.tell(Proposal(item.task.arch, item.task.budget), self._outcome(trial))
             self._fill()
+
+    def _outcome(self, trial: Trial) -> Outcome:
+        """What the strategy learns: the objectives of a successful, feasible trial (the first as `objective`)."""
+        values = self.goal.values(trial.metrics) if trial.ok and self.goal.feasible(trial.metrics) else None
+        return Outcome(values[0] if values else None, trial.metrics, values)
 
     def _next_finished(self) -> Pending:
         if self.settings.ordered:

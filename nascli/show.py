@@ -40,6 +40,10 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         "kind": summary.kind, "status": summary.status, "dataset": summary.dataset,
         "space": (config.get("space") or {}).get("name"), "strategy": summary.strategy, "seed": config.get("seed"),
         "trials": f"{summary.n_trials} ({summary.n_failed} failed)",
+        "objectives": ", ".join((summary.goal or {}).get("objectives", [])) or None,
+        "constraints": ", ".join((summary.goal or {}).get("constraints", [])) or None,
+        "feasible": summary.n_feasible, "screened out": summary.n_screened,
+        "hypervolume": (summary.hypervolume or {}).get("value"),
         f"best {objective}": summary.best_value, "test_acc": summary.test_acc,
         "wall seconds": summary.wall_seconds, "error": summary.error,
     }
@@ -63,6 +67,9 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         console.print(table)
         for trial in [t for t in trials if not t.ok][:top]:
             console.print(f"trial {trial.id} failed: {trial.error}", markup=False)
+    front = run.front()
+    if front is not None:
+        _print_front(front, console)
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
@@ -81,3 +88,16 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     console.rule("files")
     for path in run.files():
         console.print(f"{_size(path.stat().st_size):>9}  {path.relative_to(run_dir)}", markup=False)
+
+
+def _print_front(front: dict[str, Any], console: Console) -> None:
+    """The Pareto front's members, by their first objective; `nas retrain RUN --pick ID` retrains one."""
+    metrics = [text.rpartition(":")[0] for text in front["objectives"]]
+    first = front["objectives"][0]
+    members = sorted(front["trials"], key=lambda t: t.metrics[metrics[0]], reverse=first.endswith(":max"))
+    console.rule(f"Pareto front: {len(members)} trials ({', '.join(front['objectives'])}); "
+                 "retrain one with --pick ID")
+    table = Table("id", *metrics, "hash")
+    for trial in members:
+        table.add_row(str(trial.id), *(_cell(trial.metrics.get(m)) for m in metrics), trial.hash)
+    console.print(table)

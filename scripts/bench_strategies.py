@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from nascli.config import group_options, load_config
 from nascli.executors.inline import InlineExecutor
 from nascli.factory import build_evaluator, build_space, build_strategy
+from nascli.goal import Goal
 from nascli.scheduler import Scheduler
 
 
@@ -40,7 +41,7 @@ def trajectory(table: str, space: str, strategy: str, seed: int, budget: int) ->
     space_obj = build_space(cfg)
     evaluator = build_evaluator(cfg, space_obj, hardware=None)
     scheduler = Scheduler(build_strategy(cfg, space_obj), space_obj, InlineExecutor(evaluator), seed, cfg.search,
-                          evaluator.objective)
+                          Goal.from_settings(cfg.search, evaluator.objective))
     best_val, best_test, curve = float("-inf"), float("nan"), []
     for trial in scheduler.run():
         value = trial.value(evaluator.objective)

@@ -19,6 +19,7 @@ from nascli.config import compose_config, load_config, resume_config
 from nascli.executors.base import Executor, Task, run_task
 from nascli.factory import build_evaluator, build_space, build_strategy
 from nascli.rundir import Trial
+from nascli.goal import Goal
 from nascli.scheduler import Scheduler
 
 STRATEGIES = ["local", "evolution", "bo", "reinforce", "hyperband"]
@@ -50,7 +51,7 @@ def scheduler(table: Path, strategy: str, states: list) -> Scheduler:
     space = build_space(cfg)
     evaluator = build_evaluator(cfg, space, hardware=None)
     return Scheduler(build_strategy(cfg, space), space, JitteryExecutor(evaluator, slots=3),
-                     cfg.seed, cfg.search, evaluator.objective, states.append)
+                     cfg.seed, cfg.search, Goal.from_settings(cfg.search, evaluator.objective), states.append)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

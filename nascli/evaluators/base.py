@@ -6,9 +6,12 @@ from abc import ABC, abstractmethod
 from typing import Any, Optional
 
 from nascli.data.base import DataSplits
+from nascli.evaluators.profile import count_flops, count_params
 from nascli.hardware import Hardware
 from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace
+
+PRE_TRAINING = ("params", "flops")  # metrics of a network that do not depend on its training
 
 
 class Evaluator(ABC):
@@ -36,8 +39,27 @@ class Evaluator(ABC):
     def check(cls, settings: Any) -> None:
         """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
 
+    @classmethod
+    def check_metrics(cls, settings: Any, names: list[str]) -> None:
+        """Raise UserError now if the trials will not record one of `names` (when that is known before any trial)."""
+
     def prepare(self, run: RunDir, seed: int) -> None:
         """Get ready in the run's directory before the first trial (e.g. train a supernet); most need nothing."""
+
+    def pre_training_metrics(self) -> set[str]:
+        """The metrics `known_metrics` gives: those of the untrained network (none without data to build it for)."""
+        return set(PRE_TRAINING) if self.data is not None else set()
+
+    def known_metrics(self, arch: Arch, names: list[str]) -> dict[str, Any]:
+        """The metrics among `names` that are known before training, from the untrained network on the CPU."""
+        wanted = [name for name in names if name in self.pre_training_metrics()]
+        if not wanted:
+            return {}
+        data = self.data
+        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
+        counts = {"params": lambda: count_params(model),
+                  "flops": lambda: count_flops(model, data.input_shape, "cpu", tokens=data.vocabulary is not None)}
+        return {name: counts[name]() for name in wanted}
 
     @abstractmethod
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:

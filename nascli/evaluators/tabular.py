@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -20,11 +20,12 @@ COST_METRICS = ("params", "flops", "latency_ms", "train_seconds")
 
 @dataclass
 class TabularSettings:
-    """The CSV (an `arch` column plus metric columns), the column to maximise and the one to report."""
+    """The CSV (an `arch` column plus metric columns), the column to maximise, the one to report and the costs."""
 
     table: Optional[str] = None
     objective: str = "val_acc"
     report: str = "test_acc"
+    costs: list[str] = field(default_factory=list)  # columns known without training (params, a device's latency)
 
     def __post_init__(self) -> None:
         require(self.table is not None, "evaluator.table is required: a CSV with an `arch` column and metric columns")
@@ -43,23 +44,29 @@ class TabularEvaluator(Evaluator):
         self.objective = settings.objective
         self.test_metric = settings.report
         self.dataset_label = f"table:{Path(settings.table).stem}"
-        self.rows = self._load(Path(settings.table).expanduser(), settings.objective, settings.report)
+        self.rows = self._load(Path(settings.table).expanduser(), [settings.objective, settings.report, *settings.costs])
 
     @classmethod
     def check(cls, settings: TabularSettings) -> None:
         """Read the table now, so that a missing column or a non-number fails before the run directory exists."""
-        cls._load(Path(settings.table).expanduser(), settings.objective, settings.report)
+        cls._load(Path(settings.table).expanduser(), [settings.objective, settings.report, *settings.costs])
+
+    @classmethod
+    def check_metrics(cls, settings: TabularSettings, names: list[str]) -> None:
+        """Objectives and constraints must be columns of the table."""
+        cls._load(Path(settings.table).expanduser(), [settings.objective, settings.report, *settings.costs, *names])
 
     @staticmethod
-    def _load(path: Path, objective: str, report: str) -> dict[str, dict[str, Any]]:
+    def _load(path: Path, columns: list[str]) -> dict[str, dict[str, Any]]:
+        """The table's numeric columns by architecture key; `columns` must exist and hold numbers."""
         try:
             table = pd.read_csv(path)
         except (OSError, ValueError, UnicodeDecodeError) as exc:
             raise UserError(f"cannot read evaluator.table {path}: {str(exc).splitlines()[0]}") from None
-        missing = {"arch", objective, report} - set(table.columns)
+        missing = {"arch", *columns} - set(table.columns)
         if missing:
             raise UserError(f"evaluator.table {path} lacks the column(s) {', '.join(sorted(missing))}")
-        for column in (objective, report):
+        for column in columns:
             values = pd.to_numeric(table[column], errors="coerce")
             bad = table[column][values.isna() & table[column].notna()]
             if len(bad):
@@ -69,6 +76,13 @@ class TabularEvaluator(Evaluator):
         numeric = table.apply(pd.to_numeric, errors="coerce").dropna(axis=1, how="all")  # text columns go
         return {arch: {k: None if v != v else v for k, v in row.items()}  # NaN (v != v) is a missing value
                 for arch, row in numeric.to_dict("index").items()}
+
+    def pre_training_metrics(self) -> set[str]:
+        return set(self.settings.costs)
+
+    def known_metrics(self, arch: Arch, names: list[str]) -> dict[str, Any]:
+        row = self.rows.get(self.space.key(arch), {})
+        return {name: row.get(name) for name in names if name in self.settings.costs}
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         row = self.rows.get(self.space.key(arch))

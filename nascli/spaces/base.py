@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import random
@@ -70,6 +71,25 @@ class SearchSpace(ABC):
     @abstractmethod
     def mutate(self, arch: Arch, rng: random.Random) -> Arch:
         """A random one-edit variant of `arch` that differs from it."""
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """A child of two parents: each setting from either parent, a list of blocks cut and joined at one point each.
+
+        A mix that is not in the space is drawn again; after a few tries the child is a copy of a parent.
+        """
+        for _ in range(10):
+            child = {}
+            for key, x in a.items():
+                y = b.get(key, x)
+                if isinstance(x, list) and isinstance(y, list):
+                    child[key] = x[: rng.randint(0, len(x))] + y[rng.randint(0, len(y)):]
+                else:
+                    child[key] = rng.choice([x, y])
+            try:
+                return copy.deepcopy(self.validate(child))
+            except ValueError:
+                continue
+        return copy.deepcopy(rng.choice([a, b]))
 
     @abstractmethod
     def neighbours(self, arch: Arch) -> list[Arch]:

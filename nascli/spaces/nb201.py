@@ -209,6 +209,10 @@ class NB201Space(SearchSpace):
         ops[edge] = rng.choice([op for op in OPS if op != ops[edge]])
         return {"cell": cell_string(ops)}
 
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Each edge's operation from either parent (uniform crossover)."""
+        return {"cell": cell_string([rng.choice(pair) for pair in zip(parse_cell(a["cell"]), parse_cell(b["cell"]))])}
+
     def encode(self, arch: Arch) -> list[float]:
         return [float(op == choice) for op in parse_cell(arch["cell"]) for choice in OPS]
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from nascli.config import require
+from nascli.goal import Goal
 from nascli.spaces.base import Arch, SearchSpace
 
 
@@ -26,6 +27,7 @@ class Outcome:
 
     objective: Optional[float]
     metrics: dict[str, Any] = field(default_factory=dict)
+    values: Optional[tuple[float, ...]] = None  # every objective, larger is better; None when failed or infeasible
 
     @property
     def ok(self) -> bool:
@@ -48,12 +50,18 @@ class StrategySettings:
 
 
 class Strategy(ABC):
-    """Proposes architectures one at a time and learns from their outcomes (higher objective is better)."""
+    """Proposes architectures one at a time and learns from their outcomes (higher objective is better).
+
+    A strategy searches for one objective unless it is `multi_objective`, in which case it reads every
+    objective of an outcome (`values`) when the goal has several. Architectures that break a constraint
+    on a metric known before training (`known`) are never proposed.
+    """
 
     Settings: type
     name: str = ""
     max_attempts = 200
     needs_evaluator: Optional[str] = None  # the evaluator a strategy works with, when it works with one only
+    multi_objective: bool = False
 
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
         self.settings = settings
@@ -61,18 +69,48 @@ class Strategy(ABC):
         self.rng = random.Random(seed)
         self.seen: set[str] = set()
         self.screen: Optional[Callable[[Arch], float]] = None  # the pre-screening proxy, once prepared
+        self.goal: Optional[Goal] = None
+        self.screened = 0  # architectures never proposed because a constraint ruled them out before training
+        self._known: Callable[[Arch], dict[str, Any]] = lambda arch: {}
+        self._known_cache: dict[str, dict[str, Any]] = {}
 
     @classmethod
     def check(cls, settings: Any) -> None:
         """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
 
-    def prepare(self, evaluator: Any) -> None:
-        """Read what the evaluator prepared before the first proposal: its data, for pre-screening by a proxy."""
+    @property
+    def multi(self) -> bool:
+        """Whether the search has several objectives."""
+        return self.goal is not None and self.goal.multi
+
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
+        """Read what the evaluator prepared before the first proposal: its data (for pre-screening by a proxy),
+        the goal, and the metrics it knows without training (for constraints and known objectives)."""
         name = getattr(self.settings, "prescreen", None)
         if name is not None:
             from nascli.evaluators.proxy import proxy_scorer
 
             self.screen = proxy_scorer(name, self.space, evaluator.data, evaluator.hardware)
+        self.goal = goal
+        if goal is not None:
+            names = [m for m in goal.metrics if m in evaluator.pre_training_metrics()]
+            if names:
+                self._known = lambda arch: evaluator.known_metrics(arch, names)
+
+    def known(self, arch: Arch) -> dict[str, Any]:
+        """The goal's metrics of `arch` that the evaluator knows without training it (params, a table's costs)."""
+        key = self.space.hash(arch)
+        if key not in self._known_cache:
+            self._known_cache[key] = self._known(arch)
+        return self._known_cache[key]
+
+    def admissible(self, arch: Arch) -> bool:
+        """False when a metric known before training already breaks a constraint."""
+        return self.goal is None or not self.goal.constraints or self.goal.violation(self.known(arch)) is None
+
+    def _open(self, arch: Arch) -> bool:
+        """Whether `arch` may still be proposed: never proposed before and not ruled out by a constraint."""
+        return self.space.hash(arch) not in self.seen and self.admissible(arch)
 
     @abstractmethod
     def ask(self) -> Optional[Proposal]:
@@ -83,11 +121,14 @@ class Strategy(ABC):
         """Learn from the outcome of an earlier proposal."""
 
     def _claim(self, arch: Arch) -> bool:
-        """Mark `arch` as proposed; False if it was proposed before."""
+        """Mark `arch` as proposed; False if it was proposed before or a constraint rules it out before training."""
         key = self.space.hash(arch)
         if key in self.seen:
             return False
         self.seen.add(key)
+        if not self.admissible(arch):
+            self.screened += 1
+            return False
         return True
 
     def _unseen(self, generate: Callable[[], Arch]) -> Optional[Arch]:
@@ -111,7 +152,7 @@ class Strategy(ABC):
         pool: dict[str, Arch] = {}
         for _ in range(self.max_attempts):
             arch = self.space.sample(self.rng)
-            if self.space.hash(arch) not in self.seen:
+            if self._open(arch):
                 pool.setdefault(self.space.hash(arch), arch)
             if len(pool) == self.settings.prescreen_pool:
                 break
@@ -129,10 +170,11 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot from which `load_state_dict` continues the search identically."""
         version, internal, gauss = self.rng.getstate()
-        return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen)}
+        return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen), "screened": self.screened}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a snapshot taken by `state_dict`."""
         version, internal, gauss = state["rng"]
         self.rng.setstate((version, tuple(internal), gauss))
         self.seen = set(state["seen"])
+        self.screened = state.get("screened", 0)

@@ -6,6 +6,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import moocore
 import numpy as np
 from scipy.stats import norm
 from sklearn.exceptions import ConvergenceWarning
@@ -35,25 +36,32 @@ class BOSettings(StrategySettings):
 
 @register("strategy", "bo")
 class BayesianOptimisation(Strategy):
-    """GP-BO: expected improvement over the incumbent's neighbours, then over mutants of the best and random ones."""
+    """GP-BO: expected improvement over the incumbent's neighbours, then over mutants of the best and random ones.
+
+    With several objectives, one GP per objective that is not known before training (a known one, such as a
+    table's latency, is used exactly) and the candidate with the highest expected hypervolume improvement
+    over the front observed so far, estimated from posterior samples.
+    """
 
     Settings = BOSettings
+    multi_objective = True
+    samples = 64  # posterior draws per candidate for the expected hypervolume improvement
 
     def __init__(self, settings: BOSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)
-        self.observed: list[tuple[dict, float]] = []
+        self.observed: list[tuple[dict, list[float]]] = []  # each architecture with its objectives (larger better)
 
     def _pool(self) -> list[dict]:
         """Unseen candidates: the incumbent's neighbours while any is left, else a wider pool."""
-        incumbent = max(self.observed, key=lambda o: o[1])[0]
+        incumbent = max(self.observed, key=lambda o: o[1][0])[0]
         # Exhausting the incumbent's neighbourhood first (in the surrogate's order) keeps the search
         # from leaving a basin one edit short of its top, which measured better on NAS-Bench-201.
-        local = [a for a in self.space.neighbours(incumbent) if self.space.hash(a) not in self.seen]
-        return local or self._wide_pool()
+        local = [a for a in self.space.neighbours(incumbent) if self._open(a)]
+        return local or self._wide_pool([arch for arch, _ in sorted(self.observed, key=lambda o: -o[1][0])])
 
-    def _wide_pool(self) -> list[dict]:
-        """Unseen candidates: all neighbours of the best few, their mutants, and random architectures."""
-        parents = [arch for arch, _ in sorted(self.observed, key=lambda o: -o[1])[: self.settings.parents]]
+    def _wide_pool(self, ranked: list[dict]) -> list[dict]:
+        """Unseen candidates: all neighbours of the first few of `ranked`, their mutants, and random architectures."""
+        parents = ranked[: self.settings.parents]
         pool = [n for parent in parents for n in self.space.neighbours(parent)]
         while len(pool) < self.settings.candidates:
             if self.rng.random() < 0.5:
@@ -61,34 +69,96 @@ class BayesianOptimisation(Strategy):
             else:
                 pool.append(self.space.sample(self.rng))
         unique = {self.space.hash(a): a for a in pool}
-        return [arch for key, arch in unique.items() if key not in self.seen]
+        return [arch for arch in unique.values() if self._open(arch)]
 
-    def ask(self) -> Optional[Proposal]:
-        pool = self._pool() if len(self.observed) >= self.settings.initial else []
-        if not pool:
-            return self._propose_random()
+    def _posterior(self, pool: list[dict], objective: int) -> tuple[np.ndarray, np.ndarray]:
+        """The GP's mean and standard deviation of one objective over the pool."""
         x = np.array([self.space.encode(a) for a, _ in self.observed])
-        y = np.array([score for _, score in self.observed])
+        y = np.array([values[objective] for _, values in self.observed])
         kernel = ConstantKernel(1.0) * Matern(length_scale=1.0, nu=2.5) + WhiteKernel(1e-2)
         surrogate = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             surrogate.fit(x, y)
-        mean, std = surrogate.predict(np.array([self.space.encode(a) for a in pool]), return_std=True)
-        improvement = mean - y.max() - self.settings.xi
-        z = improvement / np.maximum(std, 1e-9)
-        expected = improvement * norm.cdf(z) + std * norm.pdf(z)
-        arch = pool[int(np.argmax(expected))]
+        return surrogate.predict(np.array([self.space.encode(a) for a in pool]), return_std=True)
+
+    def ask(self) -> Optional[Proposal]:
+        if len(self.observed) < self.settings.initial:
+            return self._propose_random()
+        pool = self._pool_multi() if self.multi else self._pool()
+        if not pool:
+            return self._propose_random()
+        scores = self._hypervolume_improvement(pool) if self.multi else self._expected_improvement(pool)
+        arch = pool[int(np.argmax(scores))]
         self._claim(arch)
         return Proposal(arch)
 
+    def _expected_improvement(self, pool: list[dict]) -> np.ndarray:
+        mean, std = self._posterior(pool, 0)
+        improvement = mean - max(values[0] for _, values in self.observed) - self.settings.xi
+        z = improvement / np.maximum(std, 1e-9)
+        return improvement * norm.cdf(z) + std * norm.pdf(z)
+
+    def _front(self) -> list[dict]:
+        """The observed architectures on the Pareto front."""
+        keep = moocore.is_nondominated(-np.array([values for _, values in self.observed]))
+        return [arch for (arch, _), k in zip(self.observed, keep) if k]
+
+    def _pool_multi(self) -> list[dict]:
+        """Unseen candidates: the neighbours of every front member, their mutants and random architectures."""
+        front = self._front()
+        self.rng.shuffle(front)
+        return self._wide_pool(front)
+
+    def _hypervolume_improvement(self, pool: list[dict]) -> np.ndarray:
+        """Each candidate's expected improvement of the observed front's hypervolume (Monte Carlo over the GPs)."""
+        observed = np.array([values for _, values in self.observed])
+        draws = np.empty((self.samples, len(pool), observed.shape[1]))
+        normal = np.random.default_rng(self.rng.randrange(2**32)).standard_normal(draws.shape)
+        for j, objective in enumerate(self.goal.objectives):
+            known = [self.known(arch).get(objective.metric) for arch in pool]
+            if all(isinstance(v, (int, float)) for v in known):
+                sign = 1.0 if objective.maximise else -1.0
+                draws[:, :, j] = sign * np.array(known, dtype=float)
+            else:
+                mean, std = self._posterior(pool, j)
+                draws[:, :, j] = mean + std * normal[:, :, j]
+        low, high = observed.min(axis=0), observed.max(axis=0)
+        scale = np.where(high > low, high - low, 1.0)
+        front = (high - observed[moocore.is_nondominated(-observed)]) / scale  # minimised, best observed at 0
+        gains = hypervolume_improvement(front, (high - draws.reshape(-1, observed.shape[1])) / scale, REFERENCE)
+        return gains.reshape(self.samples, len(pool)).mean(axis=0)
+
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         if outcome.ok:
-            self.observed.append((proposal.arch, outcome.objective))
+            self.observed.append((proposal.arch, list(outcome.values or (outcome.objective,))))
 
     def state_dict(self) -> dict[str, Any]:
         return {**super().state_dict(), "observed": [list(o) for o in self.observed]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
-        self.observed = [(arch, score) for arch, score in state["observed"]]
+        self.observed = [(arch, values) for arch, values in state["observed"]]
+
+
+REFERENCE = 1.1  # the reference point, in each objective scaled so that the observed range is [0, 1] (worst 1)
+
+
+def hypervolume_improvement(front: np.ndarray, points: np.ndarray, reference: float) -> np.ndarray:
+    """How much each point (a row; lower is better in every column) adds to the hypervolume of `front`.
+
+    The box a point dominates, up to the reference point, minus the part of it the front already covers:
+    the hypervolume of the front's points each clipped to the new point. Vectorised for two objectives;
+    moocore computes it point by point for more.
+    """
+    points = np.minimum(points, reference)
+    own = np.prod(reference - points, axis=1)
+    if front.shape[1] != 2:
+        ref = np.full(front.shape[1], reference)
+        base = moocore.hypervolume(front, ref=ref)
+        return np.array([moocore.hypervolume(np.vstack([front, p]), ref=ref) - base for p in points])
+    front = np.minimum(front[np.argsort(front[:, 0], kind="stable")], reference)
+    clipped = np.maximum(front[None, :, :], points[:, None, :])  # (points, front, 2), still sorted by column 0
+    widths = np.diff(np.concatenate([clipped[:, :, 0], np.full((len(points), 1), reference)], axis=1), axis=1)
+    heights = reference - np.minimum.accumulate(clipped[:, :, 1], axis=1)
+    return own - np.sum(widths * heights, axis=1)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nascli.config import require
+from nascli.goal import Goal
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
@@ -41,7 +42,8 @@ class DARTS(Strategy):
         super().__init__(settings, space, seed)
         self.derived: Optional[Arch] = None
 
-    def prepare(self, evaluator: Any) -> None:
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
+        super().prepare(evaluator, goal)
         self.derived = evaluator.derived()
 
     def ask(self) -> Optional[Proposal]:

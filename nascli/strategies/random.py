@@ -16,9 +16,10 @@ class RandomSettings(StrategySettings):
 
 @register("strategy", "random")
 class RandomSearch(Strategy):
-    """Samples architectures uniformly at random."""
+    """Samples architectures uniformly at random (for any number of objectives)."""
 
     Settings = RandomSettings
+    multi_objective = True
 
     def ask(self) -> Optional[Proposal]:
         return self._propose_random()

@@ -11,6 +11,7 @@ from typing import Any, Optional
 
 from nascli.config import require
 from nascli.errors import UserError
+from nascli.goal import Goal
 from nascli.registry import lookup, register
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
@@ -58,11 +59,14 @@ class SPOS(Strategy):
     def check(cls, settings: SPOSSettings) -> None:
         cls._inner_settings(_inner_class(settings), settings)
 
-    def prepare(self, evaluator: Any) -> None:
-        self.inner.prepare(evaluator)
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
+        super().prepare(evaluator, goal)
+        self.inner.prepare(evaluator, goal)
 
     def ask(self) -> Optional[Proposal]:
-        return self.inner.ask()
+        proposal = self.inner.ask()
+        self.screened = self.inner.screened
+        return proposal
 
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         self.inner.tell(proposal, outcome)
