@@ -41,11 +41,8 @@ def _torchscript(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Ten
         return torch.jit.load(str(out))(sample)
 
 
-def _onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("--format onnx needs ONNX: pip install 'nascli[onnx]'") from None
+def write_onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> None:
+    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one input batch."""
     batch = torch.export.Dim("batch")
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -57,6 +54,14 @@ def _onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
                               dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False)
     finally:
         exporter_log.setLevel(level)
+
+
+def _onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError("--format onnx needs ONNX: pip install 'nascli[onnx]'") from None
+    write_onnx(model, sample, out)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     return torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
 

@@ -14,6 +14,7 @@ from matplotlib import pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
+from nascli.goal import Goal  # noqa: E402
 from nascli.rundir import Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
@@ -132,6 +133,42 @@ def pareto_figure(groups: dict[str, list[Trials]], objective: str) -> Figure:
         ax.grid(alpha=0.3)
     figure.tight_layout()
     _legend_below(figure, max(axes, key=lambda ax: len(ax.get_legend_handles_labels()[0])))
+    return figure
+
+
+def hypervolume_curve(trials: Trials, goal: Goal, bounds: dict[str, tuple[float, float]], length: int) -> list[float]:
+    """The hypervolume of the front after each of the first `length` trials (a run that stopped early keeps its last)."""
+    metrics = [t.metrics if t.ok else {} for t in trials]
+    curve = [goal.hypervolume(metrics[:n], bounds) for n in range(1, len(metrics) + 1)]
+    return _pad(curve, length)
+
+
+def front_figure(groups: dict[str, list[Trials]], goal: Goal) -> Figure:
+    """Each group's Pareto front over its runs (first two objectives), and hypervolume against trials (mean ± std).
+
+    Hypervolumes share one scale: each objective between the best and worst feasible value over every run drawn.
+    """
+    figure, (fronts, volumes) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = plt.get_cmap("tab10")
+    first, second = goal.objectives[:2]
+    bounds = goal.observed_bounds([t.metrics for runs in groups.values() for trials in runs for t in trials if t.ok])
+    for i, (label, runs) in enumerate(groups.items()):
+        colour = colours(i % 10)
+        ok = [t.metrics for trials in runs for t in trials if t.ok]
+        members = sorted((ok[k] for k in goal.front(ok)), key=lambda m: m[first.metric])
+        if members:
+            x, y = [m[first.metric] for m in members], [m[second.metric] for m in members]
+            fronts.step(x, y, where="post", color=colour, alpha=0.8)
+            fronts.scatter(x, y, s=18, color=colour, label=label)
+        length = max(len(trials) for trials in runs)
+        curves = np.array([hypervolume_curve(trials, goal, bounds, length) for trials in runs])
+        _band(volumes, np.arange(1, length + 1), curves, label, colour)
+    fronts.set(xlabel=str(first), ylabel=str(second), title="Pareto front of each setting (all its runs)")
+    volumes.set(xlabel="trials", ylabel="hypervolume (shared scale)", title="hypervolume against trials")
+    for ax in (fronts, volumes):
+        ax.grid(alpha=0.3)
+    figure.tight_layout()
+    _legend_below(figure, volumes)
     return figure
 
 

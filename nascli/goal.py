@@ -180,6 +180,13 @@ class Goal:
         return bounds
 
     def describe(self) -> dict[str, Any]:
-        """The goal as summary.json and front.json record it."""
+        """The goal as summary.json and front.json record it (in the settings' own syntax; `described` reads it)."""
         return {"objectives": [str(o) for o in self.objectives],
-                "constraints": [str(c) for c in self.constraints], "pick": self.pick_rule}
+                "constraints": {("min_" if c.lower else "") + c.metric: c.bound for c in self.constraints},
+                "pick": self.pick_rule}
+
+    @classmethod
+    def described(cls, record: dict[str, Any]) -> Goal:
+        """The goal a `describe()` record holds (ValueError when it holds none)."""
+        return cls([parse_objective(t) for t in record["objectives"]], parse_constraints(record.get("constraints") or {}),
+                   record.get("pick"))

@@ -15,6 +15,7 @@ import pandas as pd
 from nascli import figures
 from nascli.errors import writing
 from nascli.factory import space_of
+from nascli.goal import Goal
 from nascli.report import collect_runs, display_table, summarize
 from nascli.rundir import RunDir
 
@@ -66,6 +67,8 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     images: dict[str, bytes] = {}
     captions: dict[str, str] = {}
     drawings, relaxations = [], []
+    multi: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # runs with several objectives, by their objectives
+    goals: dict[tuple[str, str, str], Goal] = {}
     root = Path(os.path.commonpath(list(runs["run"])))
     for _, row in runs.iterrows():
         run = RunDir(Path(row["run"]))
@@ -74,6 +77,11 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
         if trials:
             family = (str(row["dataset"]), str(row["space"]), objective)
             families.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
+            if summary is not None and summary.goal is not None and len(summary.goal.get("objectives", [])) > 1:
+                goal = Goal.described(summary.goal)
+                family = (str(row["dataset"]), str(row["space"]), ",".join(str(o) for o in goal.objectives))
+                goals[family] = goal
+                multi.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
         if best is not None:
             space = space_of(run.config())
             short = str(run.path.relative_to(root)) if run.path != root else run.path.name
@@ -101,8 +109,17 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
                                                    "the Pareto front (no trial is cheaper and better) in black.")
         curves.append(f"curves{suffix}.png")
         fronts.append(f"pareto{suffix}.png")
-    sections = {"Best so far": curves, "Accuracy and cost": fronts, "Best architectures": drawings,
-                "Architecture weights (DARTS)": relaxations}
+    volumes = []
+    for (dataset, space_name, objectives), groups in multi.items():
+        name = "front-" + _file_part(f"{dataset}-{space_name}-{objectives}") + ".png"
+        images[name] = figures.png(figures.front_figure(groups, goals[(dataset, space_name, objectives)]))
+        captions[name] = (f"{dataset}, {space_name} space, objectives {objectives}: each setting's Pareto front over "
+                          "its runs, and the hypervolume against trials (mean ± std over seeds; every objective "
+                          "scaled between the best and worst feasible value of the runs shown, reference point at "
+                          "the worst corner).")
+        volumes.append(name)
+    sections = {"Best so far": curves, "Accuracy and cost": fronts, "Several objectives": volumes,
+                "Best architectures": drawings, "Architecture weights (DARTS)": relaxations}
     return table, Figures(images, captions, sections)
 
 

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from nascli.goal import parse_constraints
 from nascli.rundir import MODEL, RunDir, Summary
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
@@ -41,7 +42,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         "space": (config.get("space") or {}).get("name"), "strategy": summary.strategy, "seed": config.get("seed"),
         "trials": f"{summary.n_trials} ({summary.n_failed} failed)",
         "objectives": ", ".join((summary.goal or {}).get("objectives", [])) or None,
-        "constraints": ", ".join((summary.goal or {}).get("constraints", [])) or None,
+        "constraints": ", ".join(str(c) for c in parse_constraints((summary.goal or {}).get("constraints") or {})) or None,
         "feasible": summary.n_feasible, "screened out": summary.n_screened,
         "hypervolume": (summary.hypervolume or {}).get("value"),
         f"best {objective}": summary.best_value, "test_acc": summary.test_acc,

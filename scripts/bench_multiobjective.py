@@ -3,6 +3,7 @@
 Usage: python scripts/bench_multiobjective.py --table ../shared/benchmarks/nb201/cifar10-hw.csv
            [--costs eyeriss_latency 1080ti_1_latency params_m] [--seeds 20] [--budget 100]
            [--strategies random nsga2 bo local] [--constrained bo evolution local random] [--quantile 0.25]
+           [--overrides strategy.initial=15 ...]
 
 Front: each strategy searches `val_acc:max` and `COST:min` (the cost known before training, from the table) for
 `--budget` queries; the figure is the hypervolume of the front it measured as a share of the whole table's true
@@ -54,7 +55,7 @@ def front_share(args: argparse.Namespace, table: pd.DataFrame, cost: str, pool: 
     goal = Goal.from_settings(load_config([f"search.objectives=[val_acc:max,{cost}:min]"]).search, "val_acc")
     bounds = {"val_acc": (table["val_acc"].max(), table["val_acc"].median()), cost: (table[cost].min(), table[cost].max())}
     true = goal.hypervolume(table[["val_acc", cost]].to_dict("records"), bounds)
-    overrides = [f"search.objectives=[val_acc:max,{cost}:min]", f"evaluator.costs=[{cost}]"]
+    overrides = [f"search.objectives=[val_acc:max,{cost}:min]", f"evaluator.costs=[{cost}]", *args.overrides]
     jobs = [(args.table, s, seed, args.budget, overrides) for s in args.strategies for seed in range(args.seeds)]
     results = list(pool.map(run, *zip(*jobs)))
     print(f"\n### val_acc:max, {cost}:min — hypervolume share of the true front ({true:.4f}) at {args.budget} queries\n")
@@ -76,7 +77,7 @@ def constrained(args: argparse.Namespace, table: pd.DataFrame, cost: str, pool: 
     bound = float(table[cost].quantile(args.quantile))
     feasible = table[table[cost] <= bound]
     oracle = feasible.loc[feasible["val_acc"].idxmax(), "test_acc"]
-    overrides = [f"search.constraints={{{cost}: {bound}}}", f"evaluator.costs=[{cost}]"]
+    overrides = [f"search.constraints={{{cost}: {bound}}}", f"evaluator.costs=[{cost}]", *args.overrides]
     jobs = [(args.table, s, seed, args.budget, overrides) for s in args.constrained for seed in range(args.seeds)]
     results = list(pool.map(run, *zip(*jobs)))
     print(f"\n### val_acc:max subject to {cost} <= {bound:.4g} (quantile {args.quantile}: {len(feasible)} feasible "
@@ -107,6 +108,7 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="*", default=["random", "nsga2", "bo", "local"])
     parser.add_argument("--constrained", nargs="*", default=["random", "evolution", "local", "bo"])
     parser.add_argument("--quantile", type=float, default=0.25, help="the latency bound as a quantile of the column")
+    parser.add_argument("--overrides", nargs="*", default=[], help="more overrides for every search, e.g. strategy.initial=15")
     args = parser.parse_args()
     table = pd.read_csv(args.table)
     start = time.perf_counter()

@@ -11,11 +11,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, read_trials, synthetic_score
+from conftest import TINY, read_trials, synthetic_score, untimed
+from nascli.config import load_config
+from nascli.factory import build_evaluator, build_space, build_strategy
 from nascli.goal import Constraint, Goal, Objective, parse_constraints
+from nascli.scheduler import Scheduler
 from nascli.spaces.nb201 import OPS, cell_string
 from nascli.strategies.bo import hypervolume_improvement
 from nascli.strategies.nsga2 import crowding_distance
+from test_resume import JitteryExecutor
 
 ACC_LAT = Goal([Objective("acc", True), Objective("lat", False)])
 MULTI = ["random", "nsga2", "bo", "local"]
@@ -183,3 +187,46 @@ def test_an_objective_trials_do_not_record_stops_with_one_line(nas, workdir: Pat
     code, _, err = nas("search", *TINY, "strategy=random", "search.max_trials=2", "retrain.enabled=false",
                        "search.objectives=[val_acc:max,watts:min]", "run_dir=run")
     assert code == 2 and "watts" in err and "they record" in err
+
+
+@pytest.mark.parametrize("strategy", ["nsga2", "bo", "local"])
+def test_a_resumed_multi_objective_search_continues_as_if_never_stopped(hw_table: Path, strategy: str) -> None:
+    def scheduler(states: list) -> Scheduler:
+        cfg = load_config(tabular(hw_table, f"strategy={strategy}", "search.max_trials=40", "seed=2",
+                                  "search.objectives=[val_acc:max,latency:min]", "search.constraints={latency: 9}"))
+        space = build_space(cfg)
+        evaluator = build_evaluator(cfg, space, hardware=None)
+        goal = Goal.from_settings(cfg.search, evaluator.objective)
+        chosen = build_strategy(cfg, space)
+        chosen.prepare(evaluator, goal)
+        return Scheduler(chosen, space, JitteryExecutor(evaluator, slots=3), cfg.seed, cfg.search, goal, states.append)
+
+    expected = list(scheduler([]).run())
+    states: list = []
+    log = []
+    for trial in scheduler(states).run():
+        log.append(trial)
+        if len(log) == 27:
+            break
+    resumed = scheduler([])
+    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
+    log += list(resumed.run())
+    assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
+
+
+def test_report_draws_fronts_and_hypervolume_of_multi_objective_runs(nas, workdir: Path, hw_table: Path) -> None:
+    code, _, err = nas("search", "-m", *tabular(hw_table, "strategy=random,nsga2", "seed=0,1", "search.max_trials=25",
+                                                "search.objectives=[val_acc:max,latency:min]", "sweep_dir=sweep"))
+    assert code == 0, err
+    code, _, err = nas("report", "sweep", "--html", "report.html", "--plots", "plots")
+    assert code == 0, err
+    assert len(list((workdir / "plots").glob("front-*.png"))) == 1
+    assert "Several objectives" in (workdir / "report.html").read_text()
+
+
+def test_latency_measured_with_onnxruntime_is_an_objective(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *TINY, "strategy=random", "search.max_trials=2", "retrain.enabled=false",
+                       "evaluator.latency=onnxruntime", "search.objectives=[val_acc:max,latency_ms:min]", "run_dir=run")
+    assert code == 0, err
+    assert all(t["metrics"]["latency_ms"] > 0 for t in read_trials(workdir / "run"))
+    assert json.loads((workdir / "run" / "summary.json").read_text())["front_size"] >= 1

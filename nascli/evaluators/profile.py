@@ -52,3 +52,34 @@ def measure_latency(
         if i >= 2:  # the first passes warm up kernels and caches
             times.append(1000 * (time.perf_counter() - start))
     return statistics.median(times)
+
+
+def measure_latency_onnxruntime(
+    model: nn.Module, input_shape: tuple[int, ...], batch: int, repeats: int = 5, tokens: bool = False,
+) -> float:
+    """Median milliseconds of `batch` samples through the model exported to ONNX and run by ONNX Runtime on the CPU."""
+    import copy
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime
+
+    from nascli.export import write_onnx  # lazily: export builds on the factory, which imports the evaluators
+
+    cpu_model = copy.deepcopy(model).cpu().eval()
+    x = example_input(input_shape, batch, torch.device("cpu"), tokens)
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()  # the trial's share of the cores, as torch has
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "model.onnx"
+        with torch.no_grad():
+            write_onnx(cpu_model, x, path)
+        session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    times = []
+    for i in range(repeats + 2):
+        start = time.perf_counter()
+        session.run(None, feed)
+        if i >= 2:
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)

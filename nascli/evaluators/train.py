@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -11,7 +12,7 @@ from nascli.config import TrainSettings, require
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
-from nascli.evaluators.profile import count_flops, count_params, measure_latency
+from nascli.evaluators.profile import count_flops, count_params, measure_latency, measure_latency_onnxruntime
 from nascli.evaluators.training import train
 from nascli.registry import register
 from nascli.spaces.base import Arch
@@ -22,11 +23,13 @@ class TrainEvaluatorSettings(TrainSettings):
     """Training settings per candidate, plus the batch size at which latency is measured."""
 
     latency_batch: int = 64
+    latency: str = "torch"  # torch: the network on the run's device; onnxruntime: exported to ONNX, ONNX Runtime (CPU)
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.latency_batch >= 1, "latency_batch must be at least 1")
+        require(self.latency in ("torch", "onnxruntime"), f"latency must be torch or onnxruntime, got {self.latency!r}")
         require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
 
 
@@ -42,6 +45,18 @@ class TrainEvaluator(Evaluator):
         if self.objective == "val_auc" and self.data is not None and self.data.num_classes != 2:
             raise UserError(f"evaluator.objective=val_auc needs two classes; this dataset has {self.data.num_classes}")
 
+    @classmethod
+    def check(cls, settings: TrainEvaluatorSettings) -> None:
+        if settings.latency == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
+            raise UserError("evaluator.latency=onnxruntime needs ONNX Runtime: pip install 'nascli[onnx]'")
+
+    def _latency(self, model: torch.nn.Module) -> float:
+        """Milliseconds per batch of `latency_batch` samples, as the `latency` setting measures them."""
+        data, tokens = self.data, self.data.vocabulary is not None
+        if self.settings.latency == "onnxruntime":
+            return measure_latency_onnxruntime(model, data.input_shape, self.settings.latency_batch, tokens=tokens)
+        return measure_latency(model, data.input_shape, self.settings.latency_batch, self.hardware, tokens=tokens)
+
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data, hardware = self.data, self.hardware
         epochs = max(1, round(budget)) if budget is not None else self.settings.epochs
@@ -55,8 +70,7 @@ class TrainEvaluator(Evaluator):
                 epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip,
             )
             scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
-            latency = measure_latency(model, data.input_shape, self.settings.latency_batch, hardware,
-                                      tokens=data.vocabulary is not None)
+            latency = self._latency(model)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         return {
