@@ -91,6 +91,7 @@ class SearchSettings:
     # {metric: upper bound, min_<metric>: lower bound}; typed Any, as a typed dict would refuse new keys in Hydra
     constraints: Any = None
     pick: Optional[str] = None  # which front member best.json holds: max:METRIC, min:METRIC or knee; null: the first objective
+    warm_start: Optional[list[str]] = None  # earlier run or sweep directories (same space) whose trials guide this one
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick

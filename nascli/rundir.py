@@ -31,6 +31,7 @@ VOCABULARY = "vocabulary.json"
 SUPERNET = "supernet.pt"
 ARCHITECTURE_WEIGHTS = "architecture_weights.json"
 FRONT = "front.json"
+WARM_START = "warm_start.json"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 
@@ -412,6 +413,15 @@ class RunDir:
         front = _require_fields(read_json(path), {"objectives": list, "trials": list}, str(path))
         front["trials"] = [Trial.from_dict(t, f"{path} (a front member)") for t in front["trials"]]
         return front
+
+    def write_warm_start(self, record: dict[str, Any]) -> None:
+        """warm_start.json: the earlier tasks a search used and the weight each had after each observation."""
+        self._write_json(WARM_START, record, indent=None)
+
+    def warm_start(self) -> Optional[dict[str, Any]]:
+        """The warm start's record, or None when the search had none."""
+        path = self.file(WARM_START)
+        return _require_fields(read_json(path), {"models": list, "weights": list}, str(path)) if path.exists() else None
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)

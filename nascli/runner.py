@@ -31,6 +31,7 @@ from nascli.scheduler import Scheduler
 from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
+from nascli.warmstart import Knowledge, load_earlier
 
 
 @dataclass
@@ -42,6 +43,7 @@ class SearchParts:
     evaluator: Evaluator
     hardware: Hardware
     devices: list[str]
+    knowledge: Optional[Knowledge] = None
 
 
 def _record(command: str, overrides: list[str], hardware: Hardware, **extra: Any) -> dict[str, Any]:
@@ -74,6 +76,8 @@ def check_job(cfg: RunConfig) -> None:
                         f"one of: {', '.join(multi_objective_strategies())}")
     if cfg.search.objectives or goal.constraints:
         cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, goal.metrics)
+    if cfg.search.warm_start:
+        load_earlier(cfg.search.warm_start, build_space(cfg), cfg.space.name)
     trial_devices(cfg.hardware)
     _check_ray(cfg)
 
@@ -93,7 +97,8 @@ def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:
     if data is not None:
         _check_fits(cfg, space, data)
     evaluator = build_evaluator(cfg, space, hardware, data)
-    return SearchParts(space, build_strategy(cfg, space), evaluator, hardware, devices)
+    knowledge = Knowledge(load_earlier(cfg.search.warm_start, space, cfg.space.name), space) if cfg.search.warm_start else None
+    return SearchParts(space, build_strategy(cfg, space), evaluator, hardware, devices, knowledge)
 
 
 def search(cfg: RunConfig, run_dir: Path, overrides: list[str], job_index: Optional[int] = None) -> Summary:
@@ -172,7 +177,7 @@ def _search(
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
         evaluator.prepare(run, cfg.seed)
-        parts.strategy.prepare(evaluator, goal)
+        parts.strategy.prepare(evaluator, goal, parts.knowledge)
         with build_executor(cfg, evaluator, parts.devices) as executor:
             scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, goal, run.write_state)
             if state:
@@ -184,8 +189,12 @@ def _search(
                 for trial in scheduler.run():
                     run.append_trial(trial)
                     incumbents.add(trial, parts.strategy.screened)
+                    if parts.knowledge is not None:  # the weights up to the trial before: it is told after this
+                        run.write_warm_start(parts.knowledge.describe())
                     best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
                     bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
+            if parts.knowledge is not None:
+                run.write_warm_start(parts.knowledge.describe())
             best = incumbents.best
             if best is None:
                 met = " and met the constraints" if goal.constraints else ""

@@ -92,7 +92,9 @@ class Scheduler:
                 if self.goal.constraints and trial.ok:
                     trial.feasible = self.goal.feasible(trial.metrics)
                 yield trial
-            self.strategy.tell(Proposal(item.task.arch, item.task.budget), self._outcome(trial))
+            proposal, outcome = Proposal(item.task.arch, item.task.budget), self._outcome(trial)
+            self.strategy.observe(proposal, outcome)
+            self.strategy.tell(proposal, outcome)
             self._fill()
 
     def _outcome(self, trial: Trial) -> Outcome:

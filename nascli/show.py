@@ -71,6 +71,9 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     front = run.front()
     if front is not None:
         _print_front(front, console)
+    warm = run.warm_start()
+    if warm is not None:
+        _print_warm_start(warm, console)
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
@@ -101,4 +104,18 @@ def _print_front(front: dict[str, Any], console: Console) -> None:
     table = Table("id", *metrics, "hash")
     for trial in members:
         table.add_row(str(trial.id), *(_cell(trial.metrics.get(m)) for m in metrics), trial.hash)
+    console.print(table)
+
+
+def _print_warm_start(warm: dict[str, Any], console: Console) -> None:
+    """The earlier tasks a warm start used and each model's weight after every tenth observation and the last."""
+    console.rule("warm start: earlier tasks and their weights (RGPE)")
+    for task in warm.get("tasks", []):
+        console.print(f"{task['name']}: {task['architectures']} architectures from {', '.join(task['runs'])}",
+                      markup=False)
+    history = warm["weights"]
+    table = Table("after observation", *warm["models"])
+    for n, weights in enumerate(history, start=1):
+        if n % 10 == 0 or n == len(history):
+            table.add_row(str(n), *(f"{w:.2f}" for w in weights))
     console.print(table)

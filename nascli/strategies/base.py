@@ -6,11 +6,14 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
 from nascli.goal import Goal
 from nascli.spaces.base import Arch, SearchSpace
+
+if TYPE_CHECKING:
+    from nascli.warmstart import Knowledge
 
 
 @dataclass
@@ -73,6 +76,8 @@ class Strategy(ABC):
         self.screened = 0  # architectures never proposed because a constraint ruled them out before training
         self._known: Callable[[Arch], dict[str, Any]] = lambda arch: {}
         self._known_cache: dict[str, dict[str, Any]] = {}
+        self.knowledge: Optional[Knowledge] = None  # earlier searches (search.warm_start), once prepared
+        self._earlier_state: dict[str, Any] = {}
 
     @classmethod
     def check(cls, settings: Any) -> None:
@@ -83,9 +88,10 @@ class Strategy(ABC):
         """Whether the search has several objectives."""
         return self.goal is not None and self.goal.multi
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
         """Read what the evaluator prepared before the first proposal: its data (for pre-screening by a proxy),
-        the goal, and the metrics it knows without training (for constraints and known objectives)."""
+        the goal, the metrics it knows without training (for constraints and known objectives) and what
+        earlier searches know (a warm start)."""
         name = getattr(self.settings, "prescreen", None)
         if name is not None:
             from nascli.evaluators.proxy import proxy_scorer
@@ -96,6 +102,14 @@ class Strategy(ABC):
             names = [m for m in goal.metrics if m in evaluator.pre_training_metrics()]
             if names:
                 self._known = lambda arch: evaluator.known_metrics(arch, names)
+        self.knowledge = knowledge
+        if knowledge is not None and self._earlier_state:
+            knowledge.restore(self._earlier_state)
+
+    def observe(self, proposal: Proposal, outcome: Outcome) -> None:
+        """What every strategy learns before its own `tell`: how well earlier searches rank this one's results."""
+        if self.knowledge is not None and outcome.ok:
+            self.knowledge.observe(proposal.arch, outcome.objective)
 
     def known(self, arch: Arch) -> dict[str, Any]:
         """The goal's metrics of `arch` that the evaluator knows without training it (params, a table's costs)."""
@@ -142,11 +156,16 @@ class Strategy(ABC):
     def _random_unseen(self) -> Optional[Arch]:
         """The space's reference architectures first (those never proposed), then uniform samples.
 
+        With a warm start, while earlier searches are trusted, their best architectures come before the samples.
         With pre-screening, a sample is the best by the proxy of `prescreen_pool` unseen draws.
         """
         for arch in self.space.references():
             if self._claim(arch):
                 return arch
+        if self.knowledge is not None and self.knowledge.trusted:
+            for arch in self.knowledge.suggestions():
+                if self._claim(arch):
+                    return arch
         if self.screen is None:
             return self._unseen(lambda: self.space.sample(self.rng))
         pool: dict[str, Arch] = {}
@@ -170,7 +189,9 @@ class Strategy(ABC):
     def state_dict(self) -> dict[str, Any]:
         """A JSON-able snapshot from which `load_state_dict` continues the search identically."""
         version, internal, gauss = self.rng.getstate()
-        return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen), "screened": self.screened}
+        earlier = self.knowledge.state_dict() if self.knowledge is not None else {}
+        return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen), "screened": self.screened,
+                "earlier": earlier}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a snapshot taken by `state_dict`."""
@@ -178,3 +199,6 @@ class Strategy(ABC):
         self.rng.setstate((version, tuple(internal), gauss))
         self.seen = set(state["seen"])
         self.screened = state.get("screened", 0)
+        self._earlier_state = state.get("earlier", {})
+        if self.knowledge is not None:
+            self.knowledge.restore(self._earlier_state)

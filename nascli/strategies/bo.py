@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any, Optional
 
 import moocore
 import numpy as np
 from scipy.stats import norm
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from nascli.config import require
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
+from nascli.surrogate import fit_gp
+from nascli.warmstart import standardised
 from nascli.registry import register
 
 
@@ -75,12 +73,7 @@ class BayesianOptimisation(Strategy):
         """The GP's mean and standard deviation of one objective over the pool."""
         x = np.array([self.space.encode(a) for a, _ in self.observed])
         y = np.array([values[objective] for _, values in self.observed])
-        kernel = ConstantKernel(1.0) * Matern(length_scale=1.0, nu=2.5) + WhiteKernel(1e-2)
-        surrogate = GaussianProcessRegressor(kernel, normalize_y=True, random_state=0)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            surrogate.fit(x, y)
-        return surrogate.predict(np.array([self.space.encode(a) for a in pool]), return_std=True)
+        return fit_gp(x, y).predict(np.array([self.space.encode(a) for a in pool]), return_std=True)
 
     def ask(self) -> Optional[Proposal]:
         if len(self.observed) < self.settings.initial:
@@ -94,8 +87,16 @@ class BayesianOptimisation(Strategy):
         return Proposal(arch)
 
     def _expected_improvement(self, pool: list[dict]) -> np.ndarray:
-        mean, std = self._posterior(pool, 0)
-        improvement = mean - max(values[0] for _, values in self.observed) - self.settings.xi
+        """EI under this search's GP or, with a warm start, under the RGPE ensemble of it and the earlier tasks'."""
+        if self.knowledge is None:
+            mean, std = self._posterior(pool, 0)
+            best = max(values[0] for _, values in self.observed)
+        else:
+            y = standardised(np.array([values[0] for _, values in self.observed]))
+            own = fit_gp(np.array([self.space.encode(a) for a, _ in self.observed]), y)
+            mean, std = self.knowledge.predict(own, np.array([self.space.encode(a) for a in pool]))
+            best = y.max()
+        improvement = mean - best - self.settings.xi
         z = improvement / np.maximum(std, 1e-9)
         return improvement * norm.cdf(z) + std * norm.pdf(z)
 

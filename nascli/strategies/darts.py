@@ -10,13 +10,16 @@ collapse onto skip connections and parameter-free operations.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
 from nascli.goal import Goal
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
+
+if TYPE_CHECKING:
+    from nascli.warmstart import Knowledge
 
 
 @dataclass
@@ -42,8 +45,8 @@ class DARTS(Strategy):
         super().__init__(settings, space, seed)
         self.derived: Optional[Arch] = None
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
-        super().prepare(evaluator, goal)
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
+        super().prepare(evaluator, goal, knowledge)
         self.derived = evaluator.derived()
 
     def ask(self) -> Optional[Proposal]:

@@ -7,7 +7,7 @@ sub-networks, scored with inherited weights, is any multi-trial strategy (`strat
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
 from nascli.errors import UserError
@@ -15,6 +15,9 @@ from nascli.goal import Goal
 from nascli.registry import lookup, register
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
+
+if TYPE_CHECKING:
+    from nascli.warmstart import Knowledge
 
 NOT_INNER = ("spos", "list", "darts")  # strategies that cannot be the search over a supernet's paths
 
@@ -59,9 +62,11 @@ class SPOS(Strategy):
     def check(cls, settings: SPOSSettings) -> None:
         cls._inner_settings(_inner_class(settings), settings)
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None) -> None:
-        super().prepare(evaluator, goal)
-        self.inner.prepare(evaluator, goal)
+    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
+        self.inner.prepare(evaluator, goal, knowledge)
+
+    def observe(self, proposal: Proposal, outcome: Outcome) -> None:
+        self.inner.observe(proposal, outcome)
 
     def ask(self) -> Optional[Proposal]:
         proposal = self.inner.ask()
