@@ -69,17 +69,17 @@ def test_leave_one_out_equals_refitting_without_each_point() -> None:
 
 def test_a_related_source_starts_the_search_at_its_best_and_keeps_its_weight(nas, workdir: Path,
                                                                              tables: dict[str, Path]) -> None:
-    assert nas("search", *tabular(tables["source"], "strategy=bo", "search.max_trials=40", "run_dir=earlier"))[0] == 0
-    code, _, err = nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=30",
+    assert nas("search", *tabular(tables["source"], "strategy=bo", "search.max_trials=30", "run_dir=earlier"))[0] == 0
+    code, _, err = nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=15",
                                           "search.warm_start=[earlier]", "run_dir=warm"))
     assert code == 0, err
-    assert nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=30", "run_dir=cold"))[0] == 0
+    assert nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=15", "run_dir=cold"))[0] == 0
     warm, cold = read_trials(workdir / "warm"), read_trials(workdir / "cold")
     target = pd.read_csv(tables["related"])["val_acc"]
     assert warm[0]["metrics"]["val_acc"] >= target.quantile(0.99)  # the earlier search's best, first
     assert max(t["metrics"]["val_acc"] for t in warm[:10]) > max(t["metrics"]["val_acc"] for t in cold[:10])
     record = json.loads((workdir / "warm" / "warm_start.json").read_text())
-    assert record["models"] == ["table:source", "(this search)"] and len(record["weights"]) == 30
+    assert record["models"] == ["table:source", "(this search)"] and len(record["weights"]) == 15
     assert record["weights"][-1][0] >= 0.5
     code, out, _ = nas("show", "warm")
     assert code == 0 and "warm start" in out and "table:source" in out
