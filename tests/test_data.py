@@ -90,3 +90,25 @@ def test_train_fraction_keeps_a_stratified_share_of_the_training_part_only() -> 
     assert ((half_counts - counts / 2).abs() <= 1).all()
     with pytest.raises(ValueError, match="train_fraction"):
         DigitsSettings(train_fraction=0)
+
+
+def test_classes_keeps_and_reindexes_those_classes_in_every_split() -> None:
+    whole = Digits(DigitsSettings()).load()
+    subset = Digits(DigitsSettings(classes=[7, 2])).load()
+    assert subset.num_classes == 2
+    pool, kept_pool = torch.cat([whole.train_y, whole.val_y]), torch.cat([subset.train_y, subset.val_y])
+    for labels, kept in ((pool, kept_pool), (whole.test_y, subset.test_y)):
+        assert (kept == 0).sum() == (labels == 7).sum() and (kept == 1).sum() == (labels == 2).sum()
+        assert len(kept) == int(((labels == 7) | (labels == 2)).sum())
+    with pytest.raises(UserError, match="names class 12; the dataset has 10 classes"):
+        Digits(DigitsSettings(classes=[1, 12])).load()
+    with pytest.raises(ValueError, match="two or more distinct"):
+        DigitsSettings(classes=[3, 3])
+
+
+def test_train_per_class_keeps_that_many_of_each_class_the_same_every_time() -> None:
+    few = Digits(DigitsSettings(train_per_class=5)).load()
+    assert torch.bincount(few.train_y).tolist() == [5] * 10
+    again = Digits(DigitsSettings(train_per_class=5)).load()
+    assert torch.equal(few.train_x, again.train_x)
+    assert len(few.val_y) == len(Digits(DigitsSettings()).load().val_y)  # validation and test are untouched

@@ -53,6 +53,16 @@ def test_vocabulary_comes_from_the_training_split_only(workdir: Path) -> None:
     assert encode(["Good MOVIE"], splits.vocabulary, 4).tolist() == [[tokens.index("good"), tokens.index("movie"), 0, 0]]
 
 
+def test_text_classes_subset_keeps_their_sentences_and_names(workdir: Path) -> None:
+    data = sentences(60, 0)
+    data.loc[data.index % 3 == 0, "label"] = "meh"
+    data.to_csv(workdir / "data.csv", index=False)
+    cfg = load_config(["dataset=text", "dataset.train=data.csv", "dataset.classes=[2,0]", "dataset.test_fraction=0.25"])
+    splits = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert splits.vocabulary["classes"] == ["pos", "meh"] and splits.num_classes == 2
+    assert len(splits.train_y) + len(splits.val_y) + len(splits.test_y) == int((data["label"] != "neg").sum())
+
+
 def test_fold_column_names_the_test_set(workdir: Path) -> None:
     sentences(50, 0).to_csv(workdir / "data.csv", index=False)
     cfg = load_config(["dataset=mr", f"dataset.root={workdir}", "dataset.train=data.csv", "dataset.test_fold=3"])

@@ -26,6 +26,8 @@ class DatasetSettings:
 
     val_fraction: float = 0.1
     train_fraction: float = 1.0  # the share of the training part (validation held out first) kept, stratified
+    train_per_class: Optional[int] = None  # keep this many training samples per class (seeded), for few-shot tasks
+    classes: Optional[list[int]] = None  # keep only these classes (indices of the dataset's), re-indexed in this order
     crop_padding: int = 0
     hflip: bool = False
     max_memory_gb: Optional[float] = None  # larger (as float32) array data streams from the host; null: half the device's
@@ -33,6 +35,10 @@ class DatasetSettings:
     def __post_init__(self) -> None:
         require(0 < self.val_fraction < 1, f"val_fraction must be in (0, 1), got {self.val_fraction}")
         require(0 < self.train_fraction <= 1, f"train_fraction must be in (0, 1], got {self.train_fraction}")
+        require(self.train_per_class is None or self.train_per_class >= 1, "train_per_class must be at least 1")
+        require(self.classes is None or (len(self.classes) >= 2 and len(set(self.classes)) == len(self.classes)
+                                         and min(self.classes) >= 0),
+                "classes must list two or more distinct class indices")
         require(self.crop_padding >= 0, "crop_padding must be >= 0")
         require(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb must be positive (or null)")
 
@@ -177,6 +183,8 @@ class ArrayDataset(Dataset):
         Inputs larger (as float32) than the memory budget stay in their host array and stream batch by batch.
         """
         x, y, test_x, test_y = self.arrays()
+        rows, y, test_rows, test_y = kept_classes(y, test_y, self.settings.classes)
+        x, test_x = (x, test_x) if self.settings.classes is None else (x[rows], test_x[test_rows])
         train, val = train_and_validation(y, self.settings)
         mean, std = channel_stats(x)
         if 4 * (x.size + test_x.size) > memory_budget(self.settings, device):
@@ -210,13 +218,36 @@ def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndar
 def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training part and of the validation split (`val_fraction`) of a pool labelled `y`.
 
-    With `train_fraction` < 1 only that share of the training part is kept (stratified, the same every run).
+    With `train_fraction` < 1 only that share of the training part is kept (stratified, the same every run);
+    with `train_per_class`, at most that many samples of each class (drawn with a fixed seed).
     """
     train, val = stratified_split(np.arange(len(y)), fraction=settings.val_fraction, what="validation", y=y)
     if settings.train_fraction < 1:
         dropped = 1 - settings.train_fraction
         train = stratified_split(train, fraction=dropped, what="dropped (train_fraction)", y=y[train])[0]
+    if settings.train_per_class is not None:
+        order = np.random.default_rng(SPLIT_SEED).permutation(train)
+        rank = np.zeros(len(order), dtype=int)  # each sample's position among those of its class in `order`
+        for label in np.unique(y[order]):
+            members = y[order] == label
+            rank[members] = np.arange(members.sum())
+        train = np.sort(order[rank < settings.train_per_class])
     return train, val
+
+
+def kept_classes(y: np.ndarray, test_y: np.ndarray, classes: Optional[list[int]]
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rows of the pool and of the test set whose class is in `classes`, and their labels re-indexed in its
+    order (every row, labels as they are, when `classes` is None); a class the data lacks is a UserError."""
+    if classes is None:
+        return np.arange(len(y)), y, np.arange(len(test_y)), test_y
+    count = int(max(y.max(), test_y.max())) + 1
+    if max(classes) >= count:
+        raise UserError(f"dataset.classes names class {max(classes)}; the dataset has {count} classes (0-{count - 1})")
+    index = np.full(count, -1)
+    index[classes] = np.arange(len(classes))
+    rows, test_rows = np.flatnonzero(index[y] >= 0), np.flatnonzero(index[test_y] >= 0)
+    return rows, index[y[rows]], test_rows, index[test_y[test_rows]]
 
 
 def hold_out_test(x: np.ndarray, y: np.ndarray, fraction: float) -> tuple[np.ndarray, ...]:

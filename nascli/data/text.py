@@ -13,7 +13,8 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
 from nascli.config import require
-from nascli.data.base import DataSplits, Dataset, DatasetSettings, stratified_split, train_and_validation
+from nascli.data.base import (DataSplits, Dataset, DatasetSettings, kept_classes, stratified_split,
+                              train_and_validation)
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -132,6 +133,9 @@ class TextDataset(Dataset):
         if len(classes) < 2:
             raise UserError(f"{s.train} holds one class; a classifier needs two or more")
         y, test_y = labels[: len(train)], labels[len(train) :]
+        rows, y, test_rows, test_y = kept_classes(y, test_y, s.classes)
+        train, test = train.iloc[rows], test.iloc[test_rows]
+        classes = classes if s.classes is None else classes[s.classes]
         fit, val = train_and_validation(y, s)
         vocabulary: dict[str, Any] = {"lowercase": s.lowercase, "token_pattern": TOKEN_PATTERN}
         split = tokenizer(vocabulary)
