@@ -115,6 +115,16 @@ class RetrainSettings(TrainSettings):
 
     enabled: bool = True
     epochs: int = 40
+    init: Optional[str] = None  # a run directory whose retrained model (or supernet) the weights start from
+    finetune: str = "full"  # with init: full, head (only the new classifier trains) or last:K (and the last K layers)
+    copied_lr: float = 1.0  # with init: the copied layers' learning rate, as a share of lr
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        kind, _, count = self.finetune.partition(":")
+        require(self.finetune in ("full", "head") or (kind == "last" and count.isdigit() and int(count) >= 1),
+                f"finetune must be full, head or last:K, got {self.finetune!r}")
+        require(math.isfinite(self.copied_lr) and self.copied_lr > 0, "copied_lr must be a positive share of lr")
 
 
 @dataclass

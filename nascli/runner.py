@@ -31,6 +31,7 @@ from nascli.scheduler import Scheduler
 from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
+from nascli.transfer import initialise, input_channels, parameter_groups, source_weights
 from nascli.warmstart import Knowledge, load_earlier
 
 
@@ -78,6 +79,8 @@ def check_job(cfg: RunConfig) -> None:
         cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, goal.metrics)
     if cfg.search.warm_start:
         load_earlier(cfg.search.warm_start, build_space(cfg), cfg.space.name)
+    if cfg.retrain.init and (cfg.retrain.enabled or cfg.source):
+        RunDir(Path(cfg.retrain.init).expanduser()).require_run()
     trial_devices(cfg.hardware)
     _check_ray(cfg)
 
@@ -290,7 +293,12 @@ def _retrain_into(
     """Retrain `arch` on train+validation, score it on test, save metrics and checkpoint; update the summary."""
     seed = derive_seed(cfg.seed, "retrain:" + space.hash(arch))
     torch.manual_seed(seed)
-    model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size).to(hardware.device)
+    model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
+    transfer, groups = None, None
+    if cfg.retrain.init:
+        transfer = initialise(model, source_weights(cfg.retrain.init, arch), cfg.retrain.init, input_channels(data))
+        groups = parameter_groups(model, transfer, cfg.retrain.finetune, cfg.retrain.copied_lr)
+    model = model.to(hardware.device)
     if hardware.channels_last:
         model = model.to(memory_format=torch.channels_last)
     x = joined(data.train_x, data.val_x)
@@ -304,7 +312,7 @@ def _retrain_into(
 
             seconds = train(
                 model, x, y, cfg.retrain, hardware, seed,
-                crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch,
+                crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups,
             )
         scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
     except (TrialFailed, MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
@@ -318,6 +326,7 @@ def _retrain_into(
                                       tokens=data.vocabulary is not None),
         "train_seconds": seconds,
         "epochs": cfg.retrain.epochs,
+        **({"init": {**transfer.summary(), "finetune": cfg.retrain.finetune}} if transfer else {}),
     })
     run.save_model({
         "arch": arch,
@@ -373,6 +382,9 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     hardware = resolve_hardware(cfg.hardware)
     data = load_data(cfg, hardware)
     _check_fits(cfg, space, data)
+    if cfg.retrain.init:  # fails now, before the run directory exists, if nothing fits
+        initialise(space.build(arch, data.input_shape, data.num_classes, data.vocab_size),
+                   source_weights(cfg.retrain.init, arch), cfg.retrain.init, input_channels(data))
     run = _start_run(run_dir, cfg, _record("retrain", overrides, hardware, source=str(source)), data)
     run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source),
                     **({"trial": cfg.pick} if cfg.pick is not None else {})})

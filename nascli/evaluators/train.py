@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -15,6 +16,8 @@ from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params, measure_latency, measure_latency_onnxruntime
 from nascli.evaluators.training import train
 from nascli.registry import register
+from nascli.rundir import RunDir
+from nascli.transfer import initialise, input_channels, source_weights
 from nascli.spaces.base import Arch
 
 
@@ -24,6 +27,7 @@ class TrainEvaluatorSettings(TrainSettings):
 
     latency_batch: int = 64
     latency: str = "torch"  # torch: the network on the run's device; onnxruntime: exported to ONNX, ONNX Runtime (CPU)
+    init: Optional[str] = None  # a run directory: each candidate inherits its model's (or supernet's) fitting weights
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
 
     def __post_init__(self) -> None:
@@ -49,6 +53,8 @@ class TrainEvaluator(Evaluator):
     def check(cls, settings: TrainEvaluatorSettings) -> None:
         if settings.latency == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
             raise UserError("evaluator.latency=onnxruntime needs ONNX Runtime: pip install 'nascli[onnx]'")
+        if settings.init:
+            RunDir(Path(settings.init).expanduser()).require_run()
 
     def _latency(self, model: torch.nn.Module) -> float:
         """Milliseconds per batch of `latency_batch` samples, as the `latency` setting measures them."""
@@ -61,7 +67,13 @@ class TrainEvaluator(Evaluator):
         data, hardware = self.data, self.hardware
         epochs = max(1, round(budget)) if budget is not None else self.settings.epochs
         torch.manual_seed(seed)
-        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size).to(hardware.device)
+        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
+        inherited = {}
+        if self.settings.init:
+            transfer = initialise(model, source_weights(self.settings.init, arch), self.settings.init,
+                                  input_channels(data), strict=False)
+            inherited = {"inherited": len(transfer.copied) + len(transfer.adapted)}
+        model = model.to(hardware.device)
         if hardware.channels_last:
             model = model.to(memory_format=torch.channels_last)
         try:
@@ -80,4 +92,5 @@ class TrainEvaluator(Evaluator):
             "latency_ms": latency,
             "train_seconds": seconds,
             "epochs": epochs,
+            **inherited,
         }

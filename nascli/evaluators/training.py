@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, Optional
 
 import torch
@@ -35,16 +35,26 @@ def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generato
     return x
 
 
+def every_parameter(module: nn.Module) -> list[dict[str, Any]]:
+    """All of a module's parameters as one optimizer group at the full learning rate."""
+    return [{"params": list(module.parameters()), "lr_factor": 1.0}]
+
+
 def optimizer_and_schedule(
-    parameters: Iterable[Tensor], settings: TrainSettings, total_steps: int
+    groups: list[dict[str, Any]], settings: TrainSettings, total_steps: int
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """The settings' optimizer (SGD with Nesterov momentum, or AdamW) on a one-cycle schedule peaking at lr."""
+    """The settings' optimizer (SGD with Nesterov momentum, or AdamW) on a one-cycle schedule.
+
+    Each group `{"params": [...], "lr_factor": f}` peaks at f times the settings' lr.
+    """
+    peaks = [settings.lr * group["lr_factor"] for group in groups]
+    groups = [{"params": group["params"], "lr": peak} for group, peak in zip(groups, peaks)]
     if settings.optimizer == "adamw":
-        optimizer = torch.optim.AdamW(parameters, lr=settings.lr, weight_decay=settings.weight_decay)
+        optimizer = torch.optim.AdamW(groups, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
-        optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=0.9, nesterov=True,
+        optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True,
                                     weight_decay=settings.weight_decay)
-    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr, total_steps=total_steps,
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
                                                           pct_start=0.2)
 
 
@@ -61,16 +71,18 @@ def train(
     on_epoch: Optional[Callable[[int, float], None]] = None,
     resume: Optional[dict[str, Any]] = None,
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
+    groups: Optional[list[dict[str, Any]]] = None,
 ) -> float:
     """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
 
     `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
     `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
+    `groups` (see optimizer_and_schedule) train only some parameters, or some at another learning rate.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
     steps_per_epoch = max(1, -(-len(x) // settings.batch_size))
-    optimizer, schedule = optimizer_and_schedule(model.parameters(), settings, epochs * steps_per_epoch)
+    optimizer, schedule = optimizer_and_schedule(groups or every_parameter(model), settings, epochs * steps_per_epoch)
     first_epoch = 0
     if resume is not None:
         optimizer.load_state_dict(resume["optimizer"])
