@@ -81,13 +81,13 @@ def test_missing_files_name_the_folders_looked_in(tmp_path: Path, monkeypatch: p
         FashionMNIST(FileDatasetSettings(root=str(tmp_path / "mine"))).check()
 
 
-def test_train_fraction_keeps_a_stratified_share_of_the_training_part_only() -> None:
+def test_train_fraction_keeps_a_stratified_share_of_the_training_pool() -> None:
     whole = Digits(DigitsSettings()).load()
     half = Digits(DigitsSettings(train_fraction=0.5)).load()
-    assert abs(len(half.train_y) - len(whole.train_y) / 2) <= 1
-    assert torch.equal(half.val_y, whole.val_y) and torch.equal(half.test_y, whole.test_y)
-    counts, half_counts = torch.bincount(whole.train_y), torch.bincount(half.train_y)
-    assert ((half_counts - counts / 2).abs() <= 1).all()
+    pool, half_pool = len(whole.train_y) + len(whole.val_y), len(half.train_y) + len(half.val_y)
+    assert abs(half_pool - pool / 2) <= 1 and torch.equal(half.test_y, whole.test_y)
+    counts = torch.bincount(torch.cat([whole.train_y, whole.val_y]))
+    assert ((torch.bincount(torch.cat([half.train_y, half.val_y])) - counts / 2).abs() <= 1).all()
     with pytest.raises(ValueError, match="train_fraction"):
         DigitsSettings(train_fraction=0)
 
@@ -107,8 +107,9 @@ def test_classes_keeps_and_reindexes_those_classes_in_every_split() -> None:
 
 
 def test_train_per_class_keeps_that_many_of_each_class_the_same_every_time() -> None:
-    few = Digits(DigitsSettings(train_per_class=5)).load()
-    assert torch.bincount(few.train_y).tolist() == [5] * 10
-    again = Digits(DigitsSettings(train_per_class=5)).load()
+    few = Digits(DigitsSettings(train_per_class=10, val_fraction=0.2)).load()
+    assert torch.bincount(torch.cat([few.train_y, few.val_y])).tolist() == [10] * 10  # what retraining sees
+    assert torch.bincount(few.val_y).tolist() == [2] * 10
+    again = Digits(DigitsSettings(train_per_class=10, val_fraction=0.2)).load()
     assert torch.equal(few.train_x, again.train_x)
-    assert len(few.val_y) == len(Digits(DigitsSettings()).load().val_y)  # validation and test are untouched
+    assert torch.equal(few.test_y, Digits(DigitsSettings()).load().test_y)  # the test set is untouched

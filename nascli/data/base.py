@@ -25,8 +25,8 @@ class DatasetSettings:
     """Settings every dataset has: the validation share held out from training, and augmentation."""
 
     val_fraction: float = 0.1
-    train_fraction: float = 1.0  # the share of the training part (validation held out first) kept, stratified
-    train_per_class: Optional[int] = None  # keep this many training samples per class (seeded), for few-shot tasks
+    train_fraction: float = 1.0  # the share of the training pool kept (stratified), before validation is held out
+    train_per_class: Optional[int] = None  # at most this many samples per class of the training pool (seeded)
     classes: Optional[list[int]] = None  # keep only these classes (indices of the dataset's), re-indexed in this order
     crop_padding: int = 0
     hflip: bool = False
@@ -218,21 +218,21 @@ def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndar
 def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.ndarray, np.ndarray]:
     """Indices of the training part and of the validation split (`val_fraction`) of a pool labelled `y`.
 
-    With `train_fraction` < 1 only that share of the training part is kept (stratified, the same every run);
-    with `train_per_class`, at most that many samples of each class (drawn with a fixed seed).
+    The pool is first cut to a stratified share (`train_fraction` < 1) and to at most `train_per_class`
+    samples of each class, both drawn with a fixed seed, so retraining on train + validation sees exactly them.
     """
-    train, val = stratified_split(np.arange(len(y)), fraction=settings.val_fraction, what="validation", y=y)
+    pool = np.arange(len(y))
     if settings.train_fraction < 1:
         dropped = 1 - settings.train_fraction
-        train = stratified_split(train, fraction=dropped, what="dropped (train_fraction)", y=y[train])[0]
+        pool = np.sort(stratified_split(pool, fraction=dropped, what="dropped (train_fraction)", y=y)[0])
     if settings.train_per_class is not None:
-        order = np.random.default_rng(SPLIT_SEED).permutation(train)
+        order = np.random.default_rng(SPLIT_SEED).permutation(pool)
         rank = np.zeros(len(order), dtype=int)  # each sample's position among those of its class in `order`
         for label in np.unique(y[order]):
             members = y[order] == label
             rank[members] = np.arange(members.sum())
-        train = np.sort(order[rank < settings.train_per_class])
-    return train, val
+        pool = np.sort(order[rank < settings.train_per_class])
+    return stratified_split(pool, fraction=settings.val_fraction, what="validation", y=y[pool])
 
 
 def kept_classes(y: np.ndarray, test_y: np.ndarray, classes: Optional[list[int]]
