@@ -21,9 +21,9 @@ from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import train
 from nascli.executors.base import failure_reason
-from nascli.goal import Goal
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
                             multi_objective_strategies)
+from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import print_result, progress
 from nascli.rundir import STATE, RunDir, Summary, Trial, read_json
@@ -71,12 +71,13 @@ def check_job(cfg: RunConfig) -> None:
         raise UserError(f"strategy={cfg.strategy.name} works with evaluator={needed}, not evaluator={cfg.evaluator.name}")
     cfg.strategy.cls.check(cfg.strategy.settings)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
-    goal = Goal.from_settings(cfg.search, "val_acc")
+    goal = Goal.from_settings(cfg.search, "")  # the evaluator's objective is not needed to check the rest
     if goal.multi and not cfg.strategy.cls.multi_objective:
         raise UserError(f"strategy={cfg.strategy.name} optimises one objective; for several search.objectives use "
                         f"one of: {', '.join(multi_objective_strategies())}")
-    if cfg.search.objectives or goal.constraints:
-        cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, goal.metrics)
+    named = [c.metric for c in goal.constraints] + [o.metric for o in goal.objectives if cfg.search.objectives]
+    if named:
+        cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, named)
     if cfg.search.warm_start:
         load_earlier(cfg.search.warm_start, build_space(cfg), cfg.space.name)
     if cfg.retrain.init and (cfg.retrain.enabled or cfg.source):
@@ -100,7 +101,8 @@ def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:
     if data is not None:
         _check_fits(cfg, space, data)
     evaluator = build_evaluator(cfg, space, hardware, data)
-    knowledge = Knowledge(load_earlier(cfg.search.warm_start, space, cfg.space.name), space) if cfg.search.warm_start else None
+    earlier = load_earlier(cfg.search.warm_start, space, cfg.space.name) if cfg.search.warm_start else None
+    knowledge = Knowledge(earlier, space) if earlier else None
     return SearchParts(space, build_strategy(cfg, space), evaluator, hardware, devices, knowledge)
 
 
