@@ -25,7 +25,7 @@ def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
 @pytest.mark.parametrize(
     "override, fragments",
     [
-        ("strategy=annealing", ("unknown strategy 'annealing'", "bo, darts, evolution, hyperband, list, local, random, reinforce, spos")),
+        ("strategy=annealing", ("unknown strategy 'annealing'", "bo, darts, evolution, hyperband, list, local, nsga2, random, reinforce, spos")),
         ("dataset=imagenet", ("unknown dataset 'imagenet'", "digits")),
         ("seed=[1", ("malformed override",)),
         ("foo=1", ("unknown key 'foo'", "search")),
