@@ -162,10 +162,9 @@ class Strategy(ABC):
         for arch in self.space.references():
             if self._claim(arch):
                 return arch
-        if self.knowledge is not None and self.knowledge.trusted:
-            for arch in self.knowledge.suggestions():
-                if self._claim(arch):
-                    return arch
+        suggested = self._suggested()
+        if suggested is not None:
+            return suggested
         if self.screen is None:
             return self._unseen(lambda: self.space.sample(self.rng))
         pool: dict[str, Arch] = {}
@@ -180,6 +179,14 @@ class Strategy(ABC):
         best = max(pool.values(), key=self.screen)
         self._claim(best)
         return best
+
+    def _suggested(self) -> Optional[Arch]:
+        """With a trusted warm start, the earlier tasks' best architecture not proposed yet (claimed); else None."""
+        if self.knowledge is not None and self.knowledge.trusted:
+            for arch in self.knowledge.suggestions():
+                if self._claim(arch):
+                    return arch
+        return None
 
     def _propose_random(self) -> Optional[Proposal]:
         """A random architecture never proposed before, or None when none can be found."""

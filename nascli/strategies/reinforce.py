@@ -95,6 +95,9 @@ class Reinforce(Strategy):
         self.pending: dict[str, list[int]] = {}  # hash -> decisions of proposals awaiting their outcome
 
     def ask(self) -> Optional[Proposal]:
+        suggested = self._suggested()  # a warm start's suggestions come first; the controller learns from its own
+        if suggested is not None:
+            return Proposal(suggested)
         for _ in range(self.max_attempts // self.sample_batch):
             with torch.no_grad():
                 batch, _, _ = self.controller(self.generator, batch=self.sample_batch)
