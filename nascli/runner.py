@@ -69,6 +69,7 @@ def check_job(cfg: RunConfig) -> None:
     needed = cfg.strategy.cls.needs_evaluator
     if needed is not None and cfg.evaluator.name != needed:
         raise UserError(f"strategy={cfg.strategy.name} works with evaluator={needed}, not evaluator={cfg.evaluator.name}")
+    cfg.space.cls.check(cfg.space.settings)
     cfg.strategy.cls.check(cfg.strategy.settings)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
     goal = Goal.from_settings(cfg.search, "")  # the evaluator's objective is not needed to check the rest

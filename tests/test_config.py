@@ -16,7 +16,8 @@ from nascli.config import GROUPS, default_options, group_options, load_config, m
 @pytest.mark.parametrize("group", GROUPS)
 def test_every_option_composes_and_validates(group: str, tmp_path: Path) -> None:
     (tmp_path / "table.csv").write_text("arch,val_acc,test_acc\n")
-    required = {"tabular": [f"evaluator.table={tmp_path / 'table.csv'}"], "arrays": ["dataset.path=data.npz"]}
+    required = {"tabular": [f"evaluator.table={tmp_path / 'table.csv'}"], "arrays": ["dataset.path=data.npz"],
+                "head": ["space.backbone=a_run"]}
     options = group_options(group)
     assert default_options()[group] in options
     for option, description in options.items():

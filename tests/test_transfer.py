@@ -89,3 +89,24 @@ def test_bad_finetune_is_refused() -> None:
     with pytest.raises(Exception, match="finetune must be full, head or last:K"):
         load_config(["retrain.finetune=last:0"])
     assert isinstance(Transfer("x").summary(), dict)
+
+
+def test_a_head_searched_on_a_frozen_backbone(nas, workdir: Path) -> None:
+    assert nas("search", *TINY, "run_dir=backbone")[0] == 0
+    cfg = load_config(["space=head", f"space.backbone={workdir / 'backbone'}"])
+    space = build_space(cfg)
+    rng = random.Random(0)
+    for _ in range(20):
+        arch = space.validate(space.sample(rng))
+        assert all(space.validate(n) for n in space.neighbours(arch))
+        assert len(space.encode(arch)) == len(space.encode(space.from_decisions([0] * len(space.decisions()))))
+    arch = {"layers": [{"width": 64, "activation": "gelu"}], "dropout": 0.25}
+    model = space.build(arch, (1, 8, 8), 3)
+    model.train()
+    assert not model.backbone.training and all(not p.requires_grad for p in model.backbone.parameters())
+    assert model(torch.randn(4, 1, 8, 8)).shape == (4, 3)
+    code, _, err = nas("search", *TINY, "space=head", "space.backbone=backbone", "strategy=random", "run_dir=heads")
+    assert code == 0, err
+    assert all(t["status"] == "ok" for t in read_trials(workdir / "heads"))
+    code, _, err = nas("search", *TINY, "space=head", "space.backbone=missing", "run_dir=never")
+    assert code == 2 and "missing" in err and not (workdir / "never").exists()

@@ -60,6 +60,10 @@ class SearchSpace(ABC):
     name: str = ""
     modality: str = "image"  # the inputs its networks take: "image" (C, H, W) or "tokens" (L,) ids
 
+    @classmethod
+    def check(cls, settings: Any) -> None:
+        """Raise UserError now if the settings name something unusable (cheap; called before any work starts)."""
+
     @abstractmethod
     def sample(self, rng: random.Random) -> Arch:
         """A uniformly drawn architecture."""
