@@ -53,6 +53,13 @@ def source_weights(path_text: str, arch: Arch) -> dict[str, Tensor]:
         raise UserError(f"{run.path}'s supernet holds no path for this architecture ({exc})") from None
 
 
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
+
+
+def _evaluating(module: nn.Module, inputs: Any) -> None:
+    module.eval()
+
+
 def input_channels(data: Any) -> int:
     """The channel count of image inputs (0 for token sequences, whose first layer is an embedding)."""
     return data.input_shape[0] if data.vocabulary is None else 0
@@ -104,7 +111,7 @@ def parameter_groups(model: nn.Module, transfer: Transfer, finetune: str, copied
     """The parameters that train, as optimizer groups: copied ones at `copied_lr` times the lr, the rest at the lr.
 
     `head` trains the new classifier only; `last:K` also the last K layers with parameters before it; the
-    others are frozen (requires_grad off).
+    others are frozen: no gradients, and frozen batch norm normalises with the source's statistics.
     """
     head = head_names(model)
     layers = [name for name, module in model.named_modules()
@@ -118,7 +125,10 @@ def parameter_groups(model: nn.Module, transfer: Transfer, finetune: str, copied
     copied = set(transfer.copied) | set(transfer.adapted)
     groups: dict[float, list[nn.Parameter]] = {}
     for layer in layers:
-        for tensor, parameter in model.get_submodule(layer).named_parameters(recurse=False):
+        module = model.get_submodule(layer)
+        if layer not in training and isinstance(module, BATCH_NORMS):
+            module.register_forward_pre_hook(_evaluating)  # frozen: its statistics stay the source's
+        for tensor, parameter in module.named_parameters(recurse=False):
             parameter.requires_grad_(layer in training)
             if layer in training:
                 factor = copied_lr if f"{layer}.{tensor}" in copied else 1.0
