@@ -92,6 +92,7 @@ class SearchSettings:
     constraints: Any = None
     pick: Optional[str] = None  # which front member best.json holds: max:METRIC, min:METRIC or knee; null: the first objective
     warm_start: Optional[list[str]] = None  # earlier run or sweep directories (same space) whose trials guide this one
+    warm_start_suggestions: int = 10  # at most this many of their best architectures are proposed first
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick
@@ -99,6 +100,7 @@ class SearchSettings:
         require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
         require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
                 "max_seconds must be a positive finite number (or null)")
+        require(self.warm_start_suggestions >= 0, "warm_start_suggestions must be >= 0")
         require(self.objectives is None or len(self.objectives) > 0, "objectives must name one or more metric:max|min")
         metrics = [parse_objective(text).metric for text in self.objectives or []]
         require(len(set(metrics)) == len(metrics), "objectives must name each metric once")

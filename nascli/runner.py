@@ -103,7 +103,7 @@ def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:
         _check_fits(cfg, space, data)
     evaluator = build_evaluator(cfg, space, hardware, data)
     earlier = load_earlier(cfg.search.warm_start, space, cfg.space.name) if cfg.search.warm_start else None
-    knowledge = Knowledge(earlier, space) if earlier else None
+    knowledge = Knowledge(earlier, space, cfg.search.warm_start_suggestions) if earlier else None
     return SearchParts(space, build_strategy(cfg, space), evaluator, hardware, devices, knowledge)
 
 

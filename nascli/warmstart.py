@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np
@@ -81,9 +82,10 @@ def load_earlier(paths: list[str], space: SearchSpace, space_name: str) -> list[
 class Knowledge:
     """Earlier tasks, the GP of each, this search's observations and the weight each model has on them."""
 
-    def __init__(self, tasks: list[EarlierTask], space: SearchSpace) -> None:
-        self.tasks, self.space = tasks, space
+    def __init__(self, tasks: list[EarlierTask], space: SearchSpace, limit: int = 10) -> None:
+        self.tasks, self.space, self.limit = tasks, space, limit
         self.models = [self._fit(task) for task in tasks]
+        self.suggested = 0  # suggestions proposed so far
         self.observed: list[tuple[Arch, float]] = []
         self.weights = self._prior()
         self.history: list[list[float]] = []  # the weights after each observation
@@ -130,6 +132,16 @@ class Knowledge:
         shares = (best / best.sum(axis=0)).mean(axis=1)
         return [float(s) for s in shares]
 
+    def suggest(self, claim: Callable[[Arch], bool]) -> Optional[Arch]:
+        """The best suggestion `claim` accepts, while trusted and fewer than `limit` were proposed; else None."""
+        if not self.trusted or self.suggested >= self.limit:
+            return None
+        for arch in self.suggestions():
+            if claim(arch):
+                self.suggested += 1
+                return arch
+        return None
+
     def suggestions(self) -> list[Arch]:
         """Earlier tasks' architectures, best first by the weighted sum of their standardised scores."""
         weights = np.array(self.weights[:-1])
@@ -152,12 +164,14 @@ class Knowledge:
 
     def state_dict(self) -> dict[str, Any]:
         """This search's observations and the weights after each: what a resumed search continues from."""
-        return {"observed": [[arch, value] for arch, value in self.observed], "history": self.history}
+        return {"observed": [[arch, value] for arch, value in self.observed], "history": self.history,
+                "suggested": self.suggested}
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from a `state_dict`."""
         self.observed = [(arch, value) for arch, value in state.get("observed", [])]
         self.history = state.get("history", [])
+        self.suggested = state.get("suggested", 0)
         self.weights = list(self.history[-1]) if self.history else self._prior()
 
     def describe(self) -> dict[str, Any]:

@@ -58,7 +58,8 @@ def curve(table: str, strategy: str, seed: int, warm: list[str]) -> list[float]:
     evaluator = build_evaluator(cfg, space, hardware=None)
     goal = Goal.from_settings(cfg.search, evaluator.objective)
     chosen = build_strategy(cfg, space)
-    chosen.prepare(evaluator, goal, Knowledge(load_earlier(warm, space, "nb201"), space) if warm else None)
+    knowledge = Knowledge(load_earlier(warm, space, "nb201"), space, cfg.search.warm_start_suggestions) if warm else None
+    chosen.prepare(evaluator, goal, knowledge)
     best_val, best_test, values = float("-inf"), float("nan"), []
     for trial in Scheduler(chosen, space, InlineExecutor(evaluator), seed, cfg.search, goal).run():
         if trial.ok and trial.metrics["val_acc"] > best_val:

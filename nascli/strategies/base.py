@@ -182,11 +182,7 @@ class Strategy(ABC):
 
     def _suggested(self) -> Optional[Arch]:
         """With a trusted warm start, the earlier tasks' best architecture not proposed yet (claimed); else None."""
-        if self.knowledge is not None and self.knowledge.trusted:
-            for arch in self.knowledge.suggestions():
-                if self._claim(arch):
-                    return arch
-        return None
+        return self.knowledge.suggest(self._claim) if self.knowledge is not None else None
 
     def _propose_random(self) -> Optional[Proposal]:
         """A random architecture never proposed before, or None when none can be found."""
