@@ -224,8 +224,8 @@ def test_percentiles_and_rank_mean() -> None:
 
 
 def test_rank_mean_of_a_candidate_does_not_depend_on_the_others() -> None:
-    forwards = evaluator(proxy="rank_mean", proxies=["synflow", "snip"])
-    backwards = evaluator(proxy="rank_mean", proxies=["synflow", "snip"])
+    forwards = evaluator(proxy="rank_mean", proxies=["synflow", "snip", "params"], combine=["synflow", "snip"])
+    backwards = evaluator(proxy="rank_mean", proxies=["synflow", "snip", "params"], combine=["synflow", "snip"])
     a = [forwards.evaluate(arch, seed=1) for arch in ARCHS]
     b = [backwards.evaluate(arch, seed=1) for arch in reversed(ARCHS)][::-1]
     assert a == b and forwards.objective == "rank_mean"
@@ -233,7 +233,9 @@ def test_rank_mean_of_a_candidate_does_not_depend_on_the_others() -> None:
     for metrics in a:
         expected = (percentile(metrics["proxy_synflow"], reference["synflow"])
                     + percentile(metrics["proxy_snip"], reference["snip"])) / 2
-        assert metrics["rank_mean"] == pytest.approx(expected)
+        assert metrics["rank_mean"] == pytest.approx(expected)  # params is recorded, not combined
+    with pytest.raises(ValueError, match="combine must name one or more of proxies"):
+        ProxyEvaluatorSettings(proxy="rank_mean", proxies=["synflow"], combine=["synflow", "jacov"])
 
 
 def test_a_non_finite_objective_fails_the_trial_and_other_values_become_none(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,6 +1,6 @@
 """Evaluate with zero-cost proxies: score each untrained candidate on mini-batches of the training split.
 
-The objective is one proxy (`proxy_<name>`) or `rank_mean`: the mean over `proxies` of the candidate's percentile
+The objective is one proxy (`proxy_<name>`) or `rank_mean`: the mean over `combine` of the candidate's percentile
 among the scores of a fixed reference population of random architectures, so that a candidate's score depends on
 no other candidate and parallel workers agree. No latency is measured; the best architecture is retrained as usual.
 """
@@ -35,8 +35,10 @@ REFERENCE_SEED = 0  # fixed, so that every worker and every run ranks candidates
 class ProxyEvaluatorSettings:
     """The proxy maximised, the proxies recorded, the mini-batches they see and rank_mean's reference population."""
 
-    proxy: str = "synflow"  # one of `proxies`, or rank_mean: the mean percentile of `proxies` among the reference's
+    proxy: str = "synflow"  # one of `proxies`, or rank_mean: the mean percentile of `combine` among the reference's
     proxies: list[str] = field(default_factory=lambda: list(PROXIES))
+    # the proxies rank_mean averages: synflow and jacov beat every single proxy on NAS-Bench-201 (docs/benchmarks.md)
+    combine: list[str] = field(default_factory=lambda: ["synflow", "jacov"])
     batch_size: int = 64
     batches: int = 1  # scores are averaged over this many mini-batches of the training split
     reference: int = 32  # random architectures (drawn with a fixed seed) that rank_mean's percentiles are taken among
@@ -47,6 +49,8 @@ class ProxyEvaluatorSettings:
         require(not unknown, f"unknown proxy in proxies: {', '.join(unknown)}; known: {known}")
         require(len(self.proxies) > 0 and len(set(self.proxies)) == len(self.proxies),
                 f"proxies must name one or more of {known}, each once")
+        require(self.proxy != RANK_MEAN or (len(self.combine) > 0 and set(self.combine) <= set(self.proxies)),
+                f"combine must name one or more of proxies ({', '.join(self.proxies)})")
         require(self.proxy == RANK_MEAN or self.proxy in self.proxies,
                 f"proxy must be one of proxies ({', '.join(self.proxies)}) or {RANK_MEAN}, got {self.proxy!r}")
         require(self.batch_size >= 2, "batch_size must be at least 2 (jacov correlates the samples of a batch)")
@@ -128,7 +132,7 @@ class ProxyEvaluator(Evaluator):
             scores = self._scores(model, seed)
             metrics = {f"proxy_{name}": value for name, value in scores.items()}
             if self.objective == RANK_MEAN:
-                metrics[RANK_MEAN] = rank_mean(scores, self.reference())
+                metrics[RANK_MEAN] = rank_mean({n: scores[n] for n in self.settings.combine}, self.reference())
             if "flops" in scores:  # counting again would take as long as the proxy did
                 flops = int(scores["flops"])
             else:
