@@ -106,7 +106,8 @@ class BayesianOptimisation(Strategy):
         return [arch for (arch, _), k in zip(self.observed, keep) if k]
 
     def _pool_multi(self) -> list[dict]:
-        """Unseen candidates: the neighbours of every front member, their mutants and random architectures."""
+        """Unseen candidates: the neighbours of `parents` front members drawn at random, their mutants and random
+        architectures (the neighbours of every member measured slightly worse: docs/benchmarks.md)."""
         front = self._front()
         self.rng.shuffle(front)
         return self._wide_pool(front)
