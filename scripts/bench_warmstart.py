@@ -2,7 +2,7 @@
 
 Usage: python scripts/bench_warmstart.py --source ../shared/benchmarks/nb201/cifar10.csv
            --target ../shared/benchmarks/nb201/cifar100.csv [--seeds 20] [--strategies bo evolution local]
-           [--source-runs 3] [--source-queries 100]
+           [--source-runs 3] [--source-queries 100] [--first-seed 0]
 
 It first runs `--source-runs` bo searches of `--source-queries` queries on the source table, and the same on a
 copy of it whose val_acc is shuffled across cells (an unrelated source). Then, per strategy and seed, it searches
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--source", required=True)
     parser.add_argument("--target", required=True)
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0, help="target searches use seeds first-seed, first-seed + 1, ...")
     parser.add_argument("--strategies", nargs="+", default=["bo", "evolution", "local"])
     parser.add_argument("--source-runs", type=int, default=3)
     parser.add_argument("--source-queries", type=int, default=100)
@@ -90,8 +91,9 @@ def main() -> None:
                 for name, src in (("related", args.source), ("shuffled", str(shuffled))) for seed in range(args.source_runs)]
         list(pool.map(source_run, *zip(*jobs)))
         sources = {"cold": [], "warm": [str(work / "related")], "warm from shuffled": [str(work / "shuffled")]}
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
         runs = [(strategy, kind, seed) for strategy in ["random", *args.strategies] for kind in sources
-                for seed in range(args.seeds) if strategy != "random" or kind == "cold"]
+                for seed in seeds if strategy != "random" or kind == "cold"]
         curves = list(pool.map(curve, *zip(*[(args.target, s, seed, sources[kind]) for s, kind, seed in runs])))
     random = {b: statistics.mean(c[b - 1] for (s, _, _), c in zip(runs, curves) if s == "random") for b in BUDGETS}
     print(f"source {args.source} ({args.source_runs} bo runs x {args.source_queries} queries), target {args.target}, "
