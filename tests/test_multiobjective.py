@@ -11,15 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import TINY, read_trials, synthetic_score, untimed
-from nascli.config import load_config
-from nascli.factory import build_evaluator, build_space, build_strategy
+from conftest import TINY, read_trials, synthetic_score
 from nascli.goal import Constraint, Goal, Objective, parse_constraints
-from nascli.scheduler import Scheduler
 from nascli.spaces.nb201 import OPS, cell_string
 from nascli.strategies.bo import hypervolume_improvement
 from nascli.strategies.nsga2 import crowding_distance
-from test_resume import JitteryExecutor
+from test_resume import assert_resumes_exactly, prepared_scheduler
 
 ACC_LAT = Goal([Objective("acc", True), Objective("lat", False)])
 MULTI = ["random", "nsga2", "bo", "local"]
@@ -191,27 +188,9 @@ def test_an_objective_trials_do_not_record_stops_with_one_line(nas, workdir: Pat
 
 @pytest.mark.parametrize("strategy", ["nsga2", "bo", "local"])
 def test_a_resumed_multi_objective_search_continues_as_if_never_stopped(hw_table: Path, strategy: str) -> None:
-    def scheduler(states: list) -> Scheduler:
-        cfg = load_config(tabular(hw_table, f"strategy={strategy}", "search.max_trials=40", "seed=2",
-                                  "search.objectives=[val_acc:max,latency:min]", "search.constraints={latency: 9}"))
-        space = build_space(cfg)
-        evaluator = build_evaluator(cfg, space, hardware=None)
-        goal = Goal.from_settings(cfg.search, evaluator.objective)
-        chosen = build_strategy(cfg, space)
-        chosen.prepare(evaluator, goal)
-        return Scheduler(chosen, space, JitteryExecutor(evaluator, slots=3), cfg.seed, cfg.search, goal, states.append)
-
-    expected = list(scheduler([]).run())
-    states: list = []
-    log = []
-    for trial in scheduler(states).run():
-        log.append(trial)
-        if len(log) == 27:
-            break
-    resumed = scheduler([])
-    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
-    log += list(resumed.run())
-    assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
+    overrides = tabular(hw_table, f"strategy={strategy}", "search.max_trials=40", "seed=2",
+                        "search.objectives=[val_acc:max,latency:min]", "search.constraints={latency: 9}")
+    assert_resumes_exactly(lambda states: prepared_scheduler(overrides, states), stop_after=27)
 
 
 def test_report_draws_fronts_and_hypervolume_of_multi_objective_runs(nas, workdir: Path, hw_table: Path) -> None:

@@ -9,8 +9,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -21,6 +23,7 @@ from nascli.factory import build_evaluator, build_space, build_strategy
 from nascli.rundir import Trial
 from nascli.goal import Goal
 from nascli.scheduler import Scheduler
+from nascli.warmstart import Knowledge, load_earlier
 
 STRATEGIES = ["local", "evolution", "bo", "reinforce", "hyperband"]
 
@@ -43,6 +46,32 @@ class JitteryExecutor(Executor):
 
     def close(self) -> None:
         self.pool.shutdown()
+
+
+def prepared_scheduler(overrides: list[str], states: list, earlier: Optional[list[str]] = None) -> Scheduler:
+    """A search as the runner builds it (goal, prepared strategy, optional warm start), on jittery threads."""
+    cfg = load_config(overrides)
+    space = build_space(cfg)
+    evaluator = build_evaluator(cfg, space, hardware=None)
+    goal = Goal.from_settings(cfg.search, evaluator.objective)
+    chosen = build_strategy(cfg, space)
+    chosen.prepare(evaluator, goal, Knowledge(load_earlier(earlier, space, cfg.space.name), space) if earlier else None)
+    return Scheduler(chosen, space, JitteryExecutor(evaluator, slots=3), cfg.seed, cfg.search, goal, states.append)
+
+
+def assert_resumes_exactly(make: Callable[[list], Scheduler], stop_after: int) -> None:
+    """A search stopped after `stop_after` trials and resumed from its last checkpoint logs what a whole one does."""
+    expected = list(make([]).run())
+    states: list = []
+    log = []
+    for trial in make(states).run():
+        log.append(trial)
+        if len(log) == stop_after:
+            break
+    resumed = make([])
+    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
+    log += list(resumed.run())
+    assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
 
 
 def scheduler(table: Path, strategy: str, states: list) -> Scheduler:

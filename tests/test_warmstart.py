@@ -11,15 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.gaussian_process import GaussianProcessRegressor
 
-from conftest import TINY, read_trials, synthetic_score, untimed
-from nascli.config import load_config
-from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.goal import Goal
-from nascli.scheduler import Scheduler
+from conftest import TINY, read_trials, synthetic_score
 from nascli.spaces.nb201 import OPS, cell_string
 from nascli.surrogate import fit_gp
-from nascli.warmstart import Knowledge, leave_one_out, load_earlier, ranking_losses
-from test_resume import JitteryExecutor
+from nascli.warmstart import leave_one_out, ranking_losses
+from test_resume import assert_resumes_exactly, prepared_scheduler
 
 
 def write_table(path: Path, score) -> Path:
@@ -104,27 +100,8 @@ def test_an_anti_correlated_source_loses_its_weight_within_a_few_trials(nas, wor
 def test_a_resumed_warm_started_search_continues_as_if_never_stopped(nas, workdir: Path,
                                                                      tables: dict[str, Path]) -> None:
     assert nas("search", *tabular(tables["source"], "strategy=random", "search.max_trials=30", "run_dir=earlier"))[0] == 0
-
-    def scheduler(states: list) -> Scheduler:
-        cfg = load_config(tabular(tables["related"], "strategy=bo", "search.max_trials=14", "strategy.initial=4"))
-        space = build_space(cfg)
-        evaluator = build_evaluator(cfg, space, hardware=None)
-        goal = Goal.from_settings(cfg.search, evaluator.objective)
-        chosen = build_strategy(cfg, space)
-        chosen.prepare(evaluator, goal, Knowledge(load_earlier([str(workdir / "earlier")], space, "nb201"), space))
-        return Scheduler(chosen, space, JitteryExecutor(evaluator, slots=2), cfg.seed, cfg.search, goal, states.append)
-
-    expected = list(scheduler([]).run())
-    states: list = []
-    log = []
-    for trial in scheduler(states).run():
-        log.append(trial)
-        if len(log) == 9:
-            break
-    resumed = scheduler([])
-    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
-    log += list(resumed.run())
-    assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
+    overrides = tabular(tables["related"], "strategy=bo", "search.max_trials=14", "strategy.initial=4")
+    assert_resumes_exactly(lambda states: prepared_scheduler(overrides, states, [str(workdir / "earlier")]), stop_after=9)
 
 
 def test_a_warm_start_from_another_space_or_from_nothing_is_one_line(nas, workdir: Path,
