@@ -81,7 +81,7 @@ def test_a_related_source_starts_the_search_at_its_best_and_keeps_its_weight(nas
     assert code == 0 and "warm start" in out and "table:source" in out
 
 
-@pytest.mark.parametrize("strategy", ["bo", "evolution", "local", "reinforce"])
+@pytest.mark.parametrize("strategy", ["bo", "evolution", "reinforce"])
 def test_an_anti_correlated_source_loses_its_weight_within_a_few_trials(nas, workdir: Path, tables: dict[str, Path],
                                                                         strategy: str) -> None:
     assert nas("search", *tabular(tables["source"], "strategy=random", "search.max_trials=40", "run_dir=earlier"))[0] == 0
