@@ -31,7 +31,7 @@ from nascli.scheduler import Scheduler
 from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
-from nascli.transfer import initialise, input_channels, parameter_groups, source_weights
+from nascli.transfer import initialise, input_channels, parameter_groups, weight_source
 from nascli.warmstart import Knowledge, load_earlier
 
 
@@ -299,7 +299,7 @@ def _retrain_into(
     model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
     transfer, groups = None, None
     if cfg.retrain.init:
-        transfer = initialise(model, source_weights(cfg.retrain.init, arch), cfg.retrain.init, input_channels(data))
+        transfer = initialise(model, weight_source(cfg.retrain.init)(arch), cfg.retrain.init, input_channels(data))
         groups = parameter_groups(model, transfer, cfg.retrain.finetune, cfg.retrain.copied_lr)
     model = model.to(hardware.device)
     if hardware.channels_last:
@@ -387,7 +387,7 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     _check_fits(cfg, space, data)
     if cfg.retrain.init:  # fails now, before the run directory exists, if nothing fits
         initialise(space.build(arch, data.input_shape, data.num_classes, data.vocab_size),
-                   source_weights(cfg.retrain.init, arch), cfg.retrain.init, input_channels(data))
+                   weight_source(cfg.retrain.init)(arch), cfg.retrain.init, input_channels(data))
     run = _start_run(run_dir, cfg, _record("retrain", overrides, hardware, source=str(source)), data)
     run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source),
                     **({"trial": cfg.pick} if cfg.pick is not None else {})})

@@ -8,6 +8,7 @@ over its input channels and divided by the new count, which keeps the response t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -15,7 +16,7 @@ from typing import Any, Optional
 from torch import Tensor, nn
 
 from nascli.errors import UserError
-from nascli.rundir import RunDir
+from nascli.rundir import MODEL, RunDir
 from nascli.spaces.base import Arch
 
 @dataclass
@@ -33,24 +34,30 @@ class Transfer:
                 "trainable_params": self.trainable}
 
 
-def source_weights(path_text: str, arch: Arch) -> dict[str, Tensor]:
-    """The weights to start from: a run's retrained model, or `arch`'s path through a run's supernet."""
+def weight_source(path_text: str) -> Callable[[Arch], dict[str, Tensor]]:
+    """The weights to start each architecture from, read once: a run's retrained model, or the architecture's
+    path through a run's supernet."""
     from nascli.factory import space_of  # lazily: the factory imports the evaluators, which import this module
 
     run = RunDir(Path(path_text).expanduser())
     run.require_run()
-    if run.file("retrain/model.pt").exists():
-        return run.load_checkpoint()["state_dict"]
+    if run.file(MODEL).exists():
+        weights = run.load_checkpoint()["state_dict"]
+        return lambda arch: weights
     checkpoint = run.load_supernet()
     if checkpoint is None:
         raise UserError(f"{run.path} has neither a retrained model nor a supernet to initialise from")
     space = space_of(run.config())
     supernet = space.supernet(tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
     supernet.load_state_dict(checkpoint["state_dict"])
-    try:
-        return supernet.extract(space.validate(arch)).state_dict()
-    except ValueError as exc:
-        raise UserError(f"{run.path}'s supernet holds no path for this architecture ({exc})") from None
+
+    def path_weights(arch: Arch) -> dict[str, Tensor]:
+        try:
+            return supernet.extract(space.validate(arch)).state_dict()
+        except ValueError as exc:
+            raise UserError(f"{run.path}'s supernet holds no path for this architecture ({exc})") from None
+
+    return path_weights
 
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

@@ -86,6 +86,8 @@ class Knowledge:
         self.tasks, self.space, self.limit = tasks, space, limit
         self.models = [self._fit(task) for task in tasks]
         self.suggested = 0  # suggestions proposed so far
+        self._candidates: Optional[list[Arch]] = None  # every earlier architecture, and each model's predictions
+        self._predictions = np.empty(0)
         self.observed: list[tuple[Arch, float]] = []
         self.weights = self._prior()
         self.history: list[list[float]] = []  # the weights after each observation
@@ -143,13 +145,15 @@ class Knowledge:
         return None
 
     def suggestions(self) -> list[Arch]:
-        """Earlier tasks' architectures, best first by the weighted sum of their standardised scores."""
+        """Earlier tasks' architectures, best first by the weighted sum of their models' predictions."""
+        if self._candidates is None:  # the architectures and the models' predictions do not change: once
+            self._candidates = list({self.space.hash(a): a for task in self.tasks for a in task.archs}.values())
+            x = np.array([self.space.encode(a) for a in self._candidates])
+            self._predictions = np.array([model.predict(x) for model in self.models])
         weights = np.array(self.weights[:-1])
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(len(weights), 1 / len(weights))
-        archs = {self.space.hash(a): a for task in self.tasks for a in task.archs}
-        x = np.array([self.space.encode(a) for a in archs.values()])
-        score = sum(w * model.predict(x) for w, model in zip(weights, self.models) if w > 0)
-        return [list(archs.values())[i] for i in np.argsort(-score, kind="stable")]
+        score = weights @ self._predictions
+        return [self._candidates[i] for i in np.argsort(-score, kind="stable")]
 
     def predict(self, own: Optional[GaussianProcessRegressor], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The weighted ensemble's mean and standard deviation at `x` (standardised scale); `own` is this task's GP."""

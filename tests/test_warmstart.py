@@ -74,6 +74,11 @@ def test_a_related_source_starts_the_search_at_its_best_and_keeps_its_weight(nas
     target = pd.read_csv(tables["related"])["val_acc"]
     assert warm[0]["metrics"]["val_acc"] >= target.quantile(0.99)  # the earlier search's best, first
     assert max(t["metrics"]["val_acc"] for t in warm[:10]) > max(t["metrics"]["val_acc"] for t in cold[:10])
+    code, _, err = nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=15",
+                                          "search.warm_start=[earlier]", "search.warm_start_suggestions=0",
+                                          "run_dir=unsuggested"))
+    assert code == 0, err  # no suggestions: bo's random design is the cold one
+    assert [t["hash"] for t in read_trials(workdir / "unsuggested")] == [t["hash"] for t in cold]
     record = json.loads((workdir / "warm" / "warm_start.json").read_text())
     assert record["models"] == ["table:source", "(this search)"] and len(record["weights"]) == 15
     assert record["weights"][-1][0] >= 0.5

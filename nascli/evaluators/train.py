@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -17,7 +18,7 @@ from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.training import train
 from nascli.registry import register
 from nascli.rundir import RunDir
-from nascli.transfer import initialise, input_channels, source_weights
+from nascli.transfer import initialise, input_channels, weight_source
 from nascli.spaces.base import Arch
 
 
@@ -46,6 +47,7 @@ class TrainEvaluator(Evaluator):
     def __init__(self, settings: TrainEvaluatorSettings, **dependencies: Any) -> None:
         super().__init__(settings, **dependencies)
         self.objective = settings.objective
+        self._inherited_from: Optional[Callable[[Arch], dict[str, torch.Tensor]]] = None  # evaluator.init's weights
         if self.objective == "val_auc" and self.data is not None and self.data.num_classes != 2:
             raise UserError(f"evaluator.objective=val_auc needs two classes; this dataset has {self.data.num_classes}")
 
@@ -70,7 +72,9 @@ class TrainEvaluator(Evaluator):
         model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
         inherited = {}
         if self.settings.init:
-            transfer = initialise(model, source_weights(self.settings.init, arch), self.settings.init,
+            if self._inherited_from is None:  # read the source once, at the first candidate
+                self._inherited_from = weight_source(self.settings.init)
+            transfer = initialise(model, self._inherited_from(arch), self.settings.init,
                                   input_channels(data), strict=False)
             inherited = {"inherited": len(transfer.copied) + len(transfer.adapted)}
         model = model.to(hardware.device)
