@@ -16,7 +16,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from nascli.config import RunConfig, config_dir, hydra_errors, sweep_jobs, validate
 from nascli.errors import UserError, exit_with
@@ -39,8 +39,9 @@ class JobChecks(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            cfg = _checked(config)
-            RunDir(usable_dir(cfg.run_dir, "run_dir")).ensure_free()
+            _checked(config)
+            # the folder Hydra will use: `now` is resolved once per config object, and this is Hydra's own
+            RunDir(usable_dir(str(OmegaConf.select(config, "hydra.run.dir")), "run_dir")).ensure_free()
         except UserError as exc:
             exit_with(exc)  # SystemExit passes through Hydra; an exception here would only be warned about
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from pathlib import Path
 
+import hydra.core.utils
 import pandas as pd
 import torch
 
@@ -27,7 +29,20 @@ def test_retrain_a_search_run_with_other_settings(nas, workdir: Path) -> None:
     assert "dataset=synthetic" in record["overrides"] and "retrain.epochs=2" in record["overrides"]
 
 
-def test_retrain_an_architecture_file_into_a_dated_directory(nas, workdir: Path) -> None:
+class TickingClock:
+    """A stand-in for `datetime` whose clock moves one second each time it is read."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def now(self) -> datetime.datetime:
+        self.reads += 1
+        return datetime.datetime(2026, 1, 1, 12, 0, 0) + datetime.timedelta(seconds=self.reads)
+
+
+def test_retrain_an_architecture_file_into_a_dated_directory(nas, workdir: Path, monkeypatch) -> None:
+    """One dated folder, however many times the clock is read while the job is checked and started."""
+    monkeypatch.setattr(hydra.core.utils, "datetime", TickingClock())
     arch = {"blocks": [{"op": "conv3x3", "width": 16, "down": True}, {"op": "identity", "width": 32, "down": False}]}
     (workdir / "arch.json").write_text(json.dumps(arch))
     code, _, err = nas("retrain", "arch.json", *TINY)
