@@ -51,6 +51,14 @@ def test_training_learns_and_is_deterministic(optimizer: str, lr: float) -> None
     assert (a(x).argmax(1) == y).float().mean() > 0.9
 
 
+@pytest.mark.parametrize("steps", range(1, 12))
+def test_the_schedule_takes_any_number_of_steps(steps: int) -> None:
+    """A run of 5 steps once divided by zero in OneCycleLR (its warm-up ended on step 0)."""
+    x, y = torch.randn(4 * steps, 1, 2, 2), torch.randint(0, 2, (4 * steps,))
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2))
+    train(model, x, y, TrainSettings(epochs=1, batch_size=4, augment=False), CPU, seed=0)
+
+
 def test_augment_shifts_and_flips_within_bounds() -> None:
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
     out = augment(x, crop_padding=1, hflip=True, generator=torch.Generator().manual_seed(0))

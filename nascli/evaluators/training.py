@@ -54,8 +54,10 @@ def optimizer_and_schedule(
     else:
         optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True,
                                     weight_decay=settings.weight_decay)
+    # OneCycleLR divides by zero when its warm-up ends on step 0 (0.2 x 5 steps): warm up over 2+ steps then
+    warm_up = 0.2 if total_steps < 4 else max(0.2, 2 / total_steps)
     return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
-                                                          pct_start=0.2)
+                                                          pct_start=warm_up)
 
 
 def train(

@@ -1,0 +1,137 @@
+"""How fast nascli's training loop trains candidates, against what the machine can do, measured in one run.
+
+Usage: python scripts/bench_loop.py [--datasets fashion_mnist cifar10] [--cifar-root DIR] [--chains 16]
+           [--cells 6] [--steps 30] [--device cpu|cuda] [--overrides KEY=VALUE ...]
+
+A fixed, seeded set of candidates (`--chains` chain architectures spread over the space's sizes, and
+`--cells` NAS-Bench-201 cells in the benchmark's skeleton) is trained with nascli's own loop
+(`nascli.evaluators.training.train`, the settings of `evaluator=train` plus `--overrides`) for
+`--steps` steps on each dataset, after two untimed warm-up steps. Per candidate and as medians it
+prints images per second and achieved GFLOP/s (forward FLOPs of convolutions and linear layers,
+x3 for forward + backward). The machine's references are measured in the same run: an fp32 matrix
+multiply and a dense 3x3 convolution (32 -> 32 channels, 28x28, fwd + bwd) at the loop's batch size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import statistics
+import time
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from nascli.config import load_config
+from nascli.evaluators.profile import count_flops
+from nascli.evaluators.training import train
+from nascli.factory import build_space, load_data
+from nascli.hardware import resolve_hardware
+
+
+def candidates(chains: int, cells: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
+    """`chains` chain architectures evenly spread over 400 draws sorted by size, and `cells` NB201 cells."""
+    rng = random.Random(seed)
+    chain_space = build_space(load_config(["space=chain"]))
+    cell_space = build_space(load_config(["space=nb201"]))
+    drawn = sorted((chain_space.sample(rng) for _ in range(400)), key=chain_space.hash)
+    by_size = sorted(drawn, key=lambda a: sum(b["width"] * (1 + (b["op"] != "identity")) for b in a["blocks"]))
+    picked = [by_size[round(i * (len(by_size) - 1) / max(1, chains - 1))] for i in range(chains)]
+    return [("chain", arch) for arch in picked] + [("nb201", cell_space.sample(rng)) for _ in range(cells)]
+
+
+def timed(work: Any, device: torch.device, repeats: int = 5) -> float:
+    """Median seconds of `work()` after one untimed call."""
+    work()
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        work()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def references(batch: int, device: torch.device) -> dict[str, float]:
+    """GFLOP/s of an fp32 matrix multiply (2048^3) and of a dense 3x3 convolution's forward + backward."""
+    a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
+    matmul = 2 * 2048**3 / timed(lambda: a @ b, device) / 1e9
+    x = torch.randn(batch, 32, 28, 28, device=device)
+    weight = torch.randn(32, 32, 3, 3, device=device, requires_grad=True)
+
+    def conv_step() -> None:
+        F.conv2d(x, weight, padding=1).sum().backward()
+
+    conv_flops = 3 * 2 * batch * 32 * 32 * 9 * 28 * 28
+    return {"matmul": matmul, "conv3x3": conv_flops / timed(conv_step, device) / 1e9}
+
+
+def describe(kind: str, arch: dict[str, Any]) -> str:
+    if kind == "nb201":
+        return "nb201 " + arch["cell"]
+    return "chain " + " ".join(f"{b['op']}/{b['width']}{'v' if b['down'] else ''}" for b in arch["blocks"])
+
+
+def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, dict[str, Any]]]) -> dict[str, float]:
+    """Train every candidate on `name` for `--steps` steps; print a row each, return the medians."""
+    root = [f"dataset.root={args.cifar_root}"] if name == "cifar10" and args.cifar_root else []
+    cfg = load_config([f"dataset={name}", f"hardware.device={args.device}", *root, *args.overrides])
+    hardware = resolve_hardware(cfg.hardware)
+    data = load_data(cfg, hardware)
+    settings = cfg.evaluator.settings
+    images = args.steps * settings.batch_size
+    x, y = data.train_x[:images], data.train_y[:images]
+    reference = references(settings.batch_size, hardware.device)
+    print(f"\n## {name}: {len(picked)} candidates, {args.steps} steps of {settings.batch_size} images, "
+          f"{data.input_shape}, device {hardware.device}, {torch.get_num_threads()} threads")
+    print(f"references: fp32 matmul {reference['matmul']:.1f} GFLOP/s, dense 3x3 conv fwd+bwd "
+          f"{reference['conv3x3']:.1f} GFLOP/s (batch {settings.batch_size})\n")
+    print("| candidate | MFLOPs/image | images/s | GFLOP/s | % of conv |")
+    print("|---|---|---|---|---|")
+    rates, gflops = [], []
+    for kind, arch in picked:
+        space = build_space(load_config([f"space={kind}"]))
+        torch.manual_seed(0)
+        model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
+        if hardware.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        flops = count_flops(model, data.input_shape, hardware.device)
+        common = dict(settings=settings, hardware=hardware, seed=0, epochs=1,
+                      crop_padding=data.crop_padding, hflip=data.hflip)
+        train(model, x[: 2 * settings.batch_size], y[: 2 * settings.batch_size], **common)
+        seconds = train(model, x, y, **common)
+        rates.append(len(x) / seconds)
+        gflops.append(3 * flops * rates[-1] / 1e9)
+        print(f"| {describe(kind, arch)} | {flops / 1e6:.1f} | {rates[-1]:.0f} | {gflops[-1]:.1f} | "
+              f"{100 * gflops[-1] / reference['conv3x3']:.0f}% |", flush=True)
+    medians = {"images_per_s": statistics.median(rates), "gflops": statistics.median(gflops), **reference}
+    print(f"\nmedian: {medians['images_per_s']:.0f} images/s, {medians['gflops']:.1f} GFLOP/s "
+          f"({100 * medians['gflops'] / reference['conv3x3']:.0f}% of the dense conv reference)")
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=["fashion_mnist", "cifar10"])
+    parser.add_argument("--cifar-root", default=None, help="CIFAR-10 image folder (e.g. the shared JPGs, extracted)")
+    parser.add_argument("--chains", type=int, default=16)
+    parser.add_argument("--cells", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--overrides", nargs="*", default=[], help="config overrides, e.g. evaluator.batch_size=256")
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}; "
+          f"overrides: {' '.join(args.overrides) or 'none'}")
+    picked = candidates(args.chains, args.cells)
+    for name in args.datasets:
+        bench_dataset(name, args, picked)
+
+
+if __name__ == "__main__":
+    main()
