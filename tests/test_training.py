@@ -116,3 +116,47 @@ def test_ctrl_c_keeps_finished_trials_and_marks_the_run_interrupted(
     assert len(read_trials(workdir / "run")) == 1
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert summary["status"] == "interrupted" and summary["n_trials"] == 1
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_pooling_matches_pytorchs_values_and_gradients(stride: int, channels_last: bool) -> None:
+    """The training forms of 3x3 average pooling and the global mean give PyTorch's values and gradients."""
+    from nascli.spaces.pooling import avg_pool3x3, global_avg_pool
+
+    x = torch.randn(3, 5, 7, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    for ours, theirs in [(avg_pool3x3(x, stride), nn.AvgPool2d(3, stride, 1, count_include_pad=False)(x)),
+                         (global_avg_pool(x), nn.AdaptiveAvgPool2d(1)(x))]:
+        assert torch.allclose(ours, theirs, atol=1e-6)
+        weights = torch.randn_like(ours)
+        mine, = torch.autograd.grad((ours * weights).sum(), x)
+        reference, = torch.autograd.grad((theirs * weights).sum(), x)
+        assert torch.allclose(mine, reference, atol=1e-6)
+        assert mine.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+
+
+def test_channels_last_training_stays_within_rounding_of_the_standard_layout() -> None:
+    """Training in channels_last (the default on every device) gives the same weights as NCHW, up to rounding."""
+    from nascli.spaces.chain import ChainSpace, ChainSettings
+
+    space = ChainSpace(ChainSettings())
+    arch = {"blocks": [{"op": "conv3x3", "width": 16, "down": False}, {"op": "avgpool3x3", "width": 32, "down": True},
+                       {"op": "maxpool3x3", "width": 32, "down": False}]}
+    x, y = torch.randn(128, 1, 12, 12), torch.randint(0, 10, (128,))
+
+    def fit(channels_last: bool) -> nn.Module:
+        torch.manual_seed(0)
+        model = space.build(arch, (1, 12, 12), 10)
+        if channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        hardware = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=channels_last)
+        train(model, x, y, TrainSettings(epochs=2, batch_size=32), hardware, seed=0, crop_padding=1, hflip=True)
+        return model
+
+    standard, fast = fit(False), fit(True)
+    for p, q in zip(standard.parameters(), fast.parameters()):
+        assert torch.allclose(p, q, atol=1e-4), (p - q).abs().max()
+    assert all(torch.equal(p, q) for p, q in zip(fast.parameters(), fit(True).parameters()))

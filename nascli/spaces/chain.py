@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
+from nascli.spaces.pooling import AvgPool3x3, GlobalAvgPool, avg_pool3x3, global_avg_pool
 from nascli.spaces.sliced import SlicedBatchNorm2d, SlicedConv2d
 from nascli.registry import register
 
@@ -62,7 +63,7 @@ class Block(nn.Module):
             if op == "maxpool3x3":
                 layers = [nn.MaxPool2d(3, stride, padding=1)]
             elif op == "avgpool3x3":
-                layers = [nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)]
+                layers = [AvgPool3x3(stride)]
             else:
                 layers = [nn.AvgPool2d(1, stride)] if stride > 1 else []
             if c_in != c_out:
@@ -105,7 +106,7 @@ class SuperBlock(nn.Module):
         if op == "maxpool3x3":
             x = F.max_pool2d(x, 3, stride, padding=1)
         elif op == "avgpool3x3":
-            x = F.avg_pool2d(x, 3, stride, padding=1, count_include_pad=False)
+            x = avg_pool3x3(x, stride)
         elif op == "identity" and stride > 1:
             x = F.avg_pool2d(x, 1, stride)
         for i, (conv, bn, _, out) in enumerate(self.used(op, c_in, c_out)):
@@ -150,7 +151,7 @@ class ChainSupernet(Supernet):
             else:
                 x = sum(w * block(x, op, b["width"], stride) for w, op in zip(self.mixture[i], self.space.s.ops))
         c = x.shape[1]
-        return F.linear(x.mean(dim=(2, 3)), self.head.weight[:, :c], self.head.bias)
+        return F.linear(global_avg_pool(x).flatten(1), self.head.weight[:, :c], self.head.bias)
 
     def relaxation(self) -> tuple[int, list[str]]:
         return self.space.s.max_blocks, list(self.space.s.ops)
@@ -287,7 +288,7 @@ class ChainSpace(SearchSpace):
             stride = 2 if b["down"] and size >= 2 else 1
             layers.append(Block(b["op"], c_in, b["width"], stride))
             c_in, size = b["width"], (size + stride - 1) // stride
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, num_classes)]
+        layers += [GlobalAvgPool(), nn.Flatten(), nn.Linear(c_in, num_classes)]
         return nn.Sequential(*layers)
 
     def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet
+from nascli.spaces.pooling import AvgPool3x3, GlobalAvgPool
 from nascli.registry import register
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
@@ -81,7 +82,7 @@ def _edge_op(op: str, channels: int) -> nn.Module:
     if op == "skip_connect":
         return nn.Identity()
     if op == "avg_pool_3x3":
-        return nn.AvgPool2d(3, 1, padding=1, count_include_pad=False)
+        return AvgPool3x3()
     return _ReLUConvBN(channels, channels, 1 if op == "nor_conv_1x1" else 3, 1)
 
 
@@ -121,7 +122,7 @@ def skeleton(settings: NB201Settings, input_shape: tuple[int, ...], num_classes:
             layers.append(ResidualReduction(c, 2 * c))
             c *= 2
         layers += [cell(c) for _ in range(settings.cells_per_stage)]
-    return layers + [nn.BatchNorm2d(c), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
+    return layers + [nn.BatchNorm2d(c), nn.ReLU(), GlobalAvgPool(), nn.Flatten(), nn.Linear(c, num_classes)]
 
 
 class MixedCell(nn.Module):
