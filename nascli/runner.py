@@ -25,7 +25,7 @@ from nascli.factory import (build_evaluator, build_executor, build_space, build_
                             multi_objective_strategies)
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
-from nascli.printout import print_result, progress
+from nascli.printout import console, print_result, progress
 from nascli.rundir import STATE, RunDir, Summary, Trial, read_json
 from nascli.scheduler import Scheduler
 from nascli.seeding import derive_seed
@@ -184,6 +184,7 @@ def _search(
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
         evaluator.prepare(run, cfg.seed)
         parts.strategy.prepare(evaluator, goal, parts.knowledge)
+        parts.strategy.log = console.print
         with build_executor(cfg, evaluator, parts.devices) as executor:
             scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, goal, run.write_state)
             if state:

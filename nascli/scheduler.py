@@ -14,7 +14,7 @@ from nascli.goal import Goal
 from nascli.rundir import Trial
 from nascli.seeding import derive_seed
 from nascli.spaces.base import SearchSpace
-from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.strategies.base import Outcome, Pace, Proposal, Strategy
 
 MAX_ATTEMPTS = 2  # a trial in flight when the search process died this often is recorded as failed, not run again
 
@@ -114,6 +114,7 @@ class Scheduler:
         while len(self.pending) < self.executor.slots and self.next_id < self.settings.max_trials:
             if max_seconds is not None and self.elapsed() >= max_seconds:
                 break
+            self.strategy.pace = self._pace()
             proposal = self.strategy.ask()
             if proposal is None:  # nothing to propose now; asked again when a trial finishes
                 break
@@ -128,6 +129,19 @@ class Scheduler:
                 "strategy": self.strategy.state_dict(),
             })
         self._dispatch()
+
+    def _pace(self) -> Pace:
+        """The trials this search is expected to run: its limit, or fewer where search.max_seconds runs out first
+        at the pace measured so far (wall seconds per finished trial, all slots together)."""
+        limit, max_seconds = self.settings.max_trials, self.settings.max_seconds
+        finished = self.next_id - len(self.pending)
+        if max_seconds is None or finished == 0:
+            return Pace(limit, f"search.max_trials={limit}")
+        per_trial = self.elapsed() / finished
+        fit = self.next_id + int(max(0.0, max_seconds - self.elapsed()) / per_trial)
+        if fit >= limit:
+            return Pace(limit, f"search.max_trials={limit}")
+        return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g} at {per_trial:.1f} s per trial")
 
     def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0) -> Pending:
         key = self.space.hash(proposal.arch)

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from nascli.config import RunConfig, load_config
+from nascli.evaluators.training import every_parameter, optimizer_and_schedule
 from nascli.factory import build_space
 from nascli.rundir import RunDir
 from nascli.runner import search
@@ -46,19 +47,18 @@ def run_search(overrides: list[str], run_dir: Path) -> tuple[float, list[dict[st
 
 
 def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device: torch.device) -> torch.nn.Module:
-    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32."""
+    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32, in the layout nascli trains in."""
     settings = cfg.evaluator.settings
     data_shape, classes = batches.input_shape, batches.num_classes
+    layout = torch.channels_last if cfg.hardware.channels_last != "off" else torch.contiguous_format
     torch.manual_seed(0)
-    model = build_space(cfg).build(arch, data_shape, classes).to(device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=0.9, nesterov=True,
-                                weight_decay=settings.weight_decay)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=settings.lr,
-                                                   total_steps=settings.epochs * steps_per_epoch, pct_start=0.2)
+    model = build_space(cfg).build(arch, data_shape, classes).to(device, memory_format=layout)
+    optimizer, schedule = optimizer_and_schedule(every_parameter(model), settings, settings.epochs * steps_per_epoch)
     model.train()
     for _ in range(settings.epochs):
         for x, y in batches:
-            loss = F.cross_entropy(model(x.to(device)), y.to(device), label_smoothing=settings.label_smoothing)
+            inputs = x.to(device).contiguous(memory_format=layout)
+            loss = F.cross_entropy(model(inputs), y.to(device), label_smoothing=settings.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

@@ -13,7 +13,7 @@ from nascli.errors import UserError
 from nascli.factory import build_space, build_strategy
 from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.nb201 import OPS, cell_string
-from nascli.strategies.base import Outcome, Strategy
+from nascli.strategies.base import Outcome, Pace, Strategy
 
 # list proposes a file's architectures (tested below); spos (a wrapper of these) and darts: test_supernet.py
 STRATEGIES = sorted(set(group_options("strategy")) - {"list", "darts", "spos"})
@@ -155,3 +155,35 @@ def test_list_strategy_runs_from_the_cli(nas, workdir, table) -> None:
     assert [t["arch"]["cell"] for t in read_trials(workdir / "run")] == cells
     code, _, err = nas("search", "strategy=list", "strategy.path=missing.txt", "run_dir=run2")
     assert code != 0 and "strategy.path missing.txt is not a file" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, configured", [("bo", 25), ("evolution", 10), ("nsga2", 20)])
+def test_an_initial_design_takes_at_most_a_third_of_the_expected_trials(name: str, configured: int) -> None:
+    """With 12 trials expected, the random initial design ends after 4 and says so once; without, it runs whole."""
+    lines: list[str] = []
+    strategy = make(name)
+    strategy.log = lines.append
+    strategy.pace = Pace(12, "about 12 trials fit in search.max_seconds=60 at 5.0 s per trial")
+    drive(strategy, 6)
+    assert strategy.initial_over
+    assert lines == [f"{name}: the random initial design ends after 4 of its {configured} trials, a third of the "
+                     "search (about 12 trials fit in search.max_seconds=60 at 5.0 s per trial)"]
+    unlimited = make(name)
+    drive(unlimited, 6)
+    assert not unlimited.initial_over
+    assert drive(strategy, 6) != drive(make(name), 12)[6:]
+
+
+def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
+    """8 s per finished trial and 60 s left: 7 more trials after the 5 proposed, fewer than max_trials=30."""
+    from nascli.config import SearchSettings
+    from nascli.scheduler import Scheduler
+
+    def pace(max_seconds: float | None) -> Pace:
+        scheduler = Scheduler(make("bo"), build_space(load_config([])), None, 0,
+                              SearchSettings(max_trials=30, max_seconds=max_seconds), None)
+        scheduler.next_id, scheduler.elapsed = 5, lambda: 40.0
+        return scheduler._pace()
+
+    assert pace(100) == Pace(12, "about 12 trials fit in search.max_seconds=100 at 8.0 s per trial")
+    assert pace(1000) == pace(None) == Pace(30, "search.max_trials=30")

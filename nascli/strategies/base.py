@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -35,6 +36,18 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.objective is not None
+
+
+@dataclass
+class Pace:
+    """How many trials the search is expected to run in all, and why (its trial limit, or the time left)."""
+
+    trials: int
+    reason: str
+
+
+INITIAL_SHARE = 1 / 3  # an initial design takes at most this share of the trials the search is expected to run
+MIN_INITIAL = 4
 
 
 @dataclass
@@ -78,6 +91,9 @@ class Strategy(ABC):
         self._known_cache: dict[str, dict[str, Any]] = {}
         self.knowledge: Optional[Knowledge] = None  # earlier searches (search.warm_start), once prepared
         self._earlier_state: dict[str, Any] = {}
+        self.pace: Optional[Pace] = None  # set by the scheduler before each proposal
+        self.initial_over = False
+        self.log: Callable[[str], None] = lambda line: None
 
     @classmethod
     def check(cls, settings: Any) -> None:
@@ -110,6 +126,26 @@ class Strategy(ABC):
         """What every strategy learns before its own `tell`: how well earlier searches rank this one's results."""
         if self.knowledge is not None and outcome.ok:
             self.knowledge.observe(proposal.arch, outcome.objective)
+
+    def in_initial_design(self, done: int, configured: int) -> bool:
+        """Whether a random initial design of `configured` trials goes on after `done` of them.
+
+        It ends early where it would take more than a third of the trials the search is expected to run
+        (`pace`: the trial limit, or the trials that fit in search.max_seconds at the measured pace), and
+        says so in the log. Once over, it stays over.
+        """
+        if self.initial_over:
+            return False
+        size = configured
+        if self.pace is not None:
+            size = min(configured, max(MIN_INITIAL, math.ceil(INITIAL_SHARE * self.pace.trials)))
+        if done < size:
+            return True
+        self.initial_over = True
+        if size < configured:
+            self.log(f"{self.name}: the random initial design ends after {done} of its {configured} trials, "
+                     f"a third of the search ({self.pace.reason})")
+        return False
 
     def known(self, arch: Arch) -> dict[str, Any]:
         """The goal's metrics of `arch` that the evaluator knows without training it (params, a table's costs)."""
@@ -194,7 +230,7 @@ class Strategy(ABC):
         version, internal, gauss = self.rng.getstate()
         earlier = self.knowledge.state_dict() if self.knowledge is not None else {}
         return {"rng": [version, list(internal), gauss], "seen": sorted(self.seen), "screened": self.screened,
-                "earlier": earlier}
+                "earlier": earlier, "initial_over": self.initial_over}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a snapshot taken by `state_dict`."""
@@ -203,5 +239,6 @@ class Strategy(ABC):
         self.seen = set(state["seen"])
         self.screened = state.get("screened", 0)
         self._earlier_state = state.get("earlier", {})
+        self.initial_over = state.get("initial_over", False)
         if self.knowledge is not None:
             self.knowledge.restore(self._earlier_state)

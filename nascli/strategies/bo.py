@@ -20,7 +20,7 @@ from nascli.registry import register
 class BOSettings(StrategySettings):
     """Random start, then the candidate with the highest expected improvement under the surrogate."""
 
-    initial: int = 25
+    initial: int = 25  # at most: never more than a third of the trials the search is expected to run
     candidates: int = 300
     parents: int = 5
     xi: float = 0.0
@@ -76,7 +76,7 @@ class BayesianOptimisation(Strategy):
         return fit_gp(x, y).predict(np.array([self.space.encode(a) for a in pool]), return_std=True)
 
     def ask(self) -> Optional[Proposal]:
-        if len(self.observed) < self.settings.initial:
+        if self.in_initial_design(len(self.observed), self.settings.initial):
             return self._propose_random()
         pool = self._pool_multi() if self.multi else self._pool()
         if not pool:

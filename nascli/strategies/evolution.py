@@ -39,7 +39,7 @@ class RegularizedEvolution(Strategy):
 
     def ask(self) -> Optional[Proposal]:
         self.asked += 1
-        if self.asked <= self.settings.population_size or not self.population:
+        if not self.population or self.in_initial_design(self.asked - 1, self.settings.population_size):
             return self._propose_random()
         contenders = self.rng.sample(self.population, min(self.settings.tournament_size, len(self.population)))
         parent = max(contenders, key=lambda member: member[1])[0]

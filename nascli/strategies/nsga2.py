@@ -90,7 +90,8 @@ class NSGA2(Strategy):
         if not outcome.ok:
             return
         self.offspring.append((proposal.arch, list(outcome.values or (outcome.objective,))))
-        if len(self.offspring) >= self.settings.population_size:
+        first = not self.population and not self.in_initial_design(len(self.offspring), self.settings.population_size)
+        if first or len(self.offspring) >= self.settings.population_size:
             self.population = self._survivors(self.population + self.offspring)
             self.offspring = []
 
