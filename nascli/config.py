@@ -117,6 +117,7 @@ class RetrainSettings(TrainSettings):
 
     enabled: bool = True
     epochs: int = 40
+    max_seconds: Optional[float] = None  # at most the epochs that fit in this many seconds (timed on a few steps)
     init: Optional[str] = None  # a run directory whose retrained model (or supernet) the weights start from
     finetune: str = "full"  # with init: full, head (only the new classifier trains) or last:K (and the last K layers)
     copied_lr: float = 1.0  # with init: the copied layers' learning rate, as a share of lr
@@ -127,6 +128,7 @@ class RetrainSettings(TrainSettings):
         require(self.finetune in ("full", "head") or (kind == "last" and count.isdigit() and int(count) >= 1),
                 f"finetune must be full, head or last:K, got {self.finetune!r}")
         require(math.isfinite(self.copied_lr) and self.copied_lr > 0, "copied_lr must be a positive share of lr")
+        require(self.max_seconds is None or self.max_seconds > 0, "max_seconds must be positive (or null: no limit)")
 
 
 @dataclass

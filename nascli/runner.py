@@ -19,7 +19,7 @@ from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
-from nascli.evaluators.training import train
+from nascli.evaluators.training import epoch_seconds, train
 from nascli.executors.base import failure_reason
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
                             multi_objective_strategies)
@@ -290,6 +290,19 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
         raise SystemExit(130)
 
 
+def _epochs_within(
+    model: torch.nn.Module, x: Any, y: torch.Tensor, cfg: RunConfig, data: DataSplits, hardware: Hardware, seed: int
+) -> int:
+    """retrain.epochs, or fewer (at least 1) where they would not fit in retrain.max_seconds; the log says so."""
+    settings = cfg.retrain
+    per_epoch = epoch_seconds(model, x, y, settings, hardware, seed, data.crop_padding, data.hflip)
+    epochs = max(1, min(settings.epochs, int(settings.max_seconds / per_epoch)))
+    if epochs < settings.epochs:
+        console.print(f"retrain: {epochs} of {settings.epochs} epochs fit in retrain.max_seconds="
+                      f"{settings.max_seconds:g} at {per_epoch:.1f} s per epoch")
+    return epochs
+
+
 def _retrain_into(
     run: RunDir, summary: Summary, arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits,
     hardware: Hardware,
@@ -307,15 +320,18 @@ def _retrain_into(
         model = model.to(memory_format=torch.channels_last)
     x = joined(data.train_x, data.val_x)
     y = torch.cat([data.train_y, data.val_y])
+    epochs = cfg.retrain.epochs
     try:
+        if cfg.retrain.max_seconds is not None:
+            epochs = _epochs_within(model, x, y, cfg, data, hardware, seed)
         with progress() as bar:
-            task = bar.add_task("retrain", total=cfg.retrain.epochs)
+            task = bar.add_task("retrain", total=epochs)
 
             def on_epoch(epoch: int, loss: float) -> None:
                 bar.update(task, completed=epoch, description=f"retrain  loss {loss:.3f}")
 
             seconds = train(
-                model, x, y, cfg.retrain, hardware, seed,
+                model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
                 crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups,
             )
         scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
@@ -329,7 +345,7 @@ def _retrain_into(
         "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware,
                                       tokens=data.vocabulary is not None),
         "train_seconds": seconds,
-        "epochs": cfg.retrain.epochs,
+        "epochs": epochs,
         **({"init": {**transfer.summary(), "finetune": cfg.retrain.finetune}} if transfer else {}),
     })
     run.save_model({

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections.abc import Callable
@@ -121,3 +122,17 @@ def train(
                         "generator": generator.get_state()})
     hardware.synchronize()
     return time.perf_counter() - start
+
+
+def epoch_seconds(
+    model: nn.Module, x: Tensor | StreamedSamples, y: Tensor, settings: TrainSettings, hardware: Hardware, seed: int,
+    crop_padding: int = 0, hflip: bool = False, steps: int = 8,
+) -> float:
+    """Seconds one epoch of `settings` takes, timed on a copy of `model` over `steps` steps after 2 untimed ones."""
+    trial = copy.deepcopy(model)
+    batch = settings.batch_size
+    common = dict(settings=settings, hardware=hardware, seed=seed, epochs=1, crop_padding=crop_padding, hflip=hflip)
+    train(trial, x[: 2 * batch], y[: 2 * batch], **common)
+    timed = min(steps, max(1, -(-len(x) // batch)))
+    seconds = train(trial, x[: timed * batch], y[: timed * batch], **common)
+    return seconds / timed * -(-len(x) // batch)
