@@ -138,7 +138,7 @@ def start_search(workdir: Path) -> subprocess.Popen:
     """A `nas search` with two CPU worker processes in a session of its own, returned once a trial is logged."""
     process = subprocess.Popen(
         [sys.executable, "-m", "nascli", "search", *TINY, "dataset.num_samples=1000", "evaluator.epochs=3",
-         "search.max_trials=40", "hardware.workers=2", "retrain.enabled=false", "run_dir=run"],
+         "search.max_trials=1000", "hardware.workers=2", "retrain.enabled=false", "run_dir=run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
     log = workdir / "run" / "trials.jsonl"

@@ -1,10 +1,11 @@
-"""3x3 average pooling (padding 1, padded cells not counted) that trains fast.
+"""Pooling layers of the spaces that train fast on the CPU, with PyTorch's values.
 
-While gradients are recorded it is a depthwise convolution with a fixed kernel: the same values as
-`nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)` up to float rounding, but on the CPU, in
-channels_last, forward + backward run 3-4x faster than PyTorch's pooling kernel, which took a third of a
-search's training time (docs/benchmarks.md, "The training loop"). Without gradients (evaluation, FLOP
-counts, latency, export) it is that standard pooling op, so counted FLOPs and exported graphs do not change.
+3x3 average pooling (padding 1, padded cells not counted) is, while gradients are recorded, a depthwise
+convolution with a fixed kernel: the values of `nn.AvgPool2d(3, stride, padding=1, count_include_pad=False)`
+up to float rounding, but forward + backward run 3-4x faster in channels_last on the CPU than PyTorch's
+pooling kernel, which took a third of a search's training time (docs/benchmarks.md, "The training loop").
+The global average pool gives a dense gradient in the input's layout. Without gradients (evaluation, FLOP
+counts, latency, export) both are PyTorch's standard ops, so counted FLOPs and exported graphs do not change.
 """
 
 from __future__ import annotations
