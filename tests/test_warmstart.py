@@ -77,8 +77,8 @@ def test_a_related_source_starts_the_search_at_its_best_and_keeps_its_weight(nas
     code, _, err = nas("search", *tabular(tables["related"], "strategy=bo", "search.max_trials=15",
                                           "search.warm_start=[earlier]", "search.warm_start_suggestions=0",
                                           "run_dir=unsuggested"))
-    assert code == 0, err  # no suggestions: bo's random design is the cold one
-    assert [t["hash"] for t in read_trials(workdir / "unsuggested")] == [t["hash"] for t in cold]
+    assert code == 0, err  # no suggestions: bo's random design (5 trials, a third of 15) is the cold one
+    assert [t["hash"] for t in read_trials(workdir / "unsuggested")][:5] == [t["hash"] for t in cold][:5]
     record = json.loads((workdir / "warm" / "warm_start.json").read_text())
     assert record["models"] == ["table:source", "(this search)"] and len(record["weights"]) == 15
     assert record["weights"][-1][0] >= 0.5
