@@ -140,6 +140,8 @@ def start_search(workdir: Path) -> subprocess.Popen:
         [sys.executable, "-m", "nascli", "search", *TINY, "dataset.num_samples=1000", "evaluator.epochs=3",
          "search.max_trials=1000", "hardware.workers=2", "retrain.enabled=false", "run_dir=run"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        # as a terminal's foreground job: a suite run in the background would pass its ignored SIGINT on
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     log = workdir / "run" / "trials.jsonl"
     deadline = time.monotonic() + 120
