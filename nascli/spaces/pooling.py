@@ -10,6 +10,7 @@ counts, latency, export) both are PyTorch's standard ops, so counted FLOPs and e
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -26,9 +27,14 @@ def avg_pool3x3(x: Tensor, stride: int = 1) -> Tensor:
     if x.is_contiguous(memory_format=torch.channels_last):
         kernel = kernel.contiguous(memory_format=torch.channels_last)
     sums = F.conv2d(x, kernel, stride=stride, padding=1, groups=channels)
-    counts = F.conv2d(torch.ones(1, 1, height, width, dtype=x.dtype, device=x.device), kernel[:1], stride=stride,
-                      padding=1)
-    return sums / counts
+    return sums / _window_counts(height, width, stride, x.dtype, x.device)
+
+
+@functools.lru_cache(maxsize=64)
+def _window_counts(height: int, width: int, stride: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """How many cells of each 3x3 window lie inside the image: computed once per shape, not every step."""
+    ones = torch.ones(1, 1, height, width, dtype=dtype, device=device)
+    return F.conv2d(ones, torch.ones(1, 1, 3, 3, dtype=dtype, device=device), stride=stride, padding=1)
 
 
 class AvgPool3x3(nn.Module):
