@@ -11,6 +11,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
+from nascli.data.base import InputShape
 from nascli.errors import UserError, writing
 from nascli.factory import space_of
 from nascli.rundir import MODEL, VOCABULARY, RunDir
@@ -25,7 +26,7 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     space = space_of(run.config())
     checkpoint = run.load_checkpoint()
     try:
-        model = space.build(space.validate(checkpoint["arch"]), tuple(checkpoint["input_shape"]),
+        model = space.build(space.validate(checkpoint["arch"]), input_shape_of(checkpoint),
                             checkpoint["num_classes"], checkpoint.get("vocab_size"))
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as exc:  # an architecture or weights that do not fit the space or each other
@@ -34,15 +35,23 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), checkpoint
 
 
-def _torchscript(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
+def input_shape_of(checkpoint: dict[str, Any]) -> InputShape:
+    """The input shape a checkpoint records: one sample's, or each named input's for multimodal networks."""
+    shape = checkpoint["input_shape"]
+    return {name: tuple(part) for name, part in shape.items()} if isinstance(shape, dict) else tuple(shape)
+
+
+def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path,
+                 names: Optional[list[str]] = None) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated upstream; users still ask for it
         torch.jit.trace(model, sample).save(str(out))
-        return torch.jit.load(str(out))(sample)
+        return torch.jit.load(str(out))(*sample)
 
 
-def write_onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> None:
-    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one input batch."""
+def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> None:
+    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one batch of its inputs,
+    named `names` in the file (default: "input")."""
     batch = torch.export.Dim("batch")
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
@@ -50,20 +59,22 @@ def write_onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
-            torch.onnx.export(model, (sample,), str(out), input_names=["input"], output_names=["logits"],
-                              dynamic_shapes=({0: batch},), dynamo=True, verbose=False, report=False)
+            torch.onnx.export(model, sample, str(out), input_names=names or ["input"], output_names=["logits"],
+                              dynamic_shapes=tuple({0: batch} for _ in sample), dynamo=True, verbose=False,
+                              report=False)
     finally:
         exporter_log.setLevel(level)
 
 
-def _onnx(model: nn.Module, sample: torch.Tensor, out: Path) -> torch.Tensor:
+def _onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> torch.Tensor:
     try:
         import onnxruntime
     except ImportError:
         raise UserError("--format onnx needs ONNX: pip install 'nascli[onnx]'") from None
-    write_onnx(model, sample, out)
+    names = names or ["input"]
+    write_onnx(model, sample, out, names)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {"input": sample.numpy()})[0])
+    return torch.from_numpy(session.run(None, {name: part.numpy() for name, part in zip(names, sample)})[0])
 
 
 def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e-4) -> tuple[Path, float]:
@@ -82,13 +93,15 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
     generator = torch.Generator().manual_seed(0)
+    shape = checkpoint["input_shape"]
+    shapes = shape if isinstance(shape, dict) else {"input": shape}
     if checkpoint.get("vocab_size"):  # token ids, as the tokenizer saved beside the model makes them
-        sample = torch.randint(0, checkpoint["vocab_size"], (SAMPLE_BATCH, *checkpoint["input_shape"]), generator=generator)
+        sample = (torch.randint(0, checkpoint["vocab_size"], (SAMPLE_BATCH, *shape), generator=generator),)
     else:
-        sample = torch.randn(SAMPLE_BATCH, *checkpoint["input_shape"], generator=generator)
+        sample = tuple(torch.randn(SAMPLE_BATCH, *part, generator=generator) for part in shapes.values())
     with torch.no_grad():
-        expected = model(sample)
-        got = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, out)
+        expected = model(*sample)
+        got = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, out, list(shapes))
     difference = (got.float() - expected).abs().max().item()
     if not difference <= atol:
         out.unlink(missing_ok=True)

@@ -307,7 +307,7 @@ class RunDir:
         """retrain/model.pt: the retrained network."""
         if not self.file(MODEL).exists():
             raise UserError(f"{self.path} has no retrained model ({self.file(MODEL)}); run `nas retrain {self.path}` first")
-        return self._load_tensors(MODEL, {"arch": dict, "input_shape": list, "num_classes": int, "state_dict": dict})
+        return self._load_tensors(MODEL, {"arch": dict, "input_shape": (list, dict), "num_classes": int, "state_dict": dict})
 
     def load_supernet(self) -> Optional[dict[str, Any]]:
         """supernet.pt (the shared weights and how far their training got), or None when there is none."""

@@ -341,9 +341,9 @@ def _retrain_into(
     run.write_retrain_metrics({
         **scores,
         "params": count_params(model),
-        "flops": count_flops(model, data.input_shape, hardware.device, tokens=data.vocabulary is not None),
+        "flops": count_flops(model, data.input_shape, hardware.device, vocab_size=data.vocab_size),
         "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware,
-                                      tokens=data.vocabulary is not None),
+                                      vocab_size=data.vocab_size),
         "train_seconds": seconds,
         "epochs": epochs,
         **({"init": {**transfer.summary(), "finetune": cfg.retrain.finetune}} if transfer else {}),
@@ -351,7 +351,7 @@ def _retrain_into(
     run.save_model({
         "arch": arch,
         "space": cfg.space.name,
-        "input_shape": list(data.input_shape),
+        "input_shape": data.input_shape if isinstance(data.input_shape, dict) else list(data.input_shape),
         "num_classes": data.num_classes,
         "vocab_size": data.vocab_size,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},

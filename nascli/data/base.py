@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -45,13 +46,14 @@ class DatasetSettings:
 
 @dataclass
 class DataSplits:
-    """Inputs (normalised images (N, C, H, W), or token ids (N, L)) and integer labels for train, validation, test."""
+    """Inputs (normalised images (N, C, H, W), token ids (N, L), or several named ones per sample) and integer
+    labels for train, validation, test."""
 
-    train_x: Tensor
+    train_x: Inputs
     train_y: Tensor
-    val_x: Tensor
+    val_x: Inputs
     val_y: Tensor
-    test_x: Tensor
+    test_x: Inputs
     test_y: Tensor
     num_classes: int
     crop_padding: int = 0
@@ -59,7 +61,10 @@ class DataSplits:
     vocabulary: Optional[dict[str, Any]] = None  # token data: the tokenizer; x holds ids into its "tokens"
 
     @property
-    def input_shape(self) -> tuple[int, ...]:
+    def input_shape(self) -> InputShape:
+        """One sample's shape, or each named input's shape for multimodal data."""
+        if isinstance(self.train_x, Modalities):
+            return {name: tuple(part.shape[1:]) for name, part in self.train_x.parts.items()}
         return tuple(self.train_x.shape[1:])
 
     @property
@@ -67,7 +72,10 @@ class DataSplits:
         return len(self.vocabulary["tokens"]) if self.vocabulary is not None else None
 
     @property
-    def modality(self) -> str:
+    def modality(self) -> str | dict[str, str]:
+        """What networks must take: "image", "tokens", or for multimodal data each input's kind by name."""
+        if isinstance(self.train_x, Modalities):
+            return dict(self.train_x.kinds)
         return "tokens" if self.vocabulary is not None else "image"
 
     @property
@@ -77,7 +85,8 @@ class DataSplits:
 
     def to(self, device: torch.device) -> DataSplits:
         """The same splits on `device` (streamed inputs: each batch will be moved there)."""
-        moved = {k: v.to(device) if isinstance(v, (Tensor, StreamedSamples)) else v for k, v in self.__dict__.items()}
+        moved = {k: v.to(device) if isinstance(v, (Tensor, StreamedSamples, Modalities)) else v
+                 for k, v in self.__dict__.items()}
         return DataSplits(**moved)
 
 
@@ -114,6 +123,54 @@ class StreamedSamples:
         return StreamedSamples(self.array, np.concatenate([self.rows, other.rows]), self.mean, self.std, self.device)
 
 
+class Modalities:
+    """Several named inputs per sample (multimodal data), indexed, moved and joined together.
+
+    `kinds` says what each input is ("image": (C, H, W) floats; "tokens": (L,) ids); networks take the
+    inputs as positional arguments in this order.
+    """
+
+    def __init__(self, parts: dict[str, Tensor | StreamedSamples], kinds: dict[str, str]) -> None:
+        lengths = {len(part) for part in parts.values()}
+        if len(lengths) != 1 or list(parts) != list(kinds):
+            raise ValueError(f"the inputs of multimodal samples must align: lengths {sorted(lengths)}")
+        self.parts, self.kinds = parts, kinds
+
+    def __len__(self) -> int:
+        return len(next(iter(self.parts.values())))
+
+    def __getitem__(self, key: Any) -> Modalities:
+        return Modalities({name: part[key] for name, part in self.parts.items()}, self.kinds)
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.parts.values())).device
+
+    def to(self, device: torch.device) -> Modalities:
+        return Modalities({name: part.to(device) for name, part in self.parts.items()}, self.kinds)
+
+    def joined(self, other: Modalities) -> Modalities:
+        """These samples followed by `other`'s."""
+        return Modalities({name: joined(part, other.parts[name]) for name, part in self.parts.items()}, self.kinds)
+
+
+Inputs = Tensor | StreamedSamples | Modalities
+InputShape = tuple[int, ...] | dict[str, tuple[int, ...]]
+
+
+def network_inputs(batch: Tensor | Modalities, channels_last: bool,
+                   transform: Optional[Callable[[Tensor], Tensor]] = None) -> tuple[Tensor, ...]:
+    """A batch as a network's positional inputs: token ids without trailing padding, images in the chosen layout
+    (after `transform`, e.g. augmentation, of each input)."""
+    parts = tuple(batch.parts.values()) if isinstance(batch, Modalities) else (batch,)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    inputs = []
+    for part in parts:
+        part = trim_padding(part) if transform is None else transform(trim_padding(part))
+        inputs.append(part.contiguous(memory_format=layout if part.dim() == 4 else torch.contiguous_format))
+    return tuple(inputs)
+
+
 def trim_padding(batch: Tensor) -> Tensor:
     """A batch of token ids without the padding columns that follow its longest sentence (floats pass through).
 
@@ -125,9 +182,9 @@ def trim_padding(batch: Tensor) -> Tensor:
     return batch[:, : int(used.max()) + 1] if len(used) else batch[:, :1]
 
 
-def joined(first: Tensor | StreamedSamples, second: Tensor | StreamedSamples) -> Tensor | StreamedSamples:
+def joined(first: Inputs, second: Inputs) -> Inputs:
     """Two splits' inputs as one (e.g. train and validation, for retraining)."""
-    return first.joined(second) if isinstance(first, StreamedSamples) else torch.cat([first, second])
+    return first.joined(second) if isinstance(first, (StreamedSamples, Modalities)) else torch.cat([first, second])
 
 
 def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:

@@ -58,7 +58,7 @@ class Evaluator(ABC):
         data = self.data
         model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
         counts = {"params": lambda: count_params(model),
-                  "flops": lambda: count_flops(model, data.input_shape, "cpu", tokens=data.vocabulary is not None)}
+                  "flops": lambda: count_flops(model, data.input_shape, "cpu", vocab_size=data.vocab_size)}
         return {name: counts[name]() for name in wanted}
 
     @abstractmethod

@@ -9,7 +9,7 @@ import torch
 from sklearn.metrics import confusion_matrix, f1_score, roc_auc_score
 from torch import Tensor, nn
 
-from nascli.data.base import StreamedSamples, trim_padding
+from nascli.data.base import Inputs, network_inputs
 from nascli.hardware import Hardware
 
 EVAL_BATCH = 1024
@@ -17,14 +17,13 @@ OBJECTIVES = ("val_acc", "val_f1", "val_auc")  # what a training evaluator can m
 
 
 @torch.no_grad()
-def predict(model: nn.Module, x: Tensor | StreamedSamples, hardware: Hardware) -> Tensor:
+def predict(model: nn.Module, x: Inputs, hardware: Hardware) -> Tensor:
     """The model's class probabilities for `x`, in batches, on the CPU."""
     model.eval()
-    memory_format = torch.channels_last if hardware.channels_last and x.dim() == 4 else torch.contiguous_format
     outputs = []
     for start in range(0, len(x), EVAL_BATCH):
         with hardware.autocast():
-            logits = model(trim_padding(x[start : start + EVAL_BATCH]).contiguous(memory_format=memory_format))
+            logits = model(*network_inputs(x[start : start + EVAL_BATCH], hardware.channels_last))
         outputs.append(logits.float().softmax(dim=1).cpu())
     return torch.cat(outputs)
 
@@ -49,7 +48,7 @@ def classification_metrics(probabilities: Tensor, labels: Tensor, split: str, co
     return metrics
 
 
-def evaluate_model(model: nn.Module, x: Tensor | StreamedSamples, y: Tensor, hardware: Hardware, split: str,
+def evaluate_model(model: nn.Module, x: Inputs, y: Tensor, hardware: Hardware, split: str,
                    confusion: bool = False) -> dict[str, Any]:
     """The classification metrics of `model` on (x, y)."""
     return classification_metrics(predict(model, x, hardware), y, split, confusion)

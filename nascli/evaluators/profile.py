@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import statistics
 import time
+from typing import Optional
 
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from nascli.data.base import InputShape
 from nascli.hardware import Hardware
 
 
@@ -17,37 +19,43 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def example_input(input_shape: tuple[int, ...], batch: int, device: torch.device, tokens: bool = False) -> torch.Tensor:
-    """A batch of zeros the model accepts: images as floats, token sequences as ids."""
-    return torch.zeros(batch, *input_shape, device=device, dtype=torch.long if tokens else torch.float32)
+def example_inputs(input_shape: InputShape, batch: int, device: torch.device | str,
+                   vocab_size: Optional[int] = None) -> tuple[torch.Tensor, ...]:
+    """A batch of zeros the model accepts, as its positional inputs: images as floats, token sequences as ids
+    (a vocabulary size says the inputs are tokens); each named input of multimodal data."""
+    if isinstance(input_shape, dict):
+        return tuple(example_inputs(shape, batch, device)[0] for shape in input_shape.values())
+    dtype = torch.float32 if vocab_size is None else torch.long
+    return (torch.zeros(batch, *input_shape, device=device, dtype=dtype),)
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_shape: tuple[int, ...], device: torch.device, tokens: bool = False) -> int:
+def count_flops(model: nn.Module, input_shape: InputShape, device: torch.device | str,
+                vocab_size: Optional[int] = None) -> int:
     """FLOPs of one forward pass of one sample, as torch counts them (2 per multiply-add; MACs = FLOPs / 2)."""
     model.eval()
     counter = FlopCounterMode(display=False)
     with counter:
-        model(example_input(input_shape, 1, device, tokens))
+        model(*example_inputs(input_shape, 1, device, vocab_size))
     return int(counter.get_total_flops())
 
 
 @torch.no_grad()
 def measure_latency(
-    model: nn.Module, input_shape: tuple[int, ...], batch: int, hardware: Hardware, repeats: int = 5,
-    tokens: bool = False,
+    model: nn.Module, input_shape: InputShape, batch: int, hardware: Hardware, repeats: int = 5,
+    vocab_size: Optional[int] = None,
 ) -> float:
     """Median milliseconds of a forward pass of `batch` samples on the run's device."""
     model.eval()
-    x = example_input(input_shape, batch, hardware.device, tokens)
-    if hardware.channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
+    layout = torch.channels_last if hardware.channels_last else torch.contiguous_format
+    x = tuple(part.contiguous(memory_format=layout if part.dim() == 4 else torch.contiguous_format)
+              for part in example_inputs(input_shape, batch, hardware.device, vocab_size))
     times = []
     for i in range(repeats + 2):
         hardware.synchronize()
         start = time.perf_counter()
         with hardware.autocast():
-            model(x)
+            model(*x)
         hardware.synchronize()
         if i >= 2:  # the first passes warm up kernels and caches
             times.append(1000 * (time.perf_counter() - start))
@@ -55,7 +63,7 @@ def measure_latency(
 
 
 def measure_latency_onnxruntime(
-    model: nn.Module, input_shape: tuple[int, ...], batch: int, repeats: int = 5, tokens: bool = False,
+    model: nn.Module, input_shape: InputShape, batch: int, repeats: int = 5, vocab_size: Optional[int] = None,
 ) -> float:
     """Median milliseconds of `batch` samples through the model exported to ONNX and run by ONNX Runtime on the CPU."""
     import copy
@@ -67,7 +75,7 @@ def measure_latency_onnxruntime(
     from nascli.export import write_onnx  # lazily: export builds on the factory, which imports the evaluators
 
     cpu_model = copy.deepcopy(model).cpu().eval()
-    x = example_input(input_shape, batch, torch.device("cpu"), tokens)
+    x = example_inputs(input_shape, batch, torch.device("cpu"), vocab_size)
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()  # the trial's share of the cores, as torch has
     with tempfile.TemporaryDirectory() as folder:
@@ -75,7 +83,7 @@ def measure_latency_onnxruntime(
         with torch.no_grad():
             write_onnx(cpu_model, x, path)
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {session.get_inputs()[0].name: x.numpy()}
+    feed = {given.name: part.numpy() for given, part in zip(session.get_inputs(), x)}
     times = []
     for i in range(repeats + 2):
         start = time.perf_counter()

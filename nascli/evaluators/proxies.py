@@ -162,7 +162,7 @@ def params(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
 
 def flops(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
     """FLOPs of one sample's forward pass."""
-    return float(count_flops(_copy(model), tuple(inputs.shape[1:]), inputs.device, tokens=_tokens(inputs)))
+    return float(count_flops(_copy(model), tuple(inputs.shape[1:]), inputs.device, vocab_size=int(inputs.max()) + 1 if _tokens(inputs) else None))
 
 
 PROXIES: dict[str, Proxy] = {"synflow": synflow, "snip": snip, "grad_norm": grad_norm, "jacov": jacov,

@@ -136,7 +136,7 @@ class ProxyEvaluator(Evaluator):
             if "flops" in scores:  # counting again would take as long as the proxy did
                 flops = int(scores["flops"])
             else:
-                flops = count_flops(model, data.input_shape, self.hardware.device, tokens=data.vocabulary is not None)
+                flops = count_flops(model, data.input_shape, self.hardware.device, vocab_size=data.vocab_size)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
         if not math.isfinite(metrics[self.objective]):

@@ -281,4 +281,4 @@ class SupernetEvaluator(Evaluator):
             raise TrialFailed("out of memory") from None
         model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
         return {**scores, "one_shot": True, "params": count_params(model),
-                "flops": count_flops(model, data.input_shape, torch.device("cpu"), tokens=data.vocabulary is not None)}
+                "flops": count_flops(model, data.input_shape, torch.device("cpu"), vocab_size=data.vocab_size)}

@@ -60,10 +60,12 @@ class TrainEvaluator(Evaluator):
 
     def _latency(self, model: torch.nn.Module) -> float:
         """Milliseconds per batch of `latency_batch` samples, as the `latency` setting measures them."""
-        data, tokens = self.data, self.data.vocabulary is not None
+        data = self.data
         if self.settings.latency == "onnxruntime":
-            return measure_latency_onnxruntime(model, data.input_shape, self.settings.latency_batch, tokens=tokens)
-        return measure_latency(model, data.input_shape, self.settings.latency_batch, self.hardware, tokens=tokens)
+            return measure_latency_onnxruntime(model, data.input_shape, self.settings.latency_batch,
+                                               vocab_size=data.vocab_size)
+        return measure_latency(model, data.input_shape, self.settings.latency_batch, self.hardware,
+                               vocab_size=data.vocab_size)
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data, hardware = self.data, self.hardware
@@ -92,7 +94,7 @@ class TrainEvaluator(Evaluator):
         return {
             **scores,
             "params": count_params(model),
-            "flops": count_flops(model, data.input_shape, hardware.device, tokens=data.vocabulary is not None),
+            "flops": count_flops(model, data.input_shape, hardware.device, vocab_size=data.vocab_size),
             "latency_ms": latency,
             "train_seconds": seconds,
             "epochs": epochs,

@@ -6,6 +6,7 @@ import copy
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any, Optional
 
 import torch
@@ -13,14 +14,14 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
-from nascli.data.base import StreamedSamples, trim_padding
+from nascli.data.base import Inputs, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
 
 def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
-    """Random translations (pad and crop) and horizontal flips, per sample, on the batch's device."""
-    if not crop_padding and not hflip:
+    """Random translations (pad and crop) and horizontal flips of image batches, per sample, on the batch's device."""
+    if (not crop_padding and not hflip) or x.dim() != 4:
         return x
     n, c, h, w = x.shape
     if crop_padding:
@@ -63,7 +64,7 @@ def optimizer_and_schedule(
 
 def train(
     model: nn.Module,
-    x: Tensor | StreamedSamples,
+    x: Inputs,
     y: Tensor,
     settings: TrainSettings,
     hardware: Hardware,
@@ -92,7 +93,7 @@ def train(
         schedule.load_state_dict(resume["schedule"])
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
-    memory_format = torch.channels_last if hardware.channels_last and x.dim() == 4 else torch.contiguous_format
+    transform = partial(augment, crop_padding=crop_padding, hflip=hflip, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
     start = time.perf_counter()
@@ -101,11 +102,9 @@ def train(
         loss_sum = torch.zeros((), device=x.device)
         for i in range(steps_per_epoch):
             idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
-            inputs = trim_padding(x[idx])
-            if settings.augment:
-                inputs = augment(inputs, crop_padding, hflip, generator)
+            inputs = network_inputs(x[idx], hardware.channels_last, transform)
             with hardware.autocast():
-                logits = model(inputs.contiguous(memory_format=memory_format))
+                logits = model(*inputs)
                 loss = F.cross_entropy(logits.float(), y[idx], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -125,7 +124,7 @@ def train(
 
 
 def epoch_seconds(
-    model: nn.Module, x: Tensor | StreamedSamples, y: Tensor, settings: TrainSettings, hardware: Hardware, seed: int,
+    model: nn.Module, x: Inputs, y: Tensor, settings: TrainSettings, hardware: Hardware, seed: int,
     crop_padding: int = 0, hflip: bool = False, steps: int = 8,
 ) -> float:
     """Seconds one epoch of `settings` takes, timed on a copy of `model` over `steps` steps after 2 untimed ones."""
