@@ -93,6 +93,7 @@ class SearchSettings:
     pick: Optional[str] = None  # which front member best.json holds: max:METRIC, min:METRIC or knee; null: the first objective
     warm_start: Optional[list[str]] = None  # earlier run or sweep directories (same space) whose trials guide this one
     warm_start_suggestions: int = 10  # at most this many of their best architectures are proposed first
+    baselines: Optional[bool] = None  # also retrain the space's baselines (fusion: each input alone, late fusion); null: where it has them
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick
@@ -224,6 +225,8 @@ def validate(cfg: DictConfig) -> RunConfig:
     top = {k: v for k, v in container.items() if k not in COMPONENT_GROUPS}
     typed = _typed(ConfigSchema, top, "")
     components = {group: component(group, container.get(group)) for group in COMPONENT_GROUPS}
+    if getattr(components["space"].settings, "inputs", False) is None:
+        components["space"] = _with_dataset_inputs(container, components)
     return RunConfig(
         **components,
         hardware=typed.hardware,
@@ -235,6 +238,17 @@ def validate(cfg: DictConfig) -> RunConfig:
         pick=typed.pick,
         raw=OmegaConf.create(container),
     )
+
+
+def _with_dataset_inputs(container: dict[str, Any], components: dict[str, Component]) -> Component:
+    """The space of a config whose `space.inputs` is null, given the dataset's named inputs (multimodal data);
+    the stored config then names them, so the space never needs the data to know its architectures."""
+    dataset = components["dataset"]
+    kinds = getattr(dataset.cls, "kinds", None)
+    if kinds is None:
+        return components["space"]
+    container["space"]["inputs"] = kinds(dataset.cls(dataset.settings))
+    return component("space", container["space"])
 
 
 @contextmanager

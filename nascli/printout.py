@@ -28,6 +28,9 @@ def print_result(run: RunDir, summary: Summary) -> None:
     if summary.error:
         parts.append(f"[red]{summary.error}[/red]")
     console.print(f"{summary.kind} {summary.status} in {summary.wall_seconds or 0:.0f} s: {', '.join(parts)}")
+    if summary.baselines:
+        scores = (f"{name} {'failed' if acc is None else f'{acc:.2f}'}" for name, acc in summary.baselines.items())
+        console.print(f"baselines (test_acc, same retraining): {', '.join(scores)}")
     console.print(f"results in {run.path}")
     for name, what in ((BEST, "best architecture"), (MODEL, "retrained model")):
         if run.file(name).exists():

@@ -18,6 +18,7 @@ from nascli.rundir import RunDir, Summary, find_runs
 PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")
 METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s")
 SPREAD = ("val_acc", "test_acc")  # shown as mean ± std
+BASELINE = "test_acc:"  # column prefix of a baseline's test accuracy (fusion: each input alone, late fusion)
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -50,6 +51,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "flops": costs.get("flops"),
         "latency_ms": costs.get("latency_ms"),
         "wall_s": summary.wall_seconds,
+        **{f"{BASELINE}{name}": acc for name, acc in (summary.baselines or {}).items()},
         "_settings": settings,
         "_key": json.dumps([summary.kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
     }
@@ -69,6 +71,11 @@ def _distinguishing(groups: list[dict[str, Any]]) -> list[str]:
     return [k for k in keys if len({json.dumps(g.get(k), default=str) for g in groups}) > 1]
 
 
+def _baselines(table: pd.DataFrame) -> list[str]:
+    """The baseline columns of a table of runs (or of its summary, without the _mean suffix)."""
+    return sorted({c.removesuffix("_mean") for c in table.columns if c.startswith(BASELINE) and not c.endswith("_std")})
+
+
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
     """Group runs that differ only in seed; numeric columns get _mean (and _std for accuracies); `_key` names the group."""
     rows = []
@@ -79,10 +86,10 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         row["_key"] = first["_key"]
         row["runs"] = len(group)
         row["seeds"] = ",".join(str(s) for s in sorted(group["seed"].dropna().astype(int)))
-        for metric in METRICS:
+        for metric in (*METRICS, *_baselines(runs)):
             values = pd.to_numeric(group[metric], errors="coerce").dropna()
             row[f"{metric}_mean"] = values.mean() if len(values) else math.nan
-            if metric in SPREAD:
+            if metric in SPREAD or metric.startswith(BASELINE):
                 row[f"{metric}_std"] = values.std() if len(values) > 1 else math.nan
         rows.append(row)
     table = pd.DataFrame(rows)
@@ -124,6 +131,8 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     shown["params"] = table["params_mean"].map(_count)
     shown["flops"] = table["flops_mean"].map(_count)
     shown["wall_s"] = table["wall_s_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:.1f}")
+    for column in _baselines(table):
+        shown[column] = [_spread(m, s) for m, s in zip(table[f"{column}_mean"], table[f"{column}_std"])]
     if not shown["settings"].astype(bool).any():
         shown = shown.drop(columns="settings")
     return shown

@@ -125,6 +125,7 @@ class Summary:
     wall_seconds: Optional[float] = None
     error: Optional[str] = None
     source: Optional[str] = None  # a retraining's source run or file
+    baselines: Optional[dict[str, Optional[float]]] = None  # test accuracy of each baseline retrained beside the best
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON record; unknown values (a test accuracy not measured, no error) are left out."""

@@ -119,7 +119,8 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str], job_index: Optio
 def _check_fits(cfg: RunConfig, space: SearchSpace, data: DataSplits) -> None:
     """Refuse a space whose networks cannot take the dataset's inputs (images vs token sequences)."""
     if space.modality != data.modality:
-        hint = "space=text" if data.modality == "tokens" else "an image space such as space=chain"
+        hints = {"tokens": "space=text", "image": "an image space such as space=chain"}
+        hint = hints.get(data.modality, "space=fusion") if isinstance(data.modality, str) else "space=fusion"
         raise UserError(f"space={cfg.space.name} builds networks for {space.modality} inputs, but "
                         f"dataset={cfg.dataset.name} gives {data.modality}; use {hint}")
 
@@ -303,11 +304,13 @@ def _epochs_within(
     return epochs
 
 
-def _retrain_into(
-    run: RunDir, summary: Summary, arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits,
-    hardware: Hardware,
-) -> None:
-    """Retrain `arch` on train+validation, score it on test, save metrics and checkpoint; update the summary."""
+def _retrained(
+    arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: Hardware, label: str = "retrain",
+) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """`arch` trained on train+validation with the retrain settings and scored on test: the model and its metrics.
+
+    Raises TrialFailed, MemoryError or RuntimeError when training fails.
+    """
     seed = derive_seed(cfg.seed, "retrain:" + space.hash(arch))
     torch.manual_seed(seed)
     model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
@@ -321,24 +324,20 @@ def _retrain_into(
     x = joined(data.train_x, data.val_x)
     y = torch.cat([data.train_y, data.val_y])
     epochs = cfg.retrain.epochs
-    try:
-        if cfg.retrain.max_seconds is not None:
-            epochs = _epochs_within(model, x, y, cfg, data, hardware, seed)
-        with progress() as bar:
-            task = bar.add_task("retrain", total=epochs)
+    if cfg.retrain.max_seconds is not None:
+        epochs = _epochs_within(model, x, y, cfg, data, hardware, seed)
+    with progress() as bar:
+        task = bar.add_task(label, total=epochs)
 
-            def on_epoch(epoch: int, loss: float) -> None:
-                bar.update(task, completed=epoch, description=f"retrain  loss {loss:.3f}")
+        def on_epoch(epoch: int, loss: float) -> None:
+            bar.update(task, completed=epoch, description=f"{label}  loss {loss:.3f}")
 
-            seconds = train(
-                model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
-                crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups,
-            )
-        scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
-    except (TrialFailed, MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
-        summary.status, summary.error = "failed", f"retraining failed: {failure_reason(exc)}"
-        return
-    run.write_retrain_metrics({
+        seconds = train(
+            model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
+            crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups,
+        )
+    scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
+    return model, {
         **scores,
         "params": count_params(model),
         "flops": count_flops(model, data.input_shape, hardware.device, vocab_size=data.vocab_size),
@@ -347,7 +346,24 @@ def _retrain_into(
         "train_seconds": seconds,
         "epochs": epochs,
         **({"init": {**transfer.summary(), "finetune": cfg.retrain.finetune}} if transfer else {}),
-    })
+    }
+
+
+def _retrain_into(
+    run: RunDir, summary: Summary, arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits,
+    hardware: Hardware,
+) -> None:
+    """Retrain `arch` on train+validation, score it on test, save metrics and checkpoint; update the summary.
+
+    With baselines (search.baselines, by default where the space has them), each baseline architecture is
+    retrained the same way and its metrics are saved beside the found one's.
+    """
+    try:
+        model, metrics = _retrained(arch, cfg, space, data, hardware)
+    except (TrialFailed, MemoryError, RuntimeError) as exc:  # torch's OutOfMemoryError is a RuntimeError
+        summary.status, summary.error = "failed", f"retraining failed: {failure_reason(exc)}"
+        return
+    run.write_retrain_metrics(metrics)
     run.save_model({
         "arch": arch,
         "space": cfg.space.name,
@@ -356,7 +372,23 @@ def _retrain_into(
         "vocab_size": data.vocab_size,
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     })
-    summary.status, summary.test_acc = "completed", scores["test_acc"]
+    summary.status, summary.test_acc = "completed", metrics["test_acc"]
+    baselines = space.baselines(arch) if cfg.search.baselines is not False else {}
+    if not baselines:
+        return
+    if cfg.retrain.init:
+        console.print("baselines: skipped, as retrain.init starts the found network from other weights")
+        return
+    results = {}
+    for name, baseline in baselines.items():
+        try:
+            _, scores = _retrained(baseline, cfg, space, data, hardware, label=f"baseline {name}")
+        except (TrialFailed, MemoryError, RuntimeError) as exc:
+            results[name] = {"arch": baseline, "error": failure_reason(exc)}
+            continue
+        results[name] = {"arch": baseline, **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
+        run.write_retrain_metrics({**metrics, "baselines": results})  # each as it ends: an interruption keeps them
+    summary.baselines = {name: result.get("test_acc") for name, result in results.items()}
 
 
 def read_architecture(source: Path, pick: Optional[int] = None) -> Arch:

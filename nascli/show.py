@@ -77,13 +77,15 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
-            if key != "confusion_matrix":
+            if key not in ("confusion_matrix", "baselines"):
                 console.print(f"{key:>14}  {_cell(value)}", markup=False)
         matrix = retrained.get("confusion_matrix")
         if matrix:
             console.print(f"{'confusion':>14}  rows: true class, columns: predicted", markup=False)
             for row in matrix:
                 console.print(" " * 16 + " ".join(f"{v:>5}" for v in row), markup=False)
+    if retrained is not None and retrained.get("baselines"):
+        _print_baselines(retrained, console)
     if run.file(MODEL).exists():
         checkpoint = run.load_checkpoint()
         tensors = checkpoint["state_dict"].values()
@@ -92,6 +94,17 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     console.rule("files")
     for path in run.files():
         console.print(f"{_size(path.stat().st_size):>9}  {path.relative_to(run_dir)}", markup=False)
+
+
+def _print_baselines(retrained: dict[str, Any], console: Console) -> None:
+    console.rule("baselines, retrained the same way")
+    columns = ("test_acc", "test_f1", "params", "flops", "train_seconds")
+    table = Table("network", *columns)
+    table.add_row("found", *(_cell(retrained.get(c)) for c in columns))
+    for name, result in retrained["baselines"].items():
+        table.add_row(name, *(_cell(result.get(c)) for c in columns) if "error" not in result
+                      else ("failed: " + str(result["error"]), *[""] * (len(columns) - 1)))
+    console.print(table)
 
 
 def _print_front(front: dict[str, Any], console: Console) -> None:

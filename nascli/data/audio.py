@@ -25,7 +25,7 @@ CHUNK = 64
 
 
 @dataclass
-class AudioSettings(DatasetSettings):
+class SpectrogramSettings(DatasetSettings):
     """How recordings become fixed-size log-mel spectrograms."""
 
     root: Optional[str] = None
@@ -34,7 +34,6 @@ class AudioSettings(DatasetSettings):
     n_mels: int = 40
     n_fft: int = 256
     hop_length: int = 128  # frames = seconds * sample_rate / hop_length + 1
-    test_fraction: float = 0.2  # held out, stratified, when there is no official test split
     workers: Optional[int] = None  # feature processes; null: every core
 
     def __post_init__(self) -> None:
@@ -42,11 +41,21 @@ class AudioSettings(DatasetSettings):
         require(self.sample_rate >= 1000, "sample_rate must be at least 1000")
         require(self.seconds > 0, "seconds must be positive")
         require(self.n_mels >= 1 and self.n_fft >= 16 and self.hop_length >= 1, "n_mels, n_fft, hop_length must be positive")
-        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
         require(self.workers is None or self.workers >= 1, "workers must be at least 1 (or null)")
 
 
-def _log_mel(paths: list[Path], settings: AudioSettings) -> tuple[np.ndarray, list[Optional[str]]]:
+@dataclass
+class AudioSettings(SpectrogramSettings):
+    """Spectrogram settings, and the test share held out when a folder has no test split."""
+
+    test_fraction: float = 0.2  # held out, stratified, when there is no official test split
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+
+
+def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarray, list[Optional[str]]]:
     """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and each file's error or None."""
     import librosa  # lazily: only audio datasets need it (pip install 'nascli[audio]')
 
@@ -67,7 +76,7 @@ def _log_mel(paths: list[Path], settings: AudioSettings) -> tuple[np.ndarray, li
     return out, errors
 
 
-def spectrograms(paths: list[Path], settings: AudioSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
+def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
     """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others."""
     if importlib.util.find_spec("librosa") is None:
         raise UserError("audio datasets need librosa: pip install 'nascli[audio]'")
@@ -108,7 +117,7 @@ class AudioFolder(ArrayDataset):
 class FSDD(ArrayDataset):
     """The Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.wav; index 0-4 is the official test set."""
 
-    Settings = AudioSettings
+    Settings = SpectrogramSettings
 
     def _recordings(self) -> list[Path]:
         root = required_root(self.settings.root, "fsdd", "holding recordings/{digit}_{speaker}_{index}.wav")

@@ -202,6 +202,11 @@ def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:
     return torch.from_numpy(mean.astype(np.float32)).reshape(shape), torch.from_numpy(std.astype(np.float32)).reshape(shape)
 
 
+def normalised(x: np.ndarray, mean: Tensor, std: Tensor) -> Tensor:
+    """Samples as one float32 tensor, standardised in place by per-channel statistics."""
+    return torch.from_numpy(np.ascontiguousarray(x)).float().sub_(mean).div_(std)
+
+
 def memory_budget(settings: DatasetSettings, device: Optional[torch.device]) -> float:
     """Bytes of float32 inputs that may live on the device: dataset.max_memory_gb, else a share of its memory."""
     if settings.max_memory_gb is not None:
@@ -248,8 +253,8 @@ class ArrayDataset(Dataset):
             inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
                       StreamedSamples(test_x, np.arange(len(test_x)), mean, std))
         else:
-            pool = torch.from_numpy(np.ascontiguousarray(x)).float().sub_(mean).div_(std)  # one float copy
-            inputs = (pool[train], pool[val], torch.from_numpy(np.ascontiguousarray(test_x)).float().sub_(mean).div_(std))
+            pool = normalised(x, mean, std)
+            inputs = (pool[train], pool[val], normalised(test_x, mean, std))
 
         def labels(a: np.ndarray) -> Tensor:
             return torch.from_numpy(np.asarray(a).astype(np.int64))

@@ -125,6 +125,10 @@ class SearchSpace(ABC):
         raise UserError(f"space={self.name or type(self).__name__} has no supernet; weight sharing needs space=chain "
                         "or space=nb201")
 
+    def baselines(self, arch: Arch) -> dict[str, Arch]:
+        """Architectures, by name, that show what `arch` gains when retrained beside it (none by default)."""
+        return {}
+
     def hash(self, arch: Arch) -> str:
         """A stable identifier: equal architectures hash equal."""
         return arch_hash(arch)

@@ -279,17 +279,23 @@ class ChainSpace(SearchSpace):
         require(sum(b["down"] for b in blocks) <= self.s.max_downsamples, "too many downsampling blocks")
         return arch
 
-    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
-              vocab_size: Optional[int] = None) -> nn.Module:
+    def stages(self, arch: Arch, input_shape: tuple[int, ...]) -> tuple[list[nn.Module], list[int]]:
+        """The stem and each block of `arch` as modules, and the channels each one outputs."""
         channels, height, width = input_shape
-        layers: list[nn.Module] = _conv_bn_relu(channels, self.s.stem_width, 3, 1)
-        c_in, size = self.s.stem_width, min(height, width)
+        stages: list[nn.Module] = [nn.Sequential(*_conv_bn_relu(channels, self.s.stem_width, 3, 1))]
+        widths, size = [self.s.stem_width], min(height, width)
         for b in arch["blocks"]:
             stride = 2 if b["down"] and size >= 2 else 1
-            layers.append(Block(b["op"], c_in, b["width"], stride))
-            c_in, size = b["width"], (size + stride - 1) // stride
-        layers += [GlobalAvgPool(), nn.Flatten(), nn.Linear(c_in, num_classes)]
-        return nn.Sequential(*layers)
+            stages.append(Block(b["op"], widths[-1], b["width"], stride))
+            widths.append(b["width"])
+            size = (size + stride - 1) // stride
+        return stages, widths
+
+    def build(self, arch: Arch, input_shape: tuple[int, ...], num_classes: int,
+              vocab_size: Optional[int] = None) -> nn.Module:
+        stages, widths = self.stages(arch, input_shape)
+        stem, *blocks = stages
+        return nn.Sequential(*stem, *blocks, GlobalAvgPool(), nn.Flatten(), nn.Linear(widths[-1], num_classes))
 
     def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
         return ChainSupernet(self, input_shape, num_classes)

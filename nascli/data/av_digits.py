@@ -1,0 +1,92 @@
+"""Audio-visual digits (after AV-MNIST): MNIST images paired with spoken FSDD recordings of the same digit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sklearn.decomposition import PCA
+
+from nascli.config import require
+from nascli.data.audio import FSDD, SpectrogramSettings
+from nascli.data.files import FileDatasetSettings
+from nascli.data.mnist import MNIST
+from nascli.data.multimodal import Arrays, MultimodalDataset
+from nascli.data.folder import required_root
+from nascli.errors import UserError
+from nascli.registry import register
+
+
+@dataclass
+class AVDigitsSettings(SpectrogramSettings):
+    """Where the two datasets are, how much of the images survives, and how images meet recordings."""
+
+    image_variance: float = 0.25  # the images keep the principal components that explain this share of variance
+    pairing_seed: int = 0  # which recording of its digit each image is paired with
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(0 < self.image_variance <= 1, "image_variance must be in (0, 1]")
+
+
+def paired(labels: np.ndarray, recording_labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """For each label, the index of a recording of the same class; each class's recordings are used evenly."""
+    missing = sorted(set(labels.tolist()) - set(recording_labels.tolist()))
+    if missing:
+        raise UserError(f"no recordings of digit(s) {', '.join(map(str, missing))} to pair images with")
+    pairs = np.empty(len(labels), dtype=np.int64)
+    for label in np.unique(labels):
+        images = np.flatnonzero(labels == label)
+        pairs[images] = np.resize(rng.permutation(np.flatnonzero(recording_labels == label)), len(images))
+    return pairs
+
+
+def weakened(images: np.ndarray, fit_rows: np.ndarray, variance: float) -> np.ndarray:
+    """`images` rebuilt from the principal components (fitted on `fit_rows`) that keep `variance` of the variance."""
+    flat = images.reshape(len(images), -1)
+    pca = PCA(n_components=variance, svd_solver="full", random_state=0).fit(flat[fit_rows])
+    return pca.inverse_transform(pca.transform(flat)).astype(np.float32).reshape(images.shape)
+
+
+@register("dataset", "av_digits")
+class AVDigits(MultimodalDataset):
+    """Each MNIST image with an FSDD recording of its digit (train with train, test with test); the images are
+    weakened by PCA so that neither input alone suffices. `root` holds mnist.npz (or mnist/) and FSDD's recordings."""
+
+    Settings = AVDigitsSettings
+
+    def _root(self) -> Path:
+        return required_root(self.settings.root, "av_digits", "holding mnist.npz (or the MNIST IDX files) and "
+                                                               "FSDD's recordings/")
+
+    def _parts(self) -> tuple[MNIST, FSDD]:
+        root = self._root()
+        images_root = root / "mnist" if (root / "mnist").is_dir() else root
+        audio_root = root / "fsdd" if (root / "fsdd").is_dir() else root
+        fields = {name: getattr(self.settings, name) for name in SpectrogramSettings.__dataclass_fields__}
+        return (MNIST(FileDatasetSettings(root=str(images_root))),
+                FSDD(SpectrogramSettings(**{**fields, "root": str(audio_root)})))
+
+    def check(self) -> None:
+        for part in self._parts():
+            part.check()
+
+    def kinds(self) -> dict[str, str]:
+        return {"image": "image", "audio": "image"}
+
+    def arrays(self) -> tuple[Arrays, np.ndarray, Arrays, np.ndarray]:
+        mnist, fsdd = self._parts()
+        images, y, test_images, test_y = mnist.arrays()
+        audio, audio_y, test_audio, test_audio_y = fsdd.arrays()
+        rng = np.random.default_rng(self.settings.pairing_seed)
+        train_pairs, test_pairs = paired(y, audio_y, rng), paired(test_y, test_audio_y, rng)
+        return ({"image": images, "audio": audio[train_pairs]}, np.asarray(y),
+                {"image": test_images, "audio": test_audio[test_pairs]}, np.asarray(test_y))
+
+    def fitted(self, pool: Arrays, test: Arrays, train_rows: np.ndarray) -> tuple[Arrays, Arrays]:
+        if self.settings.image_variance >= 1:
+            return pool, test
+        both = np.concatenate([pool["image"], test["image"]])
+        images = weakened(both, train_rows, self.settings.image_variance)
+        return {**pool, "image": images[: len(pool["image"])]}, {**test, "image": images[len(pool["image"]):]}

@@ -1,0 +1,363 @@
+"""Multimodal fusion: one searched encoder per input and a searched fusion of their layers (after MFAS).
+
+An architecture is `{"encoders": {input: chain architecture}, "fusion": [step, ...]}`. Each fusion step
+takes one layer of every encoder (`taps`, counted from the encoder's end: 0 is its last block, and the
+encoder's depth is its stem), combines them with its `op` and the previous step's output into `width`
+features; the last step feeds the classifier.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from nascli.config import require
+from nascli.errors import UserError
+from nascli.registry import register
+from nascli.spaces.base import Arch, SearchSpace, arch_hash
+from nascli.spaces.chain import DRAW_COLOURS, ChainSettings, ChainSpace
+from nascli.spaces.pooling import global_avg_pool
+
+FUSION_OPS = ("concat", "sum", "product", "gated", "attention")
+ENCODER_DEFAULTS = {"min_blocks": 1, "max_blocks": 4}  # smaller than a lone chain's: there is one per input
+FUSION_COLOURS = {"concat": "#bcbddc", "sum": "#9e9ac8", "product": "#fc9272", "gated": "#c7e9c0",
+                  "attention": "#fdd49e"}
+ATTENTION_HEADS = 4
+
+
+@dataclass
+class FusionSettings:
+    """The inputs, the encoders' chain space, and the fusion steps the space holds."""
+
+    inputs: Optional[dict[str, str]] = None  # input name -> kind ("image"); null: the dataset's inputs
+    encoder: dict[str, Any] = field(default_factory=dict)  # chain settings of every encoder, e.g. {max_blocks: 3}
+    encoders: dict[str, Any] = field(default_factory=dict)  # per input, e.g. {audio: {widths: [16, 32]}}
+    min_steps: int = 1
+    max_steps: int = 3
+    ops: list[str] = field(default_factory=lambda: list(FUSION_OPS))
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+
+    def __post_init__(self) -> None:
+        require(1 <= self.min_steps <= self.max_steps, "need 1 <= min_steps <= max_steps")
+        require(len(self.ops) > 0 and set(self.ops) <= set(FUSION_OPS), f"ops must be a non-empty subset of {list(FUSION_OPS)}")
+        require(len(self.widths) > 0 and min(self.widths) >= 1, "widths must be positive integers")
+        if self.inputs is not None:
+            require(len(self.inputs) >= 1, "inputs must name one or more inputs")
+            for name, kind in self.inputs.items():
+                require(name.isidentifier(), f"input name {name!r} must be an identifier")
+                require(kind == "image", f"input {name} is {kind!r}; the fusion space encodes image-like inputs "
+                                         "(images, spectrograms, feature vectors)")
+        unknown = set(self.encoders) - set(self.inputs or self.encoders)
+        require(not unknown, f"encoders names {sorted(unknown)}, which are not inputs")
+        for name in self.inputs or {}:
+            self.encoder_settings(name)  # raises ValueError for a bad setting
+
+    def encoder_settings(self, name: str) -> ChainSettings:
+        """The chain settings of input `name`'s encoder."""
+        return ChainSettings(**{**ENCODER_DEFAULTS, **self.encoder, **self.encoders.get(name, {})})
+
+
+class FusionStep(nn.Module):
+    """One fusion step: pooled (or, for attention, every position of) tapped features and the previous output."""
+
+    def __init__(self, op: str, channels: dict[str, int], width: int, previous: Optional[int]) -> None:
+        super().__init__()
+        self.op = op
+        if op == "concat":
+            self.mix = nn.Linear(sum(channels.values()) + (previous or 0), width)
+        else:
+            self.project = nn.ModuleDict({name: (nn.Conv2d(c, width, 1) if op == "attention" else nn.Linear(c, width))
+                                          for name, c in channels.items()})
+            self.carry = nn.Linear(previous, width) if previous else None
+        if op == "gated":
+            self.gates = nn.Linear(width * len(channels), width * len(channels))
+        if op == "attention":
+            self.kind = nn.Parameter(torch.zeros(len(channels), width))  # which input a position comes from
+            self.query = nn.Parameter(torch.zeros(1, 1, width))
+            self.attend = nn.MultiheadAttention(width, ATTENTION_HEADS if width % ATTENTION_HEADS == 0 else 1,
+                                                batch_first=True)
+        self.norm = nn.LayerNorm(width)
+
+    def forward(self, features: dict[str, Tensor], previous: Optional[Tensor]) -> Tensor:
+        if self.op == "concat":
+            pooled = [global_avg_pool(f).flatten(1) for f in features.values()]
+            return F.relu(self.norm(self.mix(torch.cat(pooled + ([previous] if previous is not None else []), 1))))
+        if self.op == "attention":
+            tokens = torch.cat([(self.project[name](f).flatten(2).transpose(1, 2) + self.kind[i])
+                                for i, (name, f) in enumerate(features.items())], 1)
+            query = self.query.repeat(len(tokens), 1, 1)
+            if previous is not None:
+                query = query + self.carry(previous)[:, None]
+            fused = self.attend(query, tokens, tokens, need_weights=False)[0][:, 0]
+        else:
+            parts = [self.project[name](global_avg_pool(f).flatten(1)) for name, f in features.items()]
+            if self.op == "sum":
+                fused = torch.stack(parts).sum(0)
+            elif self.op == "product":
+                fused = torch.stack(parts).prod(0)
+            else:  # gated: a softmax over the inputs, per feature, decides how much of each is kept
+                stacked = torch.stack(parts, 1)  # (batch, inputs, width)
+                weights = self.gates(stacked.flatten(1)).view_as(stacked).softmax(1)
+                fused = (weights * stacked).sum(1)
+            if previous is not None:
+                fused = fused + self.carry(previous)
+        return F.relu(self.norm(fused))
+
+
+class FusionNet(nn.Module):
+    """Encoders of the inputs (taken positionally, in the space's order), fusion steps and a linear head."""
+
+    def __init__(self, space: FusionSpace, arch: Arch, input_shape: dict[str, tuple[int, ...]], num_classes: int) -> None:
+        super().__init__()
+        self.order = list(input_shape)
+        self.encoders = nn.ModuleDict()
+        channels: dict[str, list[int]] = {}
+        for name, encoder in arch["encoders"].items():
+            stages, channels[name] = space.encoder_space(name).stages(encoder, input_shape[name])
+            self.encoders[name] = nn.ModuleList(stages)
+        self.taps = [step["taps"] for step in arch["fusion"]]
+        self.steps = nn.ModuleList()
+        previous = None
+        for step in arch["fusion"]:
+            tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
+            self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
+            previous = step["width"]
+        self.head = nn.Linear(previous, num_classes)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        layers = {}
+        for name, x in zip(self.order, inputs):
+            if name in self.encoders:
+                outputs = []
+                for stage in self.encoders[name]:
+                    x = stage(x)
+                    outputs.append(x)
+                layers[name] = outputs
+        fused = None
+        for step, taps in zip(self.steps, self.taps):
+            fused = step({name: layers[name][-1 - depth] for name, depth in taps.items()}, fused)
+        return self.head(fused)
+
+
+@register("space", "fusion")
+class FusionSpace(SearchSpace):
+    """A chain encoder per input and 1..max_steps fusion steps, each tapping a layer of every encoder."""
+
+    Settings = FusionSettings
+
+    def __init__(self, settings: FusionSettings) -> None:
+        if settings.inputs is None:
+            raise UserError("space=fusion needs a dataset with several inputs per sample (e.g. dataset=av_digits), "
+                            "or space.inputs={name: image, ...}")
+        self.s = settings
+        self.inputs = list(settings.inputs)
+        self._encoders = {name: ChainSpace(settings.encoder_settings(name)) for name in self.inputs}
+
+    @property
+    def modality(self) -> dict[str, str]:  # type: ignore[override]
+        return dict(self.s.inputs)
+
+    def encoder_space(self, name: str) -> ChainSpace:
+        """The chain space of input `name`'s encoder."""
+        return self._encoders[name]
+
+    def _step(self, rng: random.Random, encoders: dict[str, Arch]) -> dict[str, Any]:
+        return {"taps": {name: rng.randint(0, len(enc["blocks"])) for name, enc in encoders.items()},
+                "op": rng.choice(self.s.ops), "width": rng.choice(self.s.widths)}
+
+    def sample(self, rng: random.Random) -> Arch:
+        encoders = {name: self._encoders[name].sample(rng) for name in self.inputs}
+        steps = [self._step(rng, encoders) for _ in range(rng.randint(self.s.min_steps, self.s.max_steps))]
+        return {"encoders": encoders, "fusion": steps}
+
+    def baselines(self, arch: Arch) -> dict[str, Arch]:
+        """Each input's encoder alone and plain late fusion (one concatenation of the last layers), with
+        `arch`'s encoders and its first step's width: what the searched fusion is compared with."""
+        width = arch["fusion"][0]["width"]
+
+        def last_layers(names: list[str]) -> Arch:
+            return {"encoders": {name: arch["encoders"][name] for name in names},
+                    "fusion": [{"taps": {name: 0 for name in names}, "op": "concat", "width": width}]}
+
+        found = {f"{name}_only": last_layers([name]) for name in arch["encoders"]}
+        return {**found, "late_fusion": last_layers(list(arch["encoders"]))} if len(arch["encoders"]) > 1 else found
+
+    @staticmethod
+    def _repaired(arch: Arch) -> Arch:
+        """`arch` with every tap moved into its encoder's current depth (after an encoder lost blocks)."""
+        for step in arch["fusion"]:
+            step["taps"] = {name: min(depth, len(arch["encoders"][name]["blocks"]))
+                            for name, depth in step["taps"].items()}
+        return arch
+
+    def _edits(self, arch: Arch) -> dict[str, list[Arch]]:
+        """Every one-edit variant of `arch`, by kind of edit."""
+        steps = arch["fusion"]
+
+        def with_steps(new: list[dict[str, Any]]) -> Arch:
+            return {"encoders": copy.deepcopy(arch["encoders"]), "fusion": copy.deepcopy(new)}
+
+        def replaced(i: int, **change: Any) -> Arch:
+            return with_steps([{**s, **change} if j == i else s for j, s in enumerate(steps)])
+
+        edits: dict[str, list[Arch]] = {
+            "encoder": [self._repaired({"encoders": {**copy.deepcopy(arch["encoders"]), name: variant},
+                                        "fusion": copy.deepcopy(steps)})
+                        for name, encoder in arch["encoders"].items()
+                        for variant in self._encoders[name].neighbours(encoder)],
+            "op": [replaced(i, op=op) for i, s in enumerate(steps) for op in self.s.ops if op != s["op"]],
+            "width": [replaced(i, width=w) for i, s in enumerate(steps) for w in self.s.widths if w != s["width"]],
+            "tap": [replaced(i, taps={**s["taps"], name: depth})
+                    for i, s in enumerate(steps) for name in s["taps"]
+                    for depth in range(len(arch["encoders"][name]["blocks"]) + 1) if depth != s["taps"][name]],
+            "insert": [],
+            "remove": [],
+        }
+        if len(steps) < self.s.max_steps:
+            taps = {name: 0 for name in arch["encoders"]}
+            edits["insert"] = [with_steps(steps[:i] + [{"taps": taps, "op": op, "width": w}] + steps[i:])
+                               for i in range(len(steps) + 1) for op in self.s.ops for w in self.s.widths]
+        if len(steps) > self.s.min_steps:
+            edits["remove"] = [with_steps(steps[:i] + steps[i + 1:]) for i in range(len(steps))]
+        return edits
+
+    def mutate(self, arch: Arch, rng: random.Random) -> Arch:
+        kind = rng.choice(["encoder", "fusion"])
+        if kind == "encoder":
+            name = rng.choice(sorted(arch["encoders"]))
+            variant = self._encoders[name].mutate(arch["encoders"][name], rng)
+            return self._repaired({"encoders": {**copy.deepcopy(arch["encoders"]), name: variant},
+                                   "fusion": copy.deepcopy(arch["fusion"])})
+        edits = {k: v for k, v in self._edits(arch).items() if v and k != "encoder"}
+        return rng.choice(edits[rng.choice(sorted(edits))])
+
+    def neighbours(self, arch: Arch) -> list[Arch]:
+        unique = {arch_hash(v): v for variants in self._edits(arch).values() for v in variants}
+        unique.pop(arch_hash(arch), None)  # a repaired encoder edit may give the architecture back
+        return list(unique.values())
+
+    def crossover(self, a: Arch, b: Arch, rng: random.Random) -> Arch:
+        """Each input's encoder from either parent, the fusion steps cut and joined at one point each."""
+        encoders = {name: copy.deepcopy(rng.choice([a, b])["encoders"][name]) for name in a["encoders"]}
+        steps = a["fusion"][: rng.randint(0, len(a["fusion"]))] + b["fusion"][rng.randint(0, len(b["fusion"])):]
+        if not self.s.min_steps <= len(steps) <= self.s.max_steps:
+            steps = a["fusion"]
+        return self._repaired({"encoders": encoders, "fusion": copy.deepcopy(steps)})
+
+    def encode(self, arch: Arch) -> list[float]:
+        vector: list[float] = []
+        for name in self.inputs:
+            vector += self._encoders[name].encode(arch["encoders"][name])
+        widths = sorted(self.s.widths)
+        for i in range(self.s.max_steps):
+            if i < len(arch["fusion"]):
+                step = arch["fusion"][i]
+                vector += [1.0, *(float(step["op"] == op) for op in self.s.ops),
+                           widths.index(step["width"]) / max(1, len(widths) - 1),
+                           *(step["taps"][name] / self._encoders[name].s.max_blocks for name in self.inputs)]
+            else:
+                vector += [0.0] * (len(self.s.ops) + 2 + len(self.inputs))
+        return vector
+
+    def _step_decisions(self) -> list[int]:
+        return [len(self.s.ops), len(self.s.widths), *(self._encoders[n].s.max_blocks + 1 for n in self.inputs)]
+
+    def decisions(self) -> list[int]:
+        encoders = [d for name in self.inputs for d in self._encoders[name].decisions()]
+        return encoders + [self.s.max_steps - self.s.min_steps + 1] + self._step_decisions() * self.s.max_steps
+
+    def from_decisions(self, choices: list[int]) -> Arch:
+        encoders, at = {}, 0
+        for name in self.inputs:
+            count = len(self._encoders[name].decisions())
+            encoders[name] = self._encoders[name].from_decisions(choices[at : at + count])
+            at += count
+        per_step = len(self._step_decisions())
+        steps = []
+        for i in range(self.s.min_steps + choices[at]):
+            op, width, *taps = choices[at + 1 + i * per_step : at + 1 + (i + 1) * per_step]
+            steps.append({"taps": dict(zip(self.inputs, taps)), "op": self.s.ops[op], "width": self.s.widths[width]})
+        return self._repaired({"encoders": encoders, "fusion": steps})
+
+    def validate(self, arch: Arch) -> Arch:
+        require(isinstance(arch, dict) and set(arch) == {"encoders", "fusion"},
+                "a fusion architecture is {'encoders': {...}, 'fusion': [...]}")
+        encoders, steps = arch["encoders"], arch["fusion"]
+        require(isinstance(encoders, dict) and encoders and set(encoders) <= set(self.inputs),
+                f"'encoders' maps one or more of the inputs {self.inputs} to chain architectures")
+        for name, encoder in encoders.items():
+            try:
+                self._encoders[name].validate(encoder)
+            except ValueError as exc:
+                raise ValueError(f"encoder {name}: {exc}") from None
+        require(isinstance(steps, list) and self.s.min_steps <= len(steps) <= self.s.max_steps,
+                f"'fusion' is a list of {self.s.min_steps} to {self.s.max_steps} steps")
+        for i, step in enumerate(steps):
+            require(isinstance(step, dict) and set(step) == {"taps", "op", "width"}, f"step {i} needs taps, op, width")
+            require(step["op"] in self.s.ops, f"step {i}: op {step['op']!r} is not one of {self.s.ops}")
+            require(step["width"] in self.s.widths, f"step {i}: width {step['width']!r} is not one of {self.s.widths}")
+            taps = step["taps"]
+            require(isinstance(taps, dict) and set(taps) == set(encoders), f"step {i}: taps name each encoder once")
+            for name, depth in taps.items():
+                depth_max = len(encoders[name]["blocks"])
+                require(isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= depth_max,
+                        f"step {i}: tap {name}={depth!r} is not a layer of its encoder (0..{depth_max})")
+        return arch
+
+    def build(self, arch: Arch, input_shape: Any, num_classes: int, vocab_size: Optional[int] = None) -> nn.Module:
+        if not isinstance(input_shape, dict) or list(input_shape) != self.inputs:
+            raise UserError(f"space=fusion takes the inputs {self.inputs}; the data gives {input_shape}")
+        return FusionNet(self, arch, input_shape, num_classes)
+
+    def draw(self, arch: Arch, ax: Any) -> None:
+        """Each encoder as a row of layers; the fusion steps on the right, each fed by the layers it taps."""
+        from matplotlib.patches import FancyBboxPatch
+
+        def box(x: float, y: float, label: str, colour: str) -> None:
+            ax.add_patch(FancyBboxPatch((x, y), 1.1, 0.8, boxstyle="round,pad=0.04", fc=colour, ec="#333333"))
+            ax.text(x + 0.55, y + 0.4, label, ha="center", va="center", fontsize=7)
+
+        def arrow(start: tuple[float, float], end: tuple[float, float], bend: float = 0.0,
+                  colour: str = "#333333") -> None:
+            ax.annotate("", xy=end, xytext=start, arrowprops={"arrowstyle": "->", "color": colour, "lw": 0.8,
+                                                              "connectionstyle": f"arc3,rad={bend}"})
+
+        rows = len(arch["encoders"])
+        fusion_x = 1.5 * (1 + max(len(e["blocks"]) for e in arch["encoders"].values())) + 0.6
+        middle = 0.7 * (rows - 1)
+        outlets: dict[str, list[tuple[float, float]]] = {}  # where each layer's taps leave it
+        bends: dict[str, float] = {}
+        for row, (name, encoder) in enumerate(arch["encoders"].items()):
+            y = 1.4 * (rows - 1 - row)  # the first input on top
+            above = y >= middle
+            edge, bends[name] = (y + 0.84, -0.25) if above else (y - 0.04, 0.25)
+            ax.text(-0.2, y + 0.4, name, ha="right", va="center", fontsize=8, weight="bold")
+            box(0, y, f"stem\n{self._encoders[name].s.stem_width}", "#d9d9d9")
+            outlets[name] = [(0.55, edge)]
+            for i, block in enumerate(encoder["blocks"]):
+                x = 1.5 * (i + 1)
+                arrow((x - 0.36, y + 0.4), (x - 0.04, y + 0.4))
+                box(x, y, f"{block['op']}\n{block['width']}" + (" /2" if block["down"] else ""),
+                    DRAW_COLOURS[block["op"]])
+                outlets[name].append((x + 0.55, edge))
+        for i, step in enumerate(arch["fusion"]):
+            x = fusion_x + 1.5 * i
+            box(x, middle, f"{step['op']}\n{step['width']}", FUSION_COLOURS[step["op"]])
+            for name, depth in step["taps"].items():
+                arrow(outlets[name][-1 - depth], (x + 0.55, middle + (0.84 if bends[name] < 0 else -0.04)),
+                      bends[name], "#6a51a3")
+            if i:
+                arrow((x - 0.36, middle + 0.4), (x - 0.04, middle + 0.4))
+        head_x = fusion_x + 1.5 * len(arch["fusion"])
+        box(head_x, middle, "linear", "#d9d9d9")
+        arrow((head_x - 0.36, middle + 0.4), (head_x - 0.04, middle + 0.4))
+        ax.set_xlim(-1.2, head_x + 1.4)
+        ax.set_ylim(-1.0, 1.4 * (rows - 1) + 1.8)
+        ax.set_aspect("equal")
+        ax.axis("off")
