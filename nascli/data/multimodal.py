@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -65,15 +65,16 @@ class SyntheticMultimodalSettings(DatasetSettings):
 
     num_samples: int = 600
     num_classes: int = 4
-    shapes: dict[str, Any] = field(default_factory=lambda: {"image": [1, 8, 8], "audio": [1, 6, 10]})
+    shapes: Any = None  # {input name: [channels, height, width]}; null: {image: [1, 8, 8], audio: [1, 6, 10]}
     noise: float = 0.5
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        self.shapes = self.shapes or {"image": [1, 8, 8], "audio": [1, 6, 10]}
         require(self.num_classes >= 2, "num_classes must be at least 2")
         require(self.num_samples >= 10 * self.num_classes, "num_samples must be at least 10 per class")
-        require(len(self.shapes) >= 2, "shapes must name two or more inputs")
+        require(isinstance(self.shapes, dict) and len(self.shapes) >= 2, "shapes must name two or more inputs")
         for name, shape in self.shapes.items():
             require(len(shape) == 3 and min(shape) >= 1, f"shapes.{name} is [channels, height, width]")
         require(self.noise >= 0, "noise must be >= 0")

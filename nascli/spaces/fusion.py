@@ -36,14 +36,18 @@ class FusionSettings:
     """The inputs, the encoders' chain space, and the fusion steps the space holds."""
 
     inputs: Optional[dict[str, str]] = None  # input name -> kind ("image"); null: the dataset's inputs
-    encoder: dict[str, Any] = field(default_factory=dict)  # chain settings of every encoder, e.g. {max_blocks: 3}
-    encoders: dict[str, Any] = field(default_factory=dict)  # per input, e.g. {audio: {widths: [16, 32]}}
+    # typed Any, as a typed dict would refuse new keys in Hydra
+    encoder: Any = None  # chain settings of every encoder, e.g. {max_blocks: 3}
+    encoders: Any = None  # chain settings per input, e.g. {audio: {widths: [16, 32]}}
     min_steps: int = 1
     max_steps: int = 3
     ops: list[str] = field(default_factory=lambda: list(FUSION_OPS))
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
 
     def __post_init__(self) -> None:
+        self.encoder, self.encoders = self.encoder or {}, self.encoders or {}
+        require(isinstance(self.encoder, dict) and isinstance(self.encoders, dict),
+                "encoder and encoders are mappings of chain settings")
         require(1 <= self.min_steps <= self.max_steps, "need 1 <= min_steps <= max_steps")
         require(len(self.ops) > 0 and set(self.ops) <= set(FUSION_OPS), f"ops must be a non-empty subset of {list(FUSION_OPS)}")
         require(len(self.widths) > 0 and min(self.widths) >= 1, "widths must be positive integers")

@@ -1,0 +1,204 @@
+"""Multimodal fusion: data with several inputs per sample, the fusion space, baselines, and the CLI around them."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from nascli.config import load_config
+from nascli.data.av_digits import paired, weakened
+from nascli.data.base import Modalities
+from nascli.spaces.fusion import FUSION_OPS, FusionSettings, FusionSpace
+from test_errors import assert_one_line_error
+
+THREE = "dataset.shapes={image: [1, 8, 8], audio: [1, 6, 10], depth: [2, 4, 4]}"
+QUICK = ["dataset=multimodal_synthetic", "dataset.num_samples=160", *TINY[2:]]
+
+
+def fusion_space(**settings) -> FusionSpace:
+    return FusionSpace(FusionSettings(inputs={"image": "image", "audio": "image"}, **settings))
+
+
+def splits(*overrides: str):
+    cfg = load_config(["dataset=multimodal_synthetic", *overrides])
+    return cfg, cfg.dataset.cls(cfg.dataset.settings).load()
+
+
+def test_multimodal_samples_stay_aligned_through_indexing_joining_and_moving() -> None:
+    parts = {"a": torch.arange(6.0)[:, None], "b": 10 * torch.arange(6.0)[:, None]}
+    inputs = Modalities(parts, {"a": "image", "b": "image"})
+    picked = inputs[torch.tensor([4, 1])]
+    assert picked.parts["a"].flatten().tolist() == [4.0, 1.0] and picked.parts["b"].flatten().tolist() == [40.0, 10.0]
+    both = inputs[:2].joined(inputs[5:]).to(torch.device("cpu"))
+    assert len(both) == 3 and both.parts["b"].flatten().tolist() == [0.0, 10.0, 50.0]
+    with pytest.raises(ValueError, match="align"):
+        Modalities({"a": torch.zeros(3), "b": torch.zeros(4)}, {"a": "image", "b": "image"})
+
+
+def test_generated_two_and_three_input_data_and_the_space_follows_the_dataset() -> None:
+    cfg, data = splits(THREE, "dataset.classes=[3,1,2,0]")
+    assert data.input_shape == {"image": (1, 8, 8), "audio": (1, 6, 10), "depth": (2, 4, 4)}
+    assert data.modality == {"image": "image", "audio": "image", "depth": "image"}
+    assert cfg.space.name == "fusion" and cfg.space.settings.inputs == data.modality  # from the dataset
+    assert data.num_classes == 4 and len(data.train_x) == len(data.train_y)
+    for part in data.train_x.parts.values():  # each input normalised on its own training statistics
+        assert abs(float(part.mean())) < 0.2 and abs(float(part.std()) - 1) < 0.2
+    _, two = splits()
+    assert list(two.input_shape) == ["image", "audio"]
+
+
+def test_pairing_is_label_consistent_even_and_deterministic() -> None:
+    labels = np.random.default_rng(0).permutation(np.arange(40) % 3)
+    recordings = np.arange(12)[::-1] % 3
+    first = paired(labels, recordings, np.random.default_rng(3))
+    assert (recordings[first] == labels).all()
+    assert (first == paired(labels, recordings, np.random.default_rng(3))).all()
+    for digit in range(3):  # 13-14 images of a digit over its 4 recordings: each used 3 or 4 times
+        uses = np.bincount(first[labels == digit], minlength=12)[recordings == digit]
+        assert uses.max() - uses.min() <= 1
+    assert not (first == paired(labels, recordings, np.random.default_rng(4))).all()
+
+
+def test_the_image_weakening_is_fitted_on_training_rows_only() -> None:
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(80, 1, 4, 4)).astype(np.float32)
+    train = np.arange(60)
+    kept = weakened(images, train, 0.25)
+    changed = images.copy()
+    changed[60:] *= 100  # other test images: the training rows' reconstruction must not move
+    assert np.allclose(weakened(changed, train, 0.25)[:60], kept[:60], atol=1e-5)
+    assert not np.allclose(kept, images, atol=1e-2)  # a quarter of the variance: the images lose detail
+
+
+def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) -> None:
+    pytest.importorskip("librosa")
+    from test_audio import tone
+
+    rng = np.random.default_rng(0)
+    digits = np.arange(60) % 3
+    np.savez(workdir / "mnist.npz", x_train=(rng.random((60, 28, 28)) * 255).astype(np.uint8), y_train=digits,
+             x_test=(rng.random((30, 28, 28)) * 255).astype(np.uint8), y_test=digits[:30])
+    for digit in range(3):
+        for index in range(8):
+            tone(workdir / "fsdd" / "recordings" / f"{digit}_ann_{index}.wav", 300 * (digit + 1), 0.3, seed=index)
+    cfg = load_config(["dataset=av_digits", f"dataset.root={workdir}", "dataset.workers=1", "dataset.n_mels=16"])
+    dataset = cfg.dataset.cls(cfg.dataset.settings)
+    pool, y, test, test_y = dataset.arrays()
+    assert len(pool["audio"]) == len(pool["image"]) == 60 and len(test["audio"]) == 30
+    loudest_band = pool["audio"][:, 0].mean(axis=2).argmax(axis=1)  # the tone's mel band names the digit
+    for digit in range(3):
+        assert len(set(loudest_band[y == digit].tolist())) == 1
+    assert len(set(loudest_band.tolist())) == 3
+    data = dataset.load()
+    assert data.input_shape == {"image": (1, 28, 28), "audio": (1, 16, 63)} and len(data.test_x) == 30
+
+
+def test_fusion_space_operations_stay_in_the_space() -> None:
+    space, rng = fusion_space(), random.Random(0)
+    for _ in range(60):
+        arch = space.validate(space.sample(rng))
+        child = space.validate(space.mutate(arch, rng))
+        assert space.hash(child) != space.hash(arch)
+        space.validate(space.crossover(arch, child, rng))
+        neighbours = space.neighbours(arch)
+        assert neighbours and all(space.hash(n) != space.hash(arch) for n in neighbours)
+        for n in rng.sample(neighbours, 5):
+            space.validate(n)
+        picked = space.validate(space.from_decisions([rng.randrange(k) for k in space.decisions()]))
+        assert len(space.encode(picked)) == len(space.encode(arch))
+        for baseline in space.baselines(arch).values():
+            space.validate(baseline)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a["fusion"][0]["taps"].update(image=9), "not a layer of its encoder"),
+        (lambda a: a["fusion"][0].update(op="bilinear"), "op 'bilinear'"),
+        (lambda a: a["encoders"].update(radar=a["encoders"]["image"]), "one or more of the inputs"),
+        (lambda a: a["fusion"][0]["taps"].pop("audio"), "taps name each encoder once"),
+        (lambda a: a["fusion"].clear(), "'fusion' is a list of 1 to 3 steps"),
+    ],
+)
+def test_invalid_fusion_architectures_say_why(change, message: str) -> None:
+    space = fusion_space()
+    arch = space.sample(random.Random(1))
+    change(arch)
+    with pytest.raises(ValueError, match=message):
+        space.validate(arch)
+
+
+@pytest.mark.parametrize("op", FUSION_OPS)
+def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) -> None:
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from nascli.export import write_onnx
+
+    space = fusion_space()
+    encoders = {"image": {"blocks": [{"op": "conv3x3", "width": 16, "down": True}]},
+                "audio": {"blocks": [{"op": "sepconv3x3", "width": 32, "down": False},
+                                     {"op": "maxpool3x3", "width": 16, "down": True}]}}
+    arch = {"encoders": encoders, "fusion": [{"taps": {"image": 1, "audio": 2}, "op": "sum", "width": 32},
+                                             {"taps": {"image": 0, "audio": 0}, "op": op, "width": 64}]}
+    arch = space.validate(json.loads(json.dumps(arch)))
+    shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
+    torch.manual_seed(0)
+    net = space.build(arch, shapes, 3)
+    inputs = (torch.randn(5, 1, 8, 8), torch.randn(5, 1, 6, 10))
+    loss = torch.nn.functional.cross_entropy(net(*inputs), torch.tensor([0, 1, 2, 0, 1]))
+    loss.backward()
+    assert all(p.grad is not None for p in net.steps[-1].parameters())  # every part of the step is used
+    rebuilt = space.build(space.validate(json.loads(json.dumps(arch))), shapes, 3)
+    rebuilt.load_state_dict(net.state_dict())
+    net.eval(), rebuilt.eval()
+    with torch.no_grad():
+        expected = net(*inputs)
+        assert torch.equal(rebuilt(*inputs), expected)
+        write_onnx(net, inputs, tmp_path / "m.onnx", ["image", "audio"])
+    session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": inputs[0].numpy(), "audio": inputs[1].numpy()})[0]
+    assert np.abs(got - expected.numpy()).max() < 1e-4
+
+
+def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retrain(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *QUICK, THREE, "run_dir=run")
+    assert code == 0, err
+    metrics = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())
+    assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion"}
+    best = json.loads((workdir / "run" / "best.json").read_text())["arch"]
+    late = metrics["baselines"]["late_fusion"]
+    assert late["arch"]["encoders"] == best["encoders"] and late["arch"]["fusion"][0]["op"] == "concat"
+    assert all(result["test_acc"] is not None for result in metrics["baselines"].values())
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    assert set(summary["baselines"]) == set(metrics["baselines"]) and "baselines (test_acc" in out
+    code, out, _ = nas("show", "run")
+    assert code == 0 and "baselines, retrained the same way" in out and "late_fusion" in out
+    code, out, _ = nas("report", "run")
+    assert code == 0 and "test_acc:late_fusion" in out
+    code, out, err = nas("export", "run", "--format", "onnx")
+    assert code == 0, err
+    import onnx
+
+    model = onnx.load(str(workdir / "run" / "export" / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["image", "audio", "depth"]
+    code, _, err = nas("retrain", "run", *QUICK, THREE, "search.baselines=false", "run_dir=again")
+    assert code == 0, err
+    assert "baselines" not in json.loads((workdir / "again" / "retrain" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset=multimodal_synthetic", "space=chain"], "space=chain builds networks for image inputs"),
+        (["dataset=synthetic", "space=fusion"], "space=fusion needs a dataset with several inputs"),
+        (["dataset=multimodal_synthetic", "space.encoders={radar: {max_blocks: 2}}"], "not inputs"),
+    ],
+)
+def test_mismatched_space_and_data_are_one_line_errors(nas, overrides: list[str], message: str) -> None:
+    code, _, err = nas("search", *overrides, *TINY[2:], "run_dir=run")
+    assert_one_line_error(code, err, message)
