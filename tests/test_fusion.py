@@ -202,3 +202,31 @@ def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retr
 def test_mismatched_space_and_data_are_one_line_errors(nas, overrides: list[str], message: str) -> None:
     code, _, err = nas("search", *overrides, *TINY[2:], "run_dir=run")
     assert_one_line_error(code, err, message)
+
+
+def test_a_table_of_image_and_recording_paths_is_multimodal_data(nas, workdir: Path) -> None:
+    pytest.importorskip("librosa")
+    from PIL import Image
+
+    from test_audio import tone
+
+    rows = ["photo,clip,label"]
+    for i in range(36):
+        label = ("cat", "dog", "owl")[i % 3]
+        Image.fromarray(np.full((12, 10, 3), 80 * (i % 3), dtype=np.uint8)).save(workdir / f"p{i}.png")
+        tone(workdir / "sounds" / f"c{i}.wav", 300 * (1 + i % 3), 0.3, seed=i)
+        rows.append(f"p{i}.png,sounds/c{i}.wav,{label}")
+    (workdir / "p5.png").write_bytes(b"not an image")
+    (workdir / "data.csv").write_text("\n".join(rows) + "\n")
+    table = ["dataset=multimodal", "dataset.train=data.csv", "dataset.inputs={photo: image, clip: audio}",
+             "dataset.image_size=8", "dataset.n_mels=8", "dataset.seconds=0.5", "dataset.workers=1",
+             "dataset.test_fraction=0.25", "dataset.val_fraction=0.2"]
+    cfg = load_config(table)
+    data = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert data.input_shape == {"photo": (3, 8, 8), "clip": (1, 8, 32)} and data.num_classes == 3
+    assert len(data.train_x) + len(data.val_x) + len(data.test_x) == 35  # the unreadable photo's row is left out
+    code, _, err = nas("search", *table, *TINY[2:], "run_dir=run")
+    assert code == 0, err
+    assert "skipped 1 sample(s) with an input that cannot be read" in err
+    code, _, err = nas("search", *table[:2], "dataset.inputs={photo: image, voice: audio}", "run_dir=bad")
+    assert_one_line_error(code, err, "lacks the column(s) voice")

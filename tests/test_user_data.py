@@ -48,8 +48,8 @@ def test_folder_is_decoded_once_then_read_from_its_cache(workdir: Path, monkeypa
         raise AssertionError("the cached folder was decoded again")
 
     with monkeypatch.context() as patch:
-        patch.setattr(folder_module, "_decode", no_decoding)
-        patch.setattr(folder_module, "_probe", no_decoding)
+        patch.setattr(folder_module, "decode_images", no_decoding)
+        patch.setattr(folder_module, "probe_images", no_decoding)
         second = load(*args)
     assert np.array_equal(second.train_x.numpy(), first.train_x.numpy())
     (workdir / "photos" / "class0" / "000.png").unlink()  # a changed folder is decoded anew

@@ -118,7 +118,7 @@ def _mode_channels(mode: str) -> int:
     return 1 if mode in ("1", "L", "I", "I;16", "F", "P;L") else 4 if mode in ("RGBA", "LA", "PA") else 3
 
 
-def _probe(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
+def probe_images(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
     """Width, height and channel count of each image from its header (None when it cannot be read)."""
     from PIL import Image
 
@@ -132,7 +132,7 @@ def _probe(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
     return found
 
 
-def _decode(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, list[Optional[str]]]:
+def decode_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, list[Optional[str]]]:
     """Images resized to size x size with `channels` channels (N, C, H, W uint8), and each one's error or None."""
     from PIL import Image
 
@@ -150,7 +150,7 @@ def _decode(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, li
     return out, errors
 
 
-def _chunks(paths: list[Path]) -> list[list[Path]]:
+def chunked(paths: list[Path]) -> list[list[Path]]:
     return [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
 
 
@@ -163,7 +163,7 @@ def _choose_shape(listing: Listing, settings: FolderSettings, folder: Path, work
         return tuple(json.loads(remembered.read_text()))
     sample = listing.paths(listing.files[:: max(1, len(listing.files) // SIZE_SAMPLE)])
     with ProcessPoolExecutor(workers) as pool:
-        probed = [p for chunk in pool.map(_probe, _chunks(sample)) for p in chunk if p is not None]
+        probed = [p for chunk in pool.map(probe_images, chunked(sample)) for p in chunk if p is not None]
     if not probed:
         raise UserError(f"dataset.root {listing.root}: none of the images can be read")
     size = settings.image_size or min(settings.max_image_size, int(statistics.median(max(w, h) for w, h, _ in probed)))
@@ -199,8 +199,8 @@ def _write_cache(listing: Listing, cached: Path, size: int, channels: int, worke
         errors: list[Optional[str]] = []
         with ProcessPoolExecutor(workers) as pool:
             start = 0
-            chunks = _chunks(listing.paths(listing.files))
-            for decoded, chunk_errors in pool.map(_decode, chunks, [size] * len(chunks), [channels] * len(chunks)):
+            chunks = chunked(listing.paths(listing.files))
+            for decoded, chunk_errors in pool.map(decode_images, chunks, [size] * len(chunks), [channels] * len(chunks)):
                 array[start : start + len(decoded)] = decoded
                 errors += chunk_errors
                 start += len(decoded)
