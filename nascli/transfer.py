@@ -68,8 +68,9 @@ def _evaluating(module: nn.Module, inputs: Any) -> None:
 
 
 def input_channels(data: Any) -> int:
-    """The channel count of image inputs (0 for token sequences, whose first layer is an embedding)."""
-    return data.input_shape[0] if data.vocabulary is None else 0
+    """The channel count of image inputs (0 for token sequences, whose first layer is an embedding, and for
+    several inputs, whose encoders' stems are copied only where they fit)."""
+    return data.input_shape[0] if data.vocabulary is None and not isinstance(data.input_shape, dict) else 0
 
 
 def head_names(model: nn.Module) -> set[str]:

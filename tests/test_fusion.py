@@ -230,3 +230,19 @@ def test_a_table_of_image_and_recording_paths_is_multimodal_data(nas, workdir: P
     assert "skipped 1 sample(s) with an input that cannot be read" in err
     code, _, err = nas("search", *table[:2], "dataset.inputs={photo: image, voice: audio}", "run_dir=bad")
     assert_one_line_error(code, err, "lacks the column(s) voice")
+
+
+def test_proxies_prescreening_and_weight_transfer_work_on_several_inputs(nas, workdir: Path) -> None:
+    without_training = [o for o in QUICK if not o.startswith("evaluator.")]
+    code, _, err = nas("search", *without_training, "evaluator=proxy",
+                       "evaluator.proxies=[synflow,jacov,snip,grad_norm,flops]", "retrain.enabled=false", "run_dir=proxies")
+    assert code == 0, err
+    trials = [json.loads(line) for line in (workdir / "proxies" / "trials.jsonl").read_text().splitlines()]
+    assert all(t["status"] == "ok" and t["metrics"]["proxy_jacov"] is not None and t["metrics"]["proxy_flops"] > 0
+               for t in trials)
+    code, _, err = nas("search", *QUICK, "strategy=random", "strategy.prescreen=synflow", "run_dir=run")
+    assert code == 0, err
+    code, _, err = nas("retrain", "run", *QUICK, "retrain.init=run", "search.baselines=false", "run_dir=tuned")
+    assert code == 0, err
+    init = json.loads((workdir / "tuned" / "retrain" / "metrics.json").read_text())["init"]
+    assert init["copied"] > 0

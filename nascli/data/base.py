@@ -158,11 +158,16 @@ Inputs = Tensor | StreamedSamples | Modalities
 InputShape = tuple[int, ...] | dict[str, tuple[int, ...]]
 
 
+def batch_parts(batch: Tensor | Modalities) -> tuple[Tensor, ...]:
+    """A batch's inputs, in the order networks take them (one, or each of several)."""
+    return tuple(batch.parts.values()) if isinstance(batch, Modalities) else (batch,)
+
+
 def network_inputs(batch: Tensor | Modalities, channels_last: bool,
                    transform: Optional[Callable[[Tensor], Tensor]] = None) -> tuple[Tensor, ...]:
     """A batch as a network's positional inputs: token ids without trailing padding, images in the chosen layout
     (after `transform`, e.g. augmentation, of each input)."""
-    parts = tuple(batch.parts.values()) if isinstance(batch, Modalities) else (batch,)
+    parts = batch_parts(batch)
     layout = torch.channels_last if channels_last else torch.contiguous_format
     inputs = []
     for part in parts:

@@ -18,6 +18,9 @@ convolutions of any dimension), not of BatchNorm, embeddings, recurrent layers o
 `snip`, `grad_norm` and `jacov` run the network in training mode, as the papers' code scores a freshly built
 network (BatchNorm on batch statistics).
 
+Several inputs (multimodal data): the network takes each; `synflow` feeds an all-ones sample of every input and
+`jacov` joins each sample's gradients with respect to all of them.
+
 Token inputs (integer ids, the text space): the network's first nn.Embedding stands in for the input layer.
 `synflow` feeds one sequence of id 1 (no padding) and makes the embedding emit ones; `jacov` takes the Jacobian
 with respect to the embedding's output.
@@ -37,14 +40,16 @@ from contextlib import AbstractContextManager
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.flop_counter import FlopCounterMode
 
-from nascli.evaluators.profile import count_flops, count_params
+from nascli.evaluators.profile import count_params
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
 JACOV_K = 1e-5
 
-Proxy = Callable[[nn.Module, Tensor, Tensor], float]
+Inputs = Tensor | tuple[Tensor, ...]  # a batch for the network: one input, or each of several (multimodal data)
+Proxy = Callable[[nn.Module, Inputs, Tensor], float]
 
 
 def _copy(model: nn.Module) -> nn.Module:
@@ -57,8 +62,12 @@ def _passthrough(x: Tensor) -> Tensor:
     return x
 
 
-def _tokens(inputs: Tensor) -> bool:
-    return not inputs.is_floating_point()
+def _parts(inputs: Inputs) -> tuple[Tensor, ...]:
+    return inputs if isinstance(inputs, tuple) else (inputs,)
+
+
+def _tokens(inputs: Inputs) -> bool:
+    return not _parts(inputs)[0].is_floating_point()
 
 
 def _embedding(net: nn.Module) -> nn.Embedding:
@@ -83,15 +92,15 @@ def _weight_grads(net: nn.Module) -> list[tuple[Tensor, Tensor]]:
             if isinstance(m, WEIGHTED) and m.weight.grad is not None]
 
 
-def _loss_backward(model: nn.Module, inputs: Tensor, labels: Tensor) -> nn.Module:
+def _loss_backward(model: nn.Module, inputs: Inputs, labels: Tensor) -> nn.Module:
     """A copy of `model` holding the gradients of the batch's cross-entropy, computed in training mode."""
     net = _copy(model).train()
-    with torch.enable_grad(), _rng_kept(inputs.device):
-        F.cross_entropy(net(inputs), labels).backward()
+    with torch.enable_grad(), _rng_kept(labels.device):
+        F.cross_entropy(net(*_parts(inputs)), labels).backward()
     return net
 
 
-def synflow(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
+def synflow(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """Synaptic flow: Σ|θ ⊙ ∂R/∂θ| over weights, R the summed output of the |θ| network on an all-ones sample."""
     net = _copy(model)
     for module in net.modules():
@@ -102,31 +111,30 @@ def synflow(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
             if tensor.is_floating_point():
                 tensor.abs_()
     net.double().eval()
-    shape = (1, *inputs.shape[1:])
     if _tokens(inputs):
-        ones = torch.ones(shape, dtype=inputs.dtype, device=inputs.device)
         _embedding(net).register_forward_hook(lambda module, args, out: torch.ones_like(out))
-    else:
-        ones = torch.ones(shape, dtype=torch.float64, device=inputs.device)
+    ones = [torch.ones((1, *part.shape[1:]), dtype=part.dtype if _tokens(part) else torch.float64, device=part.device)
+            for part in _parts(inputs)]
     with torch.enable_grad():
-        net(ones).sum().backward()
+        net(*ones).sum().backward()
     return _total([(w * g).abs().sum() for w, g in _weight_grads(net)])
 
 
-def snip(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
+def snip(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """SNIP saliency summed over the network: Σ|θ ⊙ ∂L/∂θ| over weights, L the batch's cross-entropy."""
     net = _loss_backward(model, inputs, labels)
     return _total([(w * g).abs().sum() for w, g in _weight_grads(net)])
 
 
-def grad_norm(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
+def grad_norm(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """The L2 norm of each layer's weight gradient of the batch's cross-entropy, summed over layers."""
     net = _loss_backward(model, inputs, labels)
     return _total([g.norm() for _, g in _weight_grads(net)])
 
 
-def jacov(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
-    """Jacobian covariance: -Σ(log(λ + k) + 1/(λ + k)) over the eigenvalues of the input gradients' correlations."""
+def jacov(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
+    """Jacobian covariance: -Σ(log(λ + k) + 1/(λ + k)) over the eigenvalues of the input gradients' correlations
+    (with several inputs, each sample's gradients with respect to all of them, joined)."""
     net = _copy(model).train()
     leaves: list[Tensor] = []
 
@@ -134,16 +142,16 @@ def jacov(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
         leaves.append(x.detach().requires_grad_())
         return leaves[-1]
 
-    with torch.enable_grad(), _rng_kept(inputs.device):
+    with torch.enable_grad(), _rng_kept(labels.device):
         if _tokens(inputs):
             _embedding(net).register_forward_hook(lambda module, args, out: leaf(out))
-            out = net(inputs)
+            out = net(*_parts(inputs))
         else:
-            out = net(leaf(inputs))
+            out = net(*(leaf(part) for part in _parts(inputs)))
         out.backward(torch.ones_like(out))
-    if leaves[0].grad is None:  # the output does not depend on the input
+    if any(x.grad is None for x in leaves):  # the output does not depend on an input
         return math.nan
-    return jacov_score(leaves[0].grad.reshape(len(inputs), -1))
+    return jacov_score(torch.cat([x.grad.reshape(len(labels), -1) for x in leaves], 1))
 
 
 def jacov_score(jacobians: Tensor) -> float:
@@ -155,14 +163,18 @@ def jacov_score(jacobians: Tensor) -> float:
     return float(-(torch.log(eig + JACOV_K) + 1 / (eig + JACOV_K)).sum())
 
 
-def params(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
+def params(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """Trainable parameters."""
     return float(count_params(model))
 
 
-def flops(model: nn.Module, inputs: Tensor, labels: Tensor) -> float:
+def flops(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """FLOPs of one sample's forward pass."""
-    return float(count_flops(_copy(model), tuple(inputs.shape[1:]), inputs.device, vocab_size=int(inputs.max()) + 1 if _tokens(inputs) else None))
+    net, parts = _copy(model).eval(), _parts(inputs)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        net(*(part[:1] for part in parts))
+    return float(counter.get_total_flops())
 
 
 PROXIES: dict[str, Proxy] = {"synflow": synflow, "snip": snip, "grad_norm": grad_norm, "jacov": jacov,

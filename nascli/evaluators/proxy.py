@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from nascli.config import require
-from nascli.data.base import DataSplits
+from nascli.data.base import DataSplits, batch_parts
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params
@@ -86,7 +86,7 @@ class ProxyEvaluator(Evaluator):
         self.objective = settings.proxy if settings.proxy == RANK_MEAN else f"proxy_{settings.proxy}"
         self._reference: Optional[dict[str, list[float]]] = None
 
-    def _batches(self, seed: int) -> list[tuple[Tensor, Tensor]]:
+    def _batches(self, seed: int) -> list[tuple[tuple[Tensor, ...], Tensor]]:
         """`batches` mini-batches of distinct training samples, drawn with a generator seeded by `seed`."""
         data = self.data
         generator = torch.Generator().manual_seed(seed)
@@ -94,7 +94,7 @@ class ProxyEvaluator(Evaluator):
         for _ in range(self.settings.batches):
             rows = torch.randperm(len(data.train_y), generator=generator)[: self.settings.batch_size]
             rows = rows.to(data.train_y.device)
-            batches.append((data.train_x[rows], data.train_y[rows]))
+            batches.append((batch_parts(data.train_x[rows]), data.train_y[rows]))
         return batches
 
     def _build(self, arch: Arch, seed: int) -> nn.Module:
