@@ -16,6 +16,7 @@ from nascli.data.audio import SpectrogramSettings, spectrograms
 from nascli.data.base import stratified_split
 from nascli.data.folder import chunked, decode_images, probe_images
 from nascli.data.multimodal import Arrays, MultimodalDataset
+from nascli.data.text import read_table
 from nascli.errors import UserError, warn
 from nascli.registry import register
 
@@ -69,15 +70,8 @@ class MultimodalTable(MultimodalDataset):
             self._file(self.settings.test, "test")
 
     def _read(self, path: Path) -> pd.DataFrame:
-        try:
-            table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False)
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-        missing = ({self.settings.label_column} | set(self.settings.inputs)) - set(table.columns)
-        if missing:
-            raise UserError(f"{path} lacks the column(s) {', '.join(sorted(missing))} (it has {', '.join(table.columns)})")
-        if table.empty:
-            raise UserError(f"{path} holds no rows")
+        table = read_table(path, {self.settings.label_column, *self.settings.inputs},
+                           "set dataset.inputs / dataset.label_column")
         return table.assign(_folder=str(path.parent))
 
     def _inputs(self, table: pd.DataFrame, where: str) -> tuple[Arrays, np.ndarray]:

@@ -73,6 +73,21 @@ def encode(sentences: list[str], vocabulary: dict[str, Any], length: int) -> np.
     return token_ids([split(sentence) for sentence in sentences], vocabulary, length)
 
 
+def read_table(path: Path, columns: set[str], hint: str) -> pd.DataFrame:
+    """The rows of a CSV (or, by suffix, TSV) file that has `columns`; otherwise a UserError ending in `hint`."""
+    try:
+        table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    missing = columns - set(table.columns)
+    if missing:
+        raise UserError(f"{path} lacks the column(s) {', '.join(sorted(missing))} (it has {', '.join(table.columns)}); "
+                        + hint)
+    if table.empty:
+        raise UserError(f"{path} holds no rows")
+    return table
+
+
 class TextDataset(Dataset):
     """Labelled sentences from CSV/TSV files; subclasses name the files of a built-in set."""
 
@@ -97,17 +112,8 @@ class TextDataset(Dataset):
         self._file(self.settings.test, "test")
 
     def _read(self, path: Path) -> pd.DataFrame:
-        try:
-            table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", keep_default_na=False)
-        except (OSError, ValueError, UnicodeDecodeError) as exc:
-            raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-        missing = {self.settings.text_column, self.settings.label_column} - set(table.columns)
-        if missing:
-            raise UserError(f"{path} lacks the column(s) {', '.join(sorted(missing))} (it has {', '.join(table.columns)}); "
-                            "set dataset.text_column / dataset.label_column")
-        if table.empty:
-            raise UserError(f"{path} holds no rows")
-        return table
+        return read_table(path, {self.settings.text_column, self.settings.label_column},
+                          "set dataset.text_column / dataset.label_column")
 
     def _tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         self.check()
