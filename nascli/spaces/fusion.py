@@ -9,6 +9,7 @@ features; the last step feeds the classifier.
 from __future__ import annotations
 
 import copy
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Optional
@@ -29,6 +30,13 @@ ENCODER_DEFAULTS = {"min_blocks": 1, "max_blocks": 4}  # smaller than a lone cha
 FUSION_COLOURS = {"concat": "#bcbddc", "sum": "#9e9ac8", "product": "#fc9272", "gated": "#c7e9c0",
                   "attention": "#fdd49e"}
 ATTENTION_HEADS = 4
+ATTENTION_SIDE = 8  # attention sees a tapped map average-pooled to at most this many positions per side
+
+
+def _coarse(features: Tensor) -> Tensor:
+    """A feature map average-pooled to at most ATTENTION_SIDE positions per side (an exportable fixed pooling)."""
+    size = math.ceil(max(features.shape[2:]) / ATTENTION_SIDE)
+    return F.avg_pool2d(features, size, size, ceil_mode=True) if size > 1 else features
 
 
 @dataclass
@@ -75,17 +83,18 @@ class FusionStep(nn.Module):
         self.op = op
         if op == "concat":
             self.mix = nn.Linear(sum(channels.values()) + (previous or 0), width)
+        elif op == "attention":  # keys and values of every position of every tapped map, by a 1x1 convolution
+            self.project = nn.ModuleDict({name: nn.Conv2d(c, 2 * width, 1) for name, c in channels.items()})
+            self.kind = nn.Parameter(torch.zeros(len(channels), 2 * width))  # which input a position comes from
+            self.query = nn.Parameter(torch.zeros(1, width))  # zero: the first attention is a mean over positions
+            self.heads = ATTENTION_HEADS if width % ATTENTION_HEADS == 0 else 1
+            self.out = nn.Linear(width, width)
         else:
-            self.project = nn.ModuleDict({name: (nn.Conv2d(c, width, 1) if op == "attention" else nn.Linear(c, width))
-                                          for name, c in channels.items()})
+            self.project = nn.ModuleDict({name: nn.Linear(c, width) for name, c in channels.items()})
+        if op != "concat":
             self.carry = nn.Linear(previous, width) if previous else None
         if op == "gated":
             self.gates = nn.Linear(width * len(channels), width * len(channels))
-        if op == "attention":
-            self.kind = nn.Parameter(torch.zeros(len(channels), width))  # which input a position comes from
-            self.query = nn.Parameter(torch.zeros(1, 1, width))
-            self.attend = nn.MultiheadAttention(width, ATTENTION_HEADS if width % ATTENTION_HEADS == 0 else 1,
-                                                batch_first=True)
         self.norm = nn.LayerNorm(width)
 
     def forward(self, features: dict[str, Tensor], previous: Optional[Tensor]) -> Tensor:
@@ -93,12 +102,18 @@ class FusionStep(nn.Module):
             pooled = [global_avg_pool(f).flatten(1) for f in features.values()]
             return F.relu(self.norm(self.mix(torch.cat(pooled + ([previous] if previous is not None else []), 1))))
         if self.op == "attention":
-            tokens = torch.cat([(self.project[name](f).flatten(2).transpose(1, 2) + self.kind[i])
-                                for i, (name, f) in enumerate(features.items())], 1)
-            query = self.query.repeat(len(tokens), 1, 1)
+            keys, values = torch.cat([(self.project[name](_coarse(f)).flatten(2).transpose(1, 2) + self.kind[i])
+                                      for i, (name, f) in enumerate(features.items())], 1).chunk(2, dim=2)
+            batch, positions, width = keys.shape
+            query = self.query.repeat(batch, 1)  # a copy, not a view: torch's flop counter needs its gradient function
             if previous is not None:
-                query = query + self.carry(previous)[:, None]
-            fused = self.attend(query, tokens, tokens, need_weights=False)[0][:, 0]
+                query = query + self.carry(previous)
+
+            def heads(x: Tensor) -> Tensor:
+                return x.reshape(batch, -1, self.heads, width // self.heads).transpose(1, 2)
+
+            attended = F.scaled_dot_product_attention(heads(query), heads(keys), heads(values))
+            fused = self.out(attended.reshape(batch, width))
         else:
             parts = [self.project[name](global_avg_pool(f).flatten(1)) for name, f in features.items()]
             if self.op == "sum":
