@@ -246,3 +246,22 @@ def test_proxies_prescreening_and_weight_transfer_work_on_several_inputs(nas, wo
     assert code == 0, err
     init = json.loads((workdir / "tuned" / "retrain" / "metrics.json").read_text())["init"]
     assert init["copied"] > 0
+
+
+def test_multimodal_data_larger_than_the_memory_budget_streams_with_the_same_results(nas, workdir: Path) -> None:
+    from nascli.data.base import StreamedSamples
+
+    _, in_memory = splits()
+    _, streamed = splits("dataset.max_memory_gb=1e-9")
+    assert all(isinstance(part, StreamedSamples) for part in streamed.train_x.parts.values())
+    rows = torch.tensor([5, 0, 17])
+    for name, part in in_memory.val_x.parts.items():
+        assert torch.equal(streamed.val_x[rows].parts[name], part[rows])
+    runs = {}
+    for run, extra in (("memory", []), ("streamed", ["dataset.max_memory_gb=1e-9"])):
+        code, _, err = nas("search", *QUICK, *extra, "search.baselines=false", f"run_dir={run}")
+        assert code == 0, err
+        trials = [json.loads(line) for line in (workdir / run / "trials.jsonl").read_text().splitlines()]
+        runs[run] = ([t["metrics"]["val_acc"] for t in trials],
+                     json.loads((workdir / run / "summary.json").read_text())["test_acc"])
+    assert runs["memory"] == runs["streamed"]

@@ -253,23 +253,31 @@ class ArrayDataset(Dataset):
         rows, y, test_rows, test_y = kept_classes(y, test_y, self.settings.classes)
         x, test_x = (x, test_x) if self.settings.classes is None else (x[rows], test_x[test_rows])
         train, val = train_and_validation(y, self.settings)
-        mean, std = channel_stats(x)
-        if 4 * (x.size + test_x.size) > memory_budget(self.settings, device):
-            inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
-                      StreamedSamples(test_x, np.arange(len(test_x)), mean, std))
-        else:
-            pool = normalised(x, mean, std)
-            inputs = (pool[train], pool[val], normalised(test_x, mean, std))
-
-        def labels(a: np.ndarray) -> Tensor:
-            return torch.from_numpy(np.asarray(a).astype(np.int64))
-
+        stream = 4 * (x.size + test_x.size) > memory_budget(self.settings, device)
         return DataSplits(
-            inputs[0], labels(y[train]), inputs[1], labels(y[val]), inputs[2], labels(test_y),
+            *splits_of(x, test_x, y, test_y, train, val, stream),
             num_classes=int(max(y.max(), test_y.max()) + 1),
             crop_padding=self.settings.crop_padding,
             hflip=self.settings.hflip,
         )
+
+
+def splits_of(x: np.ndarray, test_x: np.ndarray, y: np.ndarray, test_y: np.ndarray, train: np.ndarray,
+              val: np.ndarray, stream: bool) -> tuple[Inputs, Tensor, Inputs, Tensor, Inputs, Tensor]:
+    """Train, validation and test inputs and labels of a pool and a test set, normalised by the pool's channel
+    statistics; streamed from their host arrays batch by batch, or as tensors in memory."""
+    mean, std = channel_stats(x)
+    if stream:
+        inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
+                  StreamedSamples(test_x, np.arange(len(test_x)), mean, std))
+    else:
+        pool = normalised(x, mean, std)
+        inputs = (pool[train], pool[val], normalised(test_x, mean, std))
+
+    def labels(a: np.ndarray) -> Tensor:
+        return torch.from_numpy(np.asarray(a).astype(np.int64))
+
+    return inputs[0], labels(y[train]), inputs[1], labels(y[val]), inputs[2], labels(test_y)
 
 
 def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndarray) -> list[np.ndarray]:

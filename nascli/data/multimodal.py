@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from nascli.config import require
-from nascli.data.base import (DataSplits, Dataset, DatasetSettings, Modalities, channel_stats, hold_out_test,
-                              kept_classes, normalised, train_and_validation)
+from nascli.data.base import (DataSplits, Dataset, DatasetSettings, Modalities, hold_out_test, kept_classes,
+                              memory_budget, splits_of, train_and_validation)
 from nascli.registry import register
 
 Arrays = dict[str, np.ndarray]
@@ -33,29 +33,23 @@ class MultimodalDataset(Dataset):
         return pool, test
 
     def load(self, device: Optional[torch.device] = None) -> DataSplits:
-        """Train / validation / test splits of every input, each normalised by the training pool's statistics."""
+        """Train / validation / test splits of every input, each normalised by the training pool's statistics.
+
+        When all inputs together (as float32) exceed the memory budget, each streams from its host array.
+        """
         pool, y, test, test_y = self.arrays()
         rows, y, test_rows, test_y = kept_classes(y, test_y, self.settings.classes)
         pool = {name: part[rows] for name, part in pool.items()}
         test = {name: part[test_rows] for name, part in test.items()}
         train, val = train_and_validation(y, self.settings)
         pool, test = self.fitted(pool, test, train)
-        splits: dict[str, dict[str, torch.Tensor]] = {"train": {}, "val": {}, "test": {}}
-        for name, part in pool.items():
-            mean, std = channel_stats(part)
-            tensor = normalised(part, mean, std)
-            splits["train"][name], splits["val"][name] = tensor[train], tensor[val]
-            splits["test"][name] = normalised(test[name], mean, std)
+        stream = 4 * sum(part.size for part in (*pool.values(), *test.values())) > memory_budget(self.settings, device)
         kinds = self.kinds()
-
-        def inputs(split: str) -> Modalities:
-            return Modalities({name: splits[split][name] for name in kinds}, kinds)
-
-        def labels(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(np.asarray(a).astype(np.int64))
-
-        return DataSplits(inputs("train"), labels(y[train]), inputs("val"), labels(y[val]), inputs("test"),
-                          labels(test_y), num_classes=int(max(y.max(), test_y.max()) + 1),
+        parts = {name: splits_of(pool[name], test[name], y, test_y, train, val, stream) for name in kinds}
+        inputs = [Modalities({name: parts[name][i] for name in kinds}, kinds) for i in (0, 2, 4)]
+        labels = next(iter(parts.values()))[1::2]
+        return DataSplits(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2],
+                          num_classes=int(max(y.max(), test_y.max()) + 1),
                           crop_padding=self.settings.crop_padding, hflip=self.settings.hflip)
 
 
