@@ -245,9 +245,10 @@ def _with_dataset_inputs(container: dict[str, Any], components: dict[str, Compon
     the stored config then names them, so the space never needs the data to know its architectures."""
     dataset = components["dataset"]
     kinds = getattr(dataset.cls, "kinds", None)
-    if kinds is None:
+    inputs = kinds(dataset.cls(dataset.settings)) if kinds is not None else None
+    if not inputs:
         return components["space"]
-    container["space"]["inputs"] = kinds(dataset.cls(dataset.settings))
+    container["space"]["inputs"] = inputs
     return component("space", container["space"])
 
 

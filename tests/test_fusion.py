@@ -230,6 +230,8 @@ def test_a_table_of_image_and_recording_paths_is_multimodal_data(nas, workdir: P
     assert "skipped 1 sample(s) with an input that cannot be read" in err
     code, _, err = nas("search", *table[:2], "dataset.inputs={photo: image, voice: audio}", "run_dir=bad")
     assert_one_line_error(code, err, "lacks the column(s) voice")
+    code, _, err = nas("search", *table[:2], "run_dir=bad")
+    assert_one_line_error(code, err, "dataset.inputs is required")
 
 
 def test_proxies_prescreening_and_weight_transfer_work_on_several_inputs(nas, workdir: Path) -> None:

@@ -37,9 +37,9 @@ class MultimodalTableSettings(SpectrogramSettings):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(isinstance(self.inputs, dict) and len(self.inputs) >= 1,
+        require(self.inputs is None or (isinstance(self.inputs, dict) and len(self.inputs) >= 1),
                 "inputs must map the table's file columns to their kind, e.g. {photo: image, clip: audio}")
-        for column, kind in self.inputs.items():
+        for column, kind in (self.inputs or {}).items():
             require(str(column).isidentifier(), f"input column {column!r} must be an identifier")
             require(kind in INPUT_KINDS, f"input {column} is {kind!r}; kinds: {', '.join(INPUT_KINDS)}")
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
@@ -54,7 +54,7 @@ class MultimodalTable(MultimodalDataset):
     Settings = MultimodalTableSettings
 
     def kinds(self) -> dict[str, str]:
-        return {column: "image" for column in self.settings.inputs}  # recordings become 1 x mels x frames images
+        return {column: "image" for column in self.settings.inputs or {}}  # recordings: 1 x mels x frames images
 
     def _file(self, name: Optional[str], what: str) -> Path:
         if name is None:
@@ -65,6 +65,9 @@ class MultimodalTable(MultimodalDataset):
         return path
 
     def check(self) -> None:
+        if not self.settings.inputs:
+            raise UserError("dataset.inputs is required: the table's file columns and their kind, "
+                            "e.g. dataset.inputs='{photo: image, clip: audio}'")
         self._file(self.settings.train, "train")
         if self.settings.test is not None:
             self._file(self.settings.test, "test")
