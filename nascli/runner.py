@@ -375,6 +375,8 @@ def _retrain_into(
     summary.status, summary.test_acc = "completed", metrics["test_acc"]
     baselines = space.baselines(arch) if cfg.search.baselines is not False else {}
     if not baselines:
+        if cfg.search.baselines:
+            console.print(f"baselines: space={cfg.space.name} has none to retrain beside the found network")
         return
     if cfg.retrain.init:
         console.print("baselines: skipped, as retrain.init starts the found network from other weights")
@@ -383,10 +385,9 @@ def _retrain_into(
     for name, baseline in baselines.items():
         try:
             _, scores = _retrained(baseline, cfg, space, data, hardware, label=f"baseline {name}")
+            results[name] = {"arch": baseline, **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
         except (TrialFailed, MemoryError, RuntimeError) as exc:
             results[name] = {"arch": baseline, "error": failure_reason(exc)}
-            continue
-        results[name] = {"arch": baseline, **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
         run.write_retrain_metrics({**metrics, "baselines": results})  # each as it ends: an interruption keeps them
     summary.baselines = {name: result.get("test_acc") for name, result in results.items()}
 
