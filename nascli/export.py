@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from nascli.data.base import InputShape
+from nascli.data.base import input_shape_of
 from nascli.errors import UserError, writing
 from nascli.factory import space_of
 from nascli.rundir import MODEL, VOCABULARY, RunDir
@@ -34,12 +34,6 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
         raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: "
                         f"{str(exc).strip().splitlines()[0]}") from None
     return model.eval(), checkpoint
-
-
-def input_shape_of(checkpoint: dict[str, Any]) -> InputShape:
-    """The input shape a checkpoint records: one sample's, or each named input's for multimodal networks."""
-    shape = checkpoint["input_shape"]
-    return {name: tuple(part) for name, part in shape.items()} if isinstance(shape, dict) else tuple(shape)
 
 
 def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path,

@@ -314,7 +314,7 @@ class RunDir:
         """supernet.pt (the shared weights and how far their training got), or None when there is none."""
         if not self.file(SUPERNET).exists():
             return None
-        types = {"space": dict, "input_shape": list, "num_classes": int, "state_dict": dict, "epoch": int,
+        types = {"space": dict, "input_shape": (list, dict), "num_classes": int, "state_dict": dict, "epoch": int,
                  "epochs": int}
         return self._load_tensors(SUPERNET, types)
 

@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from torch import Tensor, nn
 
+from nascli.data.base import input_shape_of
 from nascli.errors import UserError
 from nascli.rundir import MODEL, RunDir
 from nascli.spaces.base import Arch
@@ -48,7 +49,7 @@ def weight_source(path_text: str) -> Callable[[Arch], dict[str, Tensor]]:
     if checkpoint is None:
         raise UserError(f"{run.path} has neither a retrained model nor a supernet to initialise from")
     space = space_of(run.config())
-    supernet = space.supernet(tuple(checkpoint["input_shape"]), checkpoint["num_classes"])
+    supernet = space.supernet(input_shape_of(checkpoint), checkpoint["num_classes"])
     supernet.load_state_dict(checkpoint["state_dict"])
 
     def path_weights(arch: Arch) -> dict[str, Tensor]:

@@ -267,3 +267,41 @@ def test_multimodal_data_larger_than_the_memory_budget_streams_with_the_same_res
         runs[run] = ([t["metrics"]["val_acc"] for t in trials],
                      json.loads((workdir / run / "summary.json").read_text())["test_acc"])
     assert runs["memory"] == runs["streamed"]
+
+
+def test_a_fusion_supernet_path_computes_what_its_extracted_network_computes() -> None:
+    space, rng = fusion_space(max_steps=3), random.Random(2)
+    shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
+    torch.manual_seed(0)
+    supernet = space.supernet(shapes, 3)
+    with torch.no_grad():  # away from the initial values, so that a wrongly sliced weight shows
+        for weight in supernet.parameters():
+            weight.add_(0.1 * torch.randn_like(weight))
+    inputs = (torch.randn(4, 1, 8, 8), torch.randn(4, 1, 6, 10))
+    supernet.eval()
+    archs = [space.sample(rng) for _ in range(25)]
+    archs += [baseline for arch in archs[:5] for baseline in space.baselines(arch).values()]
+    archs += [{**archs[0], "fusion": [{**step, "op": op} for step in archs[0]["fusion"]]} for op in FUSION_OPS]
+    with torch.no_grad():
+        for arch in archs:
+            expected = supernet.use(arch)(*inputs)
+            assert torch.allclose(supernet.extract(arch).eval()(*inputs), expected, atol=1e-5), arch
+    supernet.train()
+    supernet.use(archs[0])(*inputs).sum().backward()
+    assert any(p.grad is not None for p in supernet.steps[0].parameters())
+
+
+def test_one_shot_search_on_several_inputs_and_its_supernet_reused(nas, workdir: Path) -> None:
+    one_shot = [o for o in QUICK if not o.startswith("evaluator.latency")]
+    code, _, err = nas("search", *one_shot, "strategy=spos", "strategy.supernet_epochs=2", "search.max_trials=4",
+                       "search.baselines=false", "run_dir=oneshot")
+    assert code == 0, err
+    checkpoint = torch.load(workdir / "oneshot" / "supernet.pt", weights_only=True)
+    assert checkpoint["input_shape"] == {"image": (1, 8, 8), "audio": (1, 6, 10)}
+    code, _, err = nas("search", *one_shot, "strategy=random", "evaluator=supernet", "evaluator.supernet=oneshot",
+                       "retrain.enabled=false", "run_dir=reused")
+    assert code == 0, err
+    code, _, err = nas("retrain", "oneshot", *QUICK, "retrain.init=oneshot", "search.baselines=false", "run_dir=tuned")
+    assert code == 0, err
+    code, _, err = nas("search", *one_shot, "strategy=darts", "run_dir=relaxed")
+    assert_one_line_error(code, err, "no continuous relaxation; use strategy=spos")

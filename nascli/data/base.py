@@ -158,6 +158,12 @@ Inputs = Tensor | StreamedSamples | Modalities
 InputShape = tuple[int, ...] | dict[str, tuple[int, ...]]
 
 
+def input_shape_of(checkpoint: dict[str, Any]) -> InputShape:
+    """The input shape a checkpoint records: one sample's, or each named input's for multimodal networks."""
+    shape = checkpoint["input_shape"]
+    return {name: tuple(part) for name, part in shape.items()} if isinstance(shape, dict) else tuple(shape)
+
+
 def batch_parts(batch: Tensor | Modalities) -> tuple[Tensor, ...]:
     """A batch's inputs, in the order networks take them (one, or each of several)."""
     return tuple(batch.parts.values()) if isinstance(batch, Modalities) else (batch,)

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.distributions import Dirichlet, kl_divergence
 
 from nascli.config import TrainSettings, require
+from nascli.data.base import Inputs, batch_parts
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
@@ -73,14 +74,14 @@ class RandomPaths(nn.Module):
         """Seed the paths of `epoch` (0-based), so that a resumed training draws the paths an uninterrupted one would."""
         self.rng.seed(derive_seed(self.seed, f"paths:{epoch}"))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, *inputs: Tensor) -> Tensor:
         if self.training:
             self.supernet.use(self.space.sample(self.rng))
-        return self.supernet(x)
+        return self.supernet(*inputs)
 
 
 @torch.no_grad()
-def recalibrate(model: nn.Module, x: Tensor, batch_size: int, batches: int, generator: torch.Generator) -> None:
+def recalibrate(model: nn.Module, x: Inputs, batch_size: int, batches: int, generator: torch.Generator) -> None:
     """Recompute the batch-norm statistics of the model's current path on `batches` random training batches."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms or batches == 0:
@@ -90,7 +91,8 @@ def recalibrate(model: nn.Module, x: Tensor, batch_size: int, batches: int, gene
         norm.momentum = None  # a cumulative average over the calibration batches
     model.train()
     for _ in range(batches):
-        model(x[torch.randint(0, len(x), (min(batch_size, len(x)),), generator=generator, device=x.device)])
+        rows = torch.randint(0, len(x), (min(batch_size, len(x)),), generator=generator, device=x.device)
+        model(*batch_parts(x[rows]))
     model.eval()
 
 
@@ -104,6 +106,8 @@ class SupernetEvaluator(Evaluator):
         super().__init__(settings, **dependencies)
         self.objective = settings.objective
         self.net = self._build(0)  # built now so that a space without a supernet is refused before any work
+        if settings.training != "spos" and settings.supernet is None:
+            self.net.relaxation()  # and one without a continuous relaxation
         self.arch: Optional[nn.Parameter] = None  # the relaxation's architecture weights (softmax, dirichlet)
 
     def _build(self, seed: int) -> Supernet:
@@ -159,7 +163,8 @@ class SupernetEvaluator(Evaluator):
         data = self.data
 
         def save(loop: dict[str, Any]) -> None:
-            run.save_supernet({"space": space_config, "input_shape": list(data.input_shape),
+            shape = data.input_shape
+            run.save_supernet({"space": space_config, "input_shape": shape if isinstance(shape, dict) else list(shape),
                                "num_classes": data.num_classes, "epochs": state["epochs"],
                                "state_dict": self.net.state_dict(), **loop})
 

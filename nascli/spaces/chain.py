@@ -142,13 +142,20 @@ class ChainSupernet(Supernet):
         downs = {(k + 1) * n // (s.max_downsamples + 1) for k in range(min(s.max_downsamples, n))}
         return {"blocks": [{"op": s.ops[0], "width": max(s.widths), "down": i in downs} for i in range(n)]}
 
+    def stage_outputs(self, x: Tensor, arch: Arch) -> list[Tensor]:
+        """The stem's and each block's output along `arch`'s path."""
+        outputs = [self.stem(x)]
+        for block, b, stride in zip(self.blocks, arch["blocks"], self._strides(arch)):
+            outputs.append(block(outputs[-1], b["op"], b["width"], stride))
+        return outputs
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        path = self.path if self.mixture is None else self.skeleton()
-        for i, (block, b, stride) in enumerate(zip(self.blocks, path["blocks"], self._strides(path))):
-            if self.mixture is None:
-                x = block(x, b["op"], b["width"], stride)
-            else:
+        if self.mixture is None:
+            x = self.stage_outputs(x, self.path)[-1]
+        else:
+            path = self.skeleton()
+            x = self.stem(x)
+            for i, (block, b, stride) in enumerate(zip(self.blocks, path["blocks"], self._strides(path))):
                 x = sum(w * block(x, op, b["width"], stride) for w, op in zip(self.mixture[i], self.space.s.ops))
         c = x.shape[1]
         return F.linear(global_avg_pool(x).flatten(1), self.head.weight[:, :c], self.head.bias)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from nascli.config import require
 from nascli.errors import UserError
 from nascli.registry import register
-from nascli.spaces.base import Arch, SearchSpace, arch_hash
+from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash
 from nascli.spaces.chain import DRAW_COLOURS, ChainSettings, ChainSpace
 from nascli.spaces.pooling import global_avg_pool
 
@@ -328,6 +328,11 @@ class FusionSpace(SearchSpace):
                 require(isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= depth_max,
                         f"step {i}: tap {name}={depth!r} is not a layer of its encoder (0..{depth_max})")
         return arch
+
+    def supernet(self, input_shape: Any, num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
+        from nascli.spaces.fusion_supernet import FusionSupernet  # it builds on this module's steps and networks
+
+        return FusionSupernet(self, input_shape, num_classes)
 
     def build(self, arch: Arch, input_shape: Any, num_classes: int, vocab_size: Optional[int] = None) -> nn.Module:
         if not isinstance(input_shape, dict) or list(input_shape) != self.inputs:

@@ -1,0 +1,129 @@
+"""Weight sharing for the fusion space: every encoder a chain supernet, every fusion step position every op.
+
+A step position holds one FusionStep per op at the widest sizes (every input at its encoder's widest
+channels, `max(widths)` features, the widest previous step). A path's step computes with the leading
+slices of those weights, through a stand-alone FusionStep of the path's sizes used as a template
+(`torch.func.functional_call`), so the path's network and its extracted stand-alone copy compute the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from nascli.errors import UserError
+from nascli.spaces.base import Arch, Supernet
+from nascli.spaces.chain import ChainSupernet
+from nascli.spaces.fusion import FusionNet, FusionSpace, FusionStep
+
+Sizes = tuple[str, tuple[tuple[str, int], ...], int, Optional[int]]  # op, tapped (input, channels), width, previous
+
+
+class FusionSupernet(Supernet):
+    """A chain supernet per input, every fusion op at each step position, and a sliced linear head."""
+
+    def __init__(self, space: FusionSpace, input_shape: dict[str, tuple[int, ...]], num_classes: int) -> None:
+        super().__init__(space)
+        if not isinstance(input_shape, dict) or list(input_shape) != space.inputs:
+            raise UserError(f"space=fusion takes the inputs {space.inputs}; the data gives {input_shape}")
+        self.input_shape = input_shape
+        self.encoders = nn.ModuleDict({name: ChainSupernet(space.encoder_space(name), input_shape[name], 1)
+                                       for name in space.inputs})
+        self.channels = {name: max(s.stem_width, *s.widths)
+                         for name, s in ((n, space.encoder_space(n).s) for n in space.inputs)}
+        self.width = max(space.s.widths)
+        self.steps = nn.ModuleList(
+            nn.ModuleDict({op: FusionStep(op, self.channels, self.width, self.width if i else None)
+                           for op in space.s.ops})
+            for i in range(space.s.max_steps)
+        )
+        self.head = nn.Linear(self.width, num_classes)
+        self._templates: dict[Sizes, FusionStep] = {}  # not submodules: their own weights are never used
+
+    def relaxation(self) -> tuple[int, list[str]]:
+        raise UserError("space=fusion mixes encoders and fusion steps whose choices differ, so it has no "
+                        "continuous relaxation; use strategy=spos (or evaluator=supernet with training=spos)")
+
+    def derive(self, weights: Tensor) -> Arch:
+        return self.relaxation()
+
+    def _template(self, sizes: Sizes) -> FusionStep:
+        if sizes not in self._templates:
+            op, tapped, width, previous = sizes
+            self._templates[sizes] = FusionStep(op, dict(tapped), width, previous)
+        return self._templates[sizes]
+
+    def _sliced(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int]) -> dict[str, Tensor]:
+        """The unit's weights cut to the template's sizes: leading slices, and block-wise where a layer
+        concatenates inputs (concat), keys and values (attention) or gates per input (gated)."""
+        width, full = template.norm.normalized_shape[0], self.width
+        own = dict(unit.named_parameters())
+        rows = torch.tensor([list(self.channels).index(name) for name in tapped])  # the tapped inputs' places
+        keys_values = torch.cat([torch.arange(width), full + torch.arange(width)])
+        per_input = torch.cat([k * full + torch.arange(width) for k in rows.tolist()])
+        sliced = {}
+        for name, shape in ((n, p.shape) for n, p in template.named_parameters()):
+            tensor = own[name]
+            if name == "mix.weight":  # columns: each input's channels at its widest offset, then the previous step
+                offsets, at = {}, 0
+                for input_name, channels in self.channels.items():
+                    offsets[input_name], at = at, at + channels
+                columns = [offsets[n] + torch.arange(c) for n, c in tapped.items()]
+                columns.append(at + torch.arange(shape[1] - sum(tapped.values())))
+                sliced[name] = tensor[:width][:, torch.cat(columns).to(tensor.device)]
+            elif unit.op == "attention" and (name.startswith("project.") or name == "kind"):
+                index = keys_values.to(tensor.device)
+                if name == "kind":
+                    sliced[name] = tensor[rows.to(tensor.device)][:, index]
+                else:
+                    sliced[name] = tensor[index][:, : shape[1]] if tensor.dim() > 1 else tensor[index]
+            elif name.startswith("gates."):
+                index = per_input.to(tensor.device)
+                sliced[name] = tensor[index][:, index] if tensor.dim() > 1 else tensor[index]
+            else:
+                sliced[name] = tensor[tuple(slice(0, n) for n in shape)]
+        return sliced
+
+    def _step(self, i: int, step: dict[str, Any], features: dict[str, Tensor], previous: Optional[Tensor]
+              ) -> tuple[FusionStep, dict[str, Tensor]]:
+        tapped = {name: f.shape[1] for name, f in features.items()}
+        sizes = (step["op"], tuple(tapped.items()), step["width"], None if previous is None else previous.shape[1])
+        template = self._template(sizes)
+        return template, self._sliced(self.steps[i][step["op"]], template, tapped)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        if self.mixture is not None:
+            self.relaxation()
+        arch = self.path
+        layers = {name: self.encoders[name].stage_outputs(x, arch["encoders"][name])
+                  for name, x in zip(self.space.inputs, inputs) if name in arch["encoders"]}
+        fused = None
+        for i, step in enumerate(arch["fusion"]):
+            features = {name: layers[name][-1 - depth] for name, depth in step["taps"].items()}
+            template, weights = self._step(i, step, features, fused)
+            fused = functional_call(template, weights, (features, fused))
+        return F.linear(fused, self.head.weight[:, : fused.shape[1]], self.head.bias)
+
+    @torch.no_grad()
+    def extract(self, arch: Arch) -> nn.Module:
+        net = FusionNet(self.space, arch, self.input_shape, self.head.out_features).to(self.head.weight.device)
+        channels = {}
+        for name, encoder in arch["encoders"].items():
+            chain = self.encoders[name].extract(encoder)  # stem conv, bn, relu, blocks..., pool, flatten, linear
+            stages = net.encoders[name]
+            stages[0].load_state_dict(nn.Sequential(*chain[:3]).state_dict())
+            for k in range(len(encoder["blocks"])):
+                stages[1 + k].load_state_dict(chain[3 + k].state_dict())
+            channels[name] = [self.encoders[name].space.s.stem_width] + [b["width"] for b in encoder["blocks"]]
+        previous = None
+        for i, (step, target) in enumerate(zip(arch["fusion"], net.steps)):
+            tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
+            target.load_state_dict(self._sliced(self.steps[i][step["op"]], target, tapped))
+            previous = step["width"]
+        net.head.weight.copy_(self.head.weight[:, :previous])
+        net.head.bias.copy_(self.head.bias)
+        return net
