@@ -104,7 +104,7 @@ class FusionStep(nn.Module):
         if self.op == "attention":
             keys, values = torch.cat([(self.project[name](_coarse(f)).flatten(2).transpose(1, 2) + self.kind[i])
                                       for i, (name, f) in enumerate(features.items())], 1).chunk(2, dim=2)
-            batch, positions, width = keys.shape
+            batch, _, width = keys.shape
             query = self.query.repeat(batch, 1)  # a copy, not a view: torch's flop counter needs its gradient function
             if previous is not None:
                 query = query + self.carry(previous)
