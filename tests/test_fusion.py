@@ -305,3 +305,14 @@ def test_one_shot_search_on_several_inputs_and_its_supernet_reused(nas, workdir:
     assert code == 0, err
     code, _, err = nas("search", *one_shot, "strategy=darts", "run_dir=relaxed")
     assert_one_line_error(code, err, "no continuous relaxation; use strategy=spos")
+
+
+def test_noise_is_mixed_in_at_the_asked_ratio_and_the_same_for_a_file_every_time() -> None:
+    from nascli.data.audio import with_noise
+
+    wave = np.sin(np.linspace(0, 200, 8000)).astype(np.float32)
+    noisy = with_noise(wave, 3.0, "1_ann_7.wav")
+    ratio = 10 * np.log10(np.mean(wave**2) / np.mean((noisy - wave) ** 2))
+    assert abs(ratio - 3.0) < 0.2
+    assert np.array_equal(noisy, with_noise(wave, 3.0, "1_ann_7.wav"))
+    assert not np.array_equal(noisy, with_noise(wave, 3.0, "1_ann_8.wav"))

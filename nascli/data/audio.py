@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import re
@@ -34,6 +35,7 @@ class SpectrogramSettings(DatasetSettings):
     n_mels: int = 40
     n_fft: int = 256
     hop_length: int = 128  # frames = seconds * sample_rate / hop_length + 1
+    noise_snr_db: Optional[float] = None  # white noise at this signal-to-noise ratio is added to each recording
     workers: Optional[int] = None  # feature processes; null: every core
 
     def __post_init__(self) -> None:
@@ -55,6 +57,13 @@ class AudioSettings(SpectrogramSettings):
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
 
 
+def with_noise(wave: np.ndarray, snr_db: float, name: str) -> np.ndarray:
+    """`wave` plus white noise `snr_db` decibels below its mean power, drawn from a seed of the file's name."""
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+    power = float(np.mean(np.square(wave))) if len(wave) else 0.0
+    return (wave + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), len(wave))).astype(np.float32)
+
+
 def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarray, list[Optional[str]]]:
     """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and each file's error or None."""
     import librosa  # lazily: only audio datasets need it (pip install 'nascli[audio]')
@@ -66,6 +75,8 @@ def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarr
     for i, path in enumerate(paths):
         try:
             wave, _ = librosa.load(path, sr=settings.sample_rate, mono=True)
+            if settings.noise_snr_db is not None:
+                wave = with_noise(wave, settings.noise_snr_db, path.name)
             wave = librosa.util.fix_length(wave, size=length)
             mel = librosa.feature.melspectrogram(y=wave, sr=settings.sample_rate, n_fft=settings.n_fft,
                                                  hop_length=settings.hop_length, n_mels=settings.n_mels)

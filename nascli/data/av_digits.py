@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ class AVDigitsSettings(SpectrogramSettings):
     """Where the two datasets are, how much of the images survives, and how images meet recordings."""
 
     image_variance: float = 0.25  # the images keep the principal components that explain this share of variance
+    noise_snr_db: Optional[float] = 3.0  # AV-MNIST mixes noise into its recordings; null: clean FSDD (about 98% alone)
     pairing_seed: int = 0  # which recording of its digit each image is paired with
 
     def __post_init__(self) -> None:
@@ -52,7 +54,8 @@ def weakened(images: np.ndarray, fit_rows: np.ndarray, variance: float) -> np.nd
 @register("dataset", "av_digits")
 class AVDigits(MultimodalDataset):
     """Each MNIST image with an FSDD recording of its digit (train with train, test with test); the images are
-    weakened by PCA so that neither input alone suffices. `root` holds mnist.npz (or mnist/) and FSDD's recordings."""
+    weakened by PCA and the recordings by noise so that neither input alone suffices. `root` holds mnist.npz
+    (or mnist/) and FSDD's recordings."""
 
     Settings = AVDigitsSettings
 
