@@ -24,7 +24,7 @@ class AVDigitsSettings(SpectrogramSettings):
     """Where the two datasets are, how much of the images survives, and how images meet recordings."""
 
     image_variance: float = 0.25  # the images keep the principal components that explain this share of variance
-    noise_snr_db: Optional[float] = 3.0  # AV-MNIST mixes noise into its recordings; null: clean FSDD (about 98% alone)
+    noise_snr_db: Optional[float] = -9.0  # AV-MNIST mixes noise into its audio; null: clean FSDD (about 99% alone)
     pairing_seed: int = 0  # which recording of its digit each image is paired with
 
     def __post_init__(self) -> None:
