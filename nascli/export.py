@@ -36,8 +36,7 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
     return model.eval(), checkpoint
 
 
-def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path,
-                 names: Optional[list[str]] = None) -> torch.Tensor:
+def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated upstream; users still ask for it
         torch.jit.trace(model, sample).save(str(out))
@@ -101,7 +100,7 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
         sample = tuple(torch.randn(SAMPLE_BATCH, *part, generator=generator) for part in shapes.values())
     with torch.no_grad():
         expected = model(*sample)
-        got = (_torchscript if fmt == "torchscript" else _onnx)(model, sample, out, list(shapes))
+        got = _torchscript(model, sample, out) if fmt == "torchscript" else _onnx(model, sample, out, list(shapes))
     difference = (got.float() - expected).abs().max().item()
     if not difference <= atol:
         out.unlink(missing_ok=True)
