@@ -33,7 +33,7 @@ class MultimodalTableSettings(SpectrogramSettings):
     label_column: str = "label"
     test_fraction: float = 0.2
     image_size: int = 32  # images are resized to image_size x image_size
-    channels: Optional[int] = None  # 1, 3 or 4; null: 1 if the first image is grey, else 3
+    channels: Optional[int] = None  # 1, 3 or 4; null: the channels of the first readable image (3 if none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
