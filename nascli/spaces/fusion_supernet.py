@@ -43,6 +43,7 @@ class FusionSupernet(Supernet):
         )
         self.head = nn.Linear(self.width, num_classes)
         self._templates: dict[Sizes, FusionStep] = {}  # not submodules: their own weights are never used
+        self._selections: dict[tuple, dict[str, list[Any]]] = {}
 
     def relaxation(self) -> tuple[int, list[str]]:
         raise UserError("space=fusion mixes encoders and fusion steps whose choices differ, so it has no "
@@ -57,35 +58,48 @@ class FusionSupernet(Supernet):
             self._templates[sizes] = FusionStep(op, dict(tapped), width, previous)
         return self._templates[sizes]
 
-    def _sliced(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int]) -> dict[str, Tensor]:
-        """The unit's weights cut to the template's sizes: leading slices, and block-wise where a layer
-        concatenates inputs (concat), keys and values (attention) or gates per input (gated)."""
+    def _selectors(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int], device: torch.device
+                   ) -> dict[str, list[Any]]:
+        """For each of the template's weights, the index of each dimension that cuts it out of the unit's:
+        leading slices, and block-wise where a layer concatenates inputs (concat), keys and values (attention)
+        or gates per input (gated). Computed once per sizes and device: they depend on nothing else."""
+        key = (unit.op, tuple(tapped.items()), tuple(p.shape for p in template.parameters()), str(device))
+        if key in self._selections:
+            return self._selections[key]
         width, full = template.norm.normalized_shape[0], self.width
-        own = dict(unit.named_parameters())
         rows = torch.tensor([list(self.channels).index(name) for name in tapped])  # the tapped inputs' places
-        keys_values = torch.cat([torch.arange(width), full + torch.arange(width)])
-        per_input = torch.cat([k * full + torch.arange(width) for k in rows.tolist()])
-        sliced = {}
-        for name, shape in ((n, p.shape) for n, p in template.named_parameters()):
-            tensor = own[name]
+        keys_values = torch.cat([torch.arange(width), full + torch.arange(width)]).to(device)
+        per_input = torch.cat([k * full + torch.arange(width) for k in rows.tolist()]).to(device)
+        selectors = {}
+        for name, weight in template.named_parameters():
+            leading = [slice(0, n) for n in weight.shape]
             if name == "mix.weight":  # columns: each input's channels at its widest offset, then the previous step
                 offsets, at = {}, 0
                 for input_name, channels in self.channels.items():
                     offsets[input_name], at = at, at + channels
                 columns = [offsets[n] + torch.arange(c) for n, c in tapped.items()]
-                columns.append(at + torch.arange(shape[1] - sum(tapped.values())))
-                sliced[name] = tensor[:width][:, torch.cat(columns).to(tensor.device)]
-            elif unit.op == "attention" and (name.startswith("project.") or name == "kind"):
-                index = keys_values.to(tensor.device)
-                if name == "kind":
-                    sliced[name] = tensor[rows.to(tensor.device)][:, index]
-                else:
-                    sliced[name] = tensor[index][:, : shape[1]] if tensor.dim() > 1 else tensor[index]
+                columns.append(at + torch.arange(weight.shape[1] - sum(tapped.values())))
+                selectors[name] = [leading[0], torch.cat(columns).to(device)]
+            elif unit.op == "attention" and name == "kind":
+                selectors[name] = [rows.to(device), keys_values]
+            elif unit.op == "attention" and name.startswith("project."):
+                selectors[name] = [keys_values, *leading[1:]]
             elif name.startswith("gates."):
-                index = per_input.to(tensor.device)
-                sliced[name] = tensor[index][:, index] if tensor.dim() > 1 else tensor[index]
+                selectors[name] = [per_input] * weight.dim()
             else:
-                sliced[name] = tensor[tuple(slice(0, n) for n in shape)]
+                selectors[name] = leading
+        self._selections[key] = selectors
+        return selectors
+
+    def _sliced(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int]) -> dict[str, Tensor]:
+        """The unit's weights cut to the template's sizes."""
+        own = dict(unit.named_parameters())
+        sliced = {}
+        for name, indices in self._selectors(unit, template, tapped, self.head.weight.device).items():
+            tensor = own[name]
+            for dim, index in enumerate(indices):
+                tensor = tensor[(slice(None),) * dim + (index,)]
+            sliced[name] = tensor
         return sliced
 
     def _step(self, i: int, step: dict[str, Any], features: dict[str, Tensor], previous: Optional[Tensor]
