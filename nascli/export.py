@@ -94,10 +94,11 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
     generator = torch.Generator().manual_seed(0)
     shape = checkpoint["input_shape"]
     shapes = shape if isinstance(shape, dict) else {"input": shape}
-    if checkpoint.get("vocab_size"):  # token ids, as the tokenizer saved beside the model makes them
-        sample = (torch.randint(0, checkpoint["vocab_size"], (SAMPLE_BATCH, *shape), generator=generator),)
-    else:
-        sample = tuple(torch.randn(SAMPLE_BATCH, *part, generator=generator) for part in shapes.values())
+    vocab_size = checkpoint.get("vocab_size")
+    sizes = vocab_size if isinstance(vocab_size, dict) else {"input": vocab_size} if vocab_size else {}
+    # token ids, as the tokenizer saved beside the model makes them; images as floats
+    sample = tuple(torch.randint(0, sizes[name], (SAMPLE_BATCH, *part), generator=generator) if name in sizes
+                   else torch.randn(SAMPLE_BATCH, *part, generator=generator) for name, part in shapes.items())
     with torch.no_grad():
         expected = model(*sample)
         got = _torchscript(model, sample, out) if fmt == "torchscript" else _onnx(model, sample, out, list(shapes))

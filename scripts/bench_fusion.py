@@ -1,7 +1,7 @@
 """Fusion search on audio-visual digits: the searched fusion against each input alone and plain late fusion.
 
-Usage: python scripts/bench_fusion.py --root AV_DIR [--seeds 0 1 2] [--per-class 1000] [--search-seconds 1200]
-           [--retrain-seconds 240] [--out DIR] [--only-summarise]
+Usage: python scripts/bench_fusion.py --root AV_DIR [--seeds 0 1 2] [--per-class 1000] [--search-seconds 1080]
+           [--trial-epochs 6] [--retrain-seconds 400] [--strategy bo] [--out DIR] [--only-summarise]
 
 AV_DIR holds mnist.npz and FSDD's recordings/ (or fsdd/recordings/). For each seed it runs one
 `nas search dataset=av_digits` end to end (search, retraining of the best, and the baselines the fusion
@@ -27,9 +27,10 @@ NETWORKS = ("found", "late_fusion", "image_only", "audio_only")
 def search(run_dir: Path, args: argparse.Namespace, seed: int) -> None:
     """One end-to-end fusion search into `run_dir`."""
     subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=av_digits", f"dataset.root={args.root}",
-                    f"dataset.train_per_class={args.per_class}", f"search.max_seconds={args.search_seconds}",
-                    "evaluator.epochs=2", "retrain.epochs=15", f"retrain.max_seconds={args.retrain_seconds}",
-                    f"seed={seed}", f"run_dir={run_dir}"], check=True, stdout=subprocess.DEVNULL)
+                    f"dataset.train_per_class={args.per_class}", f"strategy={args.strategy}",
+                    f"search.max_seconds={args.search_seconds}", "search.max_trials=1000",
+                    f"evaluator.epochs={args.trial_epochs}", "retrain.epochs=15",
+                    f"retrain.max_seconds={args.retrain_seconds}", f"seed={seed}", f"run_dir={run_dir}"], check=True, stdout=subprocess.DEVNULL)
 
 
 def results(run_dir: Path) -> dict[str, float]:
@@ -44,8 +45,10 @@ def main() -> None:
     parser.add_argument("--root", required=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--search-seconds", type=float, default=1200)
-    parser.add_argument("--retrain-seconds", type=float, default=240)
+    parser.add_argument("--search-seconds", type=float, default=1080)
+    parser.add_argument("--trial-epochs", type=int, default=6)
+    parser.add_argument("--retrain-seconds", type=float, default=400)
+    parser.add_argument("--strategy", default="bo")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--only-summarise", action="store_true")
     args = parser.parse_args()

@@ -21,8 +21,12 @@ THREE = "dataset.shapes={image: [1, 8, 8], audio: [1, 6, 10], depth: [2, 4, 4]}"
 QUICK = ["dataset=multimodal_synthetic", "dataset.num_samples=160", *TINY[2:]]
 
 
-def fusion_space(**settings) -> FusionSpace:
-    return FusionSpace(FusionSettings(inputs={"image": "image", "audio": "image"}, **settings))
+WITH_TEXT = {"image": "image", "audio": "image", "caption": "tokens"}
+TEXT_DATA = ["dataset=multimodal_synthetic", "dataset.num_samples=160", "dataset.shapes={image: [1, 8, 8], words: [10]}"]
+
+
+def fusion_space(inputs: dict[str, str] | None = None, **settings) -> FusionSpace:
+    return FusionSpace(FusionSettings(inputs=inputs or {"image": "image", "audio": "image"}, **settings))
 
 
 def splits(*overrides: str):
@@ -100,8 +104,9 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
     assert data.input_shape == {"image": (1, 28, 28), "audio": (1, 16, 63)} and len(data.test_x) == 30
 
 
-def test_fusion_space_operations_stay_in_the_space() -> None:
-    space, rng = fusion_space(), random.Random(0)
+@pytest.mark.parametrize("inputs", [None, WITH_TEXT])
+def test_fusion_space_operations_stay_in_the_space(inputs) -> None:
+    space, rng = fusion_space(inputs), random.Random(0)
     for _ in range(60):
         arch = space.validate(space.sample(rng))
         child = space.validate(space.mutate(arch, rng))
@@ -140,29 +145,35 @@ def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) 
     onnxruntime = pytest.importorskip("onnxruntime")
     from nascli.export import write_onnx
 
-    space = fusion_space()
+    space = fusion_space(WITH_TEXT)
     encoders = {"image": {"blocks": [{"op": "conv3x3", "width": 16, "down": True}]},
                 "audio": {"blocks": [{"op": "sepconv3x3", "width": 32, "down": False},
-                                     {"op": "maxpool3x3", "width": 16, "down": True}]}}
-    arch = {"encoders": encoders, "fusion": [{"taps": {"image": 1, "audio": 2}, "op": "sum", "width": 32},
-                                             {"taps": {"image": 0, "audio": 0}, "op": op, "width": 64}]}
+                                     {"op": "maxpool3x3", "width": 16, "down": True}]},
+                "caption": {"embed": 64, "blocks": [{"op": "conv3", "width": 64}], "pool": "attention", "dropout": 0.0}}
+    arch = {"encoders": encoders,
+            "fusion": [{"taps": {"image": 1, "audio": 2, "caption": 1}, "op": "sum", "width": 32},
+                       {"taps": {"image": 0, "audio": 0, "caption": 0}, "op": op, "width": 64}]}
     arch = space.validate(json.loads(json.dumps(arch)))
-    shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
+    shapes, vocab_size = {"image": (1, 8, 8), "audio": (1, 6, 10), "caption": (7,)}, {"caption": 30}
     torch.manual_seed(0)
-    net = space.build(arch, shapes, 3)
-    inputs = (torch.randn(5, 1, 8, 8), torch.randn(5, 1, 6, 10))
+    net = space.build(arch, shapes, 3, vocab_size)
+    tokens = torch.randint(2, 30, (5, 7))
+    tokens[1:, 4:] = 0  # padded sentences
+    inputs = (torch.randn(5, 1, 8, 8), torch.randn(5, 1, 6, 10), tokens)
     loss = torch.nn.functional.cross_entropy(net(*inputs), torch.tensor([0, 1, 2, 0, 1]))
     loss.backward()
     assert all(p.grad is not None for p in net.steps[-1].parameters())  # every part of the step is used
-    rebuilt = space.build(space.validate(json.loads(json.dumps(arch))), shapes, 3)
+    rebuilt = space.build(space.validate(json.loads(json.dumps(arch))), shapes, 3, vocab_size)
     rebuilt.load_state_dict(net.state_dict())
     net.eval(), rebuilt.eval()
     with torch.no_grad():
         expected = net(*inputs)
         assert torch.equal(rebuilt(*inputs), expected)
-        write_onnx(net, inputs, tmp_path / "m.onnx", ["image", "audio"])
+        more_padding = torch.cat([tokens, torch.zeros(5, 3, dtype=tokens.dtype)], 1)  # padding is never attended
+        assert torch.allclose(net(*inputs[:2], more_padding), expected, atol=1e-5)
+        write_onnx(net, inputs, tmp_path / "m.onnx", list(shapes))
     session = onnxruntime.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"image": inputs[0].numpy(), "audio": inputs[1].numpy()})[0]
+    got = session.run(None, {name: part.numpy() for name, part in zip(shapes, inputs)})[0]
     assert np.abs(got - expected.numpy()).max() < 1e-4
 
 
@@ -233,6 +244,54 @@ def test_a_table_of_image_and_recording_paths_is_multimodal_data(nas, workdir: P
     assert_one_line_error(code, err, "lacks the column(s) voice")
     code, _, err = nas("search", *table[:2], "run_dir=bad")
     assert_one_line_error(code, err, "dataset.inputs is required")
+
+
+def test_texts_fuse_with_images_from_search_to_export(nas, workdir: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    code, out, err = nas("search", *TEXT_DATA, *TINY[2:], "run_dir=run")
+    assert code == 0, err
+    assert "words_only" in out and "late_fusion" in out
+    vocabulary = json.loads((workdir / "run" / "vocabulary.json").read_text())
+    assert list(vocabulary) == ["words"] and {"words0", "words1"} <= set(vocabulary["words"]["tokens"])
+    best = json.loads((workdir / "run" / "best.json").read_text())["arch"]
+    assert set(best["encoders"]["words"]) == {"embed", "blocks", "pool", "dropout"}  # a text-space encoder
+    code, _, err = nas("export", "run", "--format", "onnx")
+    assert code == 0, err
+    graph = onnx.load(str(workdir / "run" / "export" / "model.onnx")).graph
+    assert [(i.name, i.type.tensor_type.elem_type) for i in graph.input] == [("image", onnx.TensorProto.FLOAT),
+                                                                               ("words", onnx.TensorProto.INT64)]
+    assert (workdir / "run" / "export" / "vocabulary.json").exists()
+    code, _, err = nas("retrain", "run", *TEXT_DATA, *TINY[2:], "search.baselines=false", "run_dir=again")
+    assert code == 0, err
+    without_training = [o for o in TINY[2:] if not o.startswith("evaluator.")]
+    code, _, err = nas("search", *TEXT_DATA, *without_training, "evaluator=proxy", "evaluator.proxies=[synflow,jacov]",
+                       "retrain.enabled=false", "run_dir=proxies")
+    assert code == 0, err
+    trials = [json.loads(line) for line in (workdir / "proxies" / "trials.jsonl").read_text().splitlines()]
+    assert all(t["status"] == "ok" and np.isfinite(t["metrics"]["proxy_jacov"]) for t in trials)
+    code, _, err = nas("search", *TEXT_DATA, "strategy=spos", "run_dir=oneshot")
+    assert_one_line_error(code, err, "words holds token ids, and the text space has no supernet")
+
+
+def test_a_table_with_a_text_column_builds_its_vocabulary_on_training_rows_only(workdir: Path) -> None:
+    from PIL import Image
+
+    rows = ["photo,caption,label"]
+    for i in range(40):
+        label = ("cat", "dog")[i % 2]
+        Image.fromarray(np.full((6, 6), 120 * (i % 2), dtype=np.uint8)).save(workdir / f"p{i}.png")
+        rows.append(f"p{i}.png,a photo of a {label} number{i},{label}")
+    (workdir / "data.csv").write_text("\n".join(rows) + "\n")
+    cfg = load_config(["dataset=multimodal", "dataset.train=data.csv", "dataset.inputs={photo: image, caption: text}",
+                       "dataset.image_size=6", "dataset.workers=1", "dataset.test_fraction=0.25"])
+    assert cfg.space.settings.inputs == {"photo": "image", "caption": "tokens"}
+    data = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert data.input_shape == {"photo": (1, 6, 6), "caption": (6,)} and data.vocab_size["caption"] > 4
+    tokens = data.vocabulary["caption"]["tokens"]
+    seen = {int(t) for t in data.train_x.parts["caption"].flatten()}
+    held_out = {int(t) for part in (data.val_x, data.test_x) for t in part.parts["caption"].flatten()}
+    assert 1 in held_out and 1 not in seen  # the other rows' numbers are unknown: the vocabulary is the training rows'
+    assert len(tokens) == len(seen | {0, 1})
 
 
 def test_proxies_prescreening_and_weight_transfer_work_on_several_inputs(nas, workdir: Path) -> None:

@@ -58,7 +58,8 @@ class DataSplits:
     num_classes: int
     crop_padding: int = 0
     hflip: bool = False
-    vocabulary: Optional[dict[str, Any]] = None  # token data: the tokenizer; x holds ids into its "tokens"
+    # token data: the tokenizer, x holds ids into its "tokens"; multimodal data: each token input's, by name
+    vocabulary: Optional[dict[str, Any]] = None
 
     @property
     def input_shape(self) -> InputShape:
@@ -68,8 +69,13 @@ class DataSplits:
         return tuple(self.train_x.shape[1:])
 
     @property
-    def vocab_size(self) -> Optional[int]:
-        return len(self.vocabulary["tokens"]) if self.vocabulary is not None else None
+    def vocab_size(self) -> Optional[int | dict[str, int]]:
+        """The vocabulary's size; for multimodal data each token input's, by name (None: no tokens)."""
+        if self.vocabulary is None:
+            return None
+        if isinstance(self.train_x, Modalities):
+            return {name: len(vocabulary["tokens"]) for name, vocabulary in self.vocabulary.items()}
+        return len(self.vocabulary["tokens"])
 
     @property
     def modality(self) -> str | dict[str, str]:

@@ -1,4 +1,4 @@
-"""Your multimodal data: a CSV/TSV with one row per sample, a file path per input (images, recordings), a label."""
+"""Your multimodal data: a CSV/TSV with one row per sample, a file path per image or recording, texts, a label."""
 
 from __future__ import annotations
 
@@ -16,20 +16,20 @@ from nascli.data.audio import SpectrogramSettings, spectrograms
 from nascli.data.base import stratified_split
 from nascli.data.folder import chunked, decode_images, probe_images
 from nascli.data.multimodal import Arrays, MultimodalDataset
-from nascli.data.text import read_table
+from nascli.data.text import TokenSettings, read_table
 from nascli.errors import UserError, warn
 from nascli.registry import register
 
-INPUT_KINDS = ("image", "audio")
+INPUT_KINDS = {"image": "image", "audio": "image", "text": "tokens"}  # a column's kind -> what networks take
 
 
 @dataclass
-class MultimodalTableSettings(SpectrogramSettings):
-    """The table(s), which columns are inputs (and of what kind), and how images and recordings are read."""
+class MultimodalTableSettings(SpectrogramSettings, TokenSettings):
+    """The table(s), which columns are inputs (and of what kind), and how images, recordings and texts are read."""
 
     train: Optional[str] = None  # CSV/TSV: a row per sample; paths are relative to the file's folder
     test: Optional[str] = None  # null: a stratified test_fraction of train is held out
-    inputs: Any = None  # {column: image | audio}: the columns holding each input's file path
+    inputs: Any = None  # {column: image | audio | text}: columns of file paths (images, recordings) or of texts
     label_column: str = "label"
     test_fraction: float = 0.2
     image_size: int = 32  # images are resized to image_size x image_size
@@ -38,7 +38,7 @@ class MultimodalTableSettings(SpectrogramSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.inputs is None or (isinstance(self.inputs, dict) and len(self.inputs) >= 1),
-                "inputs must map the table's file columns to their kind, e.g. {photo: image, clip: audio}")
+                "inputs must map the table's input columns to their kind, e.g. {photo: image, clip: audio, caption: text}")
         for column, kind in (self.inputs or {}).items():
             require(str(column).isidentifier(), f"input column {column!r} must be an identifier")
             require(kind in INPUT_KINDS, f"input {column} is {kind!r}; kinds: {', '.join(INPUT_KINDS)}")
@@ -49,12 +49,12 @@ class MultimodalTableSettings(SpectrogramSettings):
 
 @register("dataset", "multimodal")
 class MultimodalTable(MultimodalDataset):
-    """Samples listed in a table: each input column names a file (an image or a recording) per row."""
+    """Samples listed in a table: each input column names a file (an image or a recording) or holds a text per row."""
 
     Settings = MultimodalTableSettings
 
-    def kinds(self) -> dict[str, str]:
-        return {column: "image" for column in self.settings.inputs or {}}  # recordings: 1 x mels x frames images
+    def kinds(self) -> dict[str, str]:  # recordings: 1 x mels x frames images
+        return {column: INPUT_KINDS[kind] for column, kind in (self.settings.inputs or {}).items()}
 
     def _file(self, name: Optional[str], what: str) -> Path:
         if name is None:
@@ -66,8 +66,8 @@ class MultimodalTable(MultimodalDataset):
 
     def check(self) -> None:
         if not self.settings.inputs:
-            raise UserError("dataset.inputs is required: the table's file columns and their kind, "
-                            "e.g. dataset.inputs='{photo: image, clip: audio}'")
+            raise UserError("dataset.inputs is required: the table's input columns and their kind, "
+                            "e.g. dataset.inputs='{photo: image, clip: audio, caption: text}'")
         self._file(self.settings.train, "train")
         if self.settings.test is not None:
             self._file(self.settings.test, "test")
@@ -78,10 +78,13 @@ class MultimodalTable(MultimodalDataset):
         return table.assign(_folder=str(path.parent))
 
     def _inputs(self, table: pd.DataFrame, where: str) -> tuple[Arrays, np.ndarray]:
-        """Each input column's files decoded, and which rows every input could be read for."""
+        """Each input column's files decoded (its texts as they are), and which rows every input could be read for."""
         s = self.settings
         arrays, readable = {}, np.ones(len(table), dtype=bool)
         for column, kind in s.inputs.items():
+            if kind == "text":
+                arrays[column] = table[column].astype(str).to_numpy(dtype=object)
+                continue
             paths = [Path(folder) / name for folder, name in zip(table["_folder"], table[column].astype(str))]
             if kind == "audio":
                 features, keep = spectrograms(paths, s, Path(where))

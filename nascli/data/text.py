@@ -23,8 +23,22 @@ TOKEN_PATTERN = r"(?u)\b\w+\b|[^\w\s]"  # words, and each punctuation mark as a 
 
 
 @dataclass
-class TextSettings(DatasetSettings):
-    """The files and columns, and how sentences become token ids."""
+class TokenSettings(DatasetSettings):
+    """How texts become token ids: the vocabulary's minimum frequency, the kept length, lowercasing."""
+
+    min_freq: int = 1  # tokens in fewer training texts are unknown
+    max_length: int = 64  # tokens kept per text; shorter ones are padded
+    lowercase: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.min_freq >= 1, "min_freq must be at least 1")
+        require(self.max_length >= 1, "max_length must be at least 1")
+
+
+@dataclass
+class TextSettings(TokenSettings):
+    """The files and columns of labelled sentences."""
 
     root: Optional[str] = None  # a folder the file names are relative to (built-in sets: the one holding them)
     train: Optional[str] = None  # CSV or TSV with a text and a label column
@@ -34,14 +48,9 @@ class TextSettings(DatasetSettings):
     fold_column: str = "fold"
     test_fold: int = 0
     test_fraction: float = 0.1
-    min_freq: int = 1  # tokens in fewer training sentences are unknown
-    max_length: int = 64  # tokens kept per sentence; shorter ones are padded
-    lowercase: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        require(self.min_freq >= 1, "min_freq must be at least 1")
-        require(self.max_length >= 1, "max_length must be at least 1")
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
 
 
@@ -71,6 +80,17 @@ def encode(sentences: list[str], vocabulary: dict[str, Any], length: int) -> np.
     """Token ids (N, length) of raw sentences, as the saved tokenizer (vocabulary.json) makes them."""
     split = tokenizer(vocabulary)
     return token_ids([split(sentence) for sentence in sentences], vocabulary, length)
+
+
+def fitted_tokens(texts: list[str], fit: np.ndarray, settings: TokenSettings) -> tuple[dict[str, Any], np.ndarray]:
+    """The vocabulary and length fitted on the texts of rows `fit` only, and every text's token ids (N, length)."""
+    vocabulary: dict[str, Any] = {"lowercase": settings.lowercase, "token_pattern": TOKEN_PATTERN}
+    split = tokenizer(vocabulary)
+    sentences = [split(text) for text in texts]
+    fitted = [sentences[i] for i in fit]  # other rows shape neither the vocabulary nor the length
+    vocabulary.update(tokens=vocabulary_tokens(fitted, settings.min_freq),
+                      max_length=min(settings.max_length, max(1, *map(len, fitted))))
+    return vocabulary, token_ids(sentences, vocabulary, vocabulary["max_length"])
 
 
 def read_table(path: Path, columns: set[str], hint: str) -> pd.DataFrame:
@@ -143,13 +163,9 @@ class TextDataset(Dataset):
         train, test = train.iloc[rows], test.iloc[test_rows]
         classes = classes if s.classes is None else classes[s.classes]
         fit, val = train_and_validation(y, s)
-        vocabulary: dict[str, Any] = {"lowercase": s.lowercase, "token_pattern": TOKEN_PATTERN}
-        split = tokenizer(vocabulary)
-        sentences = [split(sentence) for sentence in train[s.text_column].astype(str)]
-        fitted = [sentences[i] for i in fit]  # validation sentences shape neither the vocabulary nor the length
-        vocabulary.update(tokens=vocabulary_tokens(fitted, s.min_freq), classes=classes.tolist(),
-                          max_length=min(s.max_length, max(1, *map(len, fitted))))
-        x = torch.from_numpy(token_ids(sentences, vocabulary, vocabulary["max_length"]))
+        vocabulary, x = fitted_tokens(train[s.text_column].astype(str).tolist(), fit, s)
+        vocabulary["classes"] = classes.tolist()
+        x = torch.from_numpy(x)
         test_x = torch.from_numpy(encode(test[s.text_column].astype(str).tolist(), vocabulary, vocabulary["max_length"]))
 
         def labels_of(a: np.ndarray) -> torch.Tensor:

@@ -20,18 +20,20 @@ def count_params(model: nn.Module) -> int:
 
 
 def example_inputs(input_shape: InputShape, batch: int, device: torch.device | str,
-                   vocab_size: Optional[int] = None) -> tuple[torch.Tensor, ...]:
+                   vocab_size: Optional[int | dict[str, int]] = None) -> tuple[torch.Tensor, ...]:
     """A batch of zeros the model accepts, as its positional inputs: images as floats, token sequences as ids
-    (a vocabulary size says the inputs are tokens); each named input of multimodal data."""
+    (a vocabulary size says the inputs are tokens); each named input of multimodal data (the token inputs
+    are those `vocab_size` names)."""
     if isinstance(input_shape, dict):
-        return tuple(example_inputs(shape, batch, device)[0] for shape in input_shape.values())
+        sizes = vocab_size if isinstance(vocab_size, dict) else {}
+        return tuple(example_inputs(shape, batch, device, sizes.get(name))[0] for name, shape in input_shape.items())
     dtype = torch.float32 if vocab_size is None else torch.long
     return (torch.zeros(batch, *input_shape, device=device, dtype=dtype),)
 
 
 @torch.no_grad()
 def count_flops(model: nn.Module, input_shape: InputShape, device: torch.device | str,
-                vocab_size: Optional[int] = None) -> int:
+                vocab_size: Optional[int | dict[str, int]] = None) -> int:
     """FLOPs of one forward pass of one sample, as torch counts them (2 per multiply-add; MACs = FLOPs / 2)."""
     model.eval()
     counter = FlopCounterMode(display=False)
@@ -43,7 +45,7 @@ def count_flops(model: nn.Module, input_shape: InputShape, device: torch.device 
 @torch.no_grad()
 def measure_latency(
     model: nn.Module, input_shape: InputShape, batch: int, hardware: Hardware, repeats: int = 5,
-    vocab_size: Optional[int] = None,
+    vocab_size: Optional[int | dict[str, int]] = None,
 ) -> float:
     """Median milliseconds of a forward pass of `batch` samples on the run's device."""
     model.eval()
@@ -63,7 +65,7 @@ def measure_latency(
 
 
 def measure_latency_onnxruntime(
-    model: nn.Module, input_shape: InputShape, batch: int, repeats: int = 5, vocab_size: Optional[int] = None,
+    model: nn.Module, input_shape: InputShape, batch: int, repeats: int = 5, vocab_size: Optional[int | dict[str, int]] = None,
 ) -> float:
     """Median milliseconds of `batch` samples through the model exported to ONNX and run by ONNX Runtime on the CPU."""
     import copy

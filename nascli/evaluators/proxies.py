@@ -67,14 +67,16 @@ def _parts(inputs: Inputs) -> tuple[Tensor, ...]:
 
 
 def _tokens(inputs: Inputs) -> bool:
-    return not _parts(inputs)[0].is_floating_point()
+    """Whether any input holds token ids."""
+    return any(not part.is_floating_point() for part in _parts(inputs))
 
 
-def _embedding(net: nn.Module) -> nn.Embedding:
-    for module in net.modules():
-        if isinstance(module, nn.Embedding):
-            return module
-    raise ValueError("synflow and jacov on token ids need the network to have an nn.Embedding")
+def _embeddings(net: nn.Module) -> list[nn.Embedding]:
+    """The network's embeddings, where token ids become the features synflow and jacov start from."""
+    found = [module for module in net.modules() if isinstance(module, nn.Embedding)]
+    if not found:
+        raise ValueError("synflow and jacov on token ids need the network to have an nn.Embedding")
+    return found
 
 
 def _rng_kept(device: torch.device) -> AbstractContextManager:
@@ -112,7 +114,8 @@ def synflow(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
                 tensor.abs_()
     net.double().eval()
     if _tokens(inputs):
-        _embedding(net).register_forward_hook(lambda module, args, out: torch.ones_like(out))
+        for embedding in _embeddings(net):
+            embedding.register_forward_hook(lambda module, args, out: torch.ones_like(out))
     ones = [torch.ones((1, *part.shape[1:]), dtype=part.dtype if _tokens(part) else torch.float64, device=part.device)
             for part in _parts(inputs)]
     with torch.enable_grad():
@@ -143,11 +146,10 @@ def jacov(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
         return leaves[-1]
 
     with torch.enable_grad(), _rng_kept(labels.device):
-        if _tokens(inputs):
-            _embedding(net).register_forward_hook(lambda module, args, out: leaf(out))
-            out = net(*_parts(inputs))
-        else:
-            out = net(*(leaf(part) for part in _parts(inputs)))
+        if _tokens(inputs):  # a token input's gradient is its embedding's output's
+            for embedding in _embeddings(net):
+                embedding.register_forward_hook(lambda module, args, out: leaf(out))
+        out = net(*(part if _tokens(part) else leaf(part) for part in _parts(inputs)))
         out.backward(torch.ones_like(out))
     if any(x.grad is None for x in leaves):  # the output does not depend on an input
         return math.nan

@@ -1,9 +1,11 @@
 """Multimodal fusion: one searched encoder per input and a searched fusion of their layers (after MFAS).
 
-An architecture is `{"encoders": {input: chain architecture}, "fusion": [step, ...]}`. Each fusion step
-takes one layer of every encoder (`taps`, counted from the encoder's end: 0 is its last block, and the
-encoder's depth is its stem), combines them with its `op` and the previous step's output into `width`
-features; the last step feeds the classifier.
+An architecture is `{"encoders": {input: encoder architecture}, "fusion": [step, ...]}`: a chain
+architecture for an image-like input (images, spectrograms, feature vectors), a text architecture for token
+ids. Each fusion step takes one layer of every encoder (`taps`, counted from the encoder's end: 0 is its last
+block, and the encoder's depth is its stem or embedding), combines them with its `op` and the previous step's
+output into `width` features; the last step feeds the classifier. A text layer is pooled over its tokens as
+its architecture's `pool` says (then its `dropout`); attention attends to its tokens, never to padding.
 """
 
 from __future__ import annotations
@@ -22,40 +24,100 @@ from nascli.config import require
 from nascli.errors import UserError
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash
-from nascli.spaces.chain import DRAW_COLOURS, ChainSettings, ChainSpace
+from nascli.spaces import chain, text
+from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.pooling import global_avg_pool
+from nascli.spaces.text import TextLayers, TextSpace, TextSpaceSettings, pool_over_time
 
 FUSION_OPS = ("concat", "sum", "product", "gated", "attention")
-ENCODER_DEFAULTS = {"min_blocks": 1, "max_blocks": 4}  # smaller than a lone chain's: there is one per input
+INPUT_KINDS = ("image", "tokens")
+# smaller than a lone network's: there is one per input
+ENCODER_DEFAULTS = {"image": {"min_blocks": 1, "max_blocks": 4},
+                    "tokens": {"min_blocks": 1, "max_blocks": 2, "widths": [64, 128], "embed_dims": [64, 128]}}
 FUSION_COLOURS = {"concat": "#bcbddc", "sum": "#9e9ac8", "product": "#fc9272", "gated": "#c7e9c0",
                   "attention": "#fdd49e"}
 ATTENTION_HEADS = 4
 ATTENTION_SIDE = 8  # attention sees a tapped map average-pooled to at most this many positions per side
 
 
-def _coarse(features: Tensor) -> Tensor:
-    """A feature map average-pooled to at most ATTENTION_SIDE positions per side (an exportable fixed pooling)."""
+Positions = tuple[Tensor, Optional[Tensor]]  # features (N, P, C) at P positions, and which are real (N, P)
+
+
+def map_positions(features: Tensor) -> Tensor:
+    """A feature map (N, C, H, W) average-pooled to at most ATTENTION_SIDE positions per side (an exportable
+    fixed pooling), as (N, P, C)."""
     size = math.ceil(max(features.shape[2:]) / ATTENTION_SIDE)
-    return F.avg_pool2d(features, size, size, ceil_mode=True) if size > 1 else features
+    coarse = F.avg_pool2d(features, size, size, ceil_mode=True) if size > 1 else features
+    return coarse.flatten(2).transpose(1, 2)
+
+
+def map_pooled(features: Tensor) -> Tensor:
+    """A feature map (N, C, H, W) averaged over its positions, as (N, C)."""
+    return global_avg_pool(features).flatten(1)
+
+
+class ChainEncoder(nn.ModuleList):
+    """An image-like input's encoder: the stem and the blocks of a chain architecture, each a tappable layer."""
+
+    def layers(self, x: Tensor) -> tuple[list[Tensor], Optional[Tensor]]:
+        """Every stage's output; no padding mask."""
+        outputs = []
+        for stage in self:
+            x = stage(x)
+            outputs.append(x)
+        return outputs, None
+
+    @staticmethod  # static: a supernet's chains pool their layers the same way
+    def pooled(depth: int, features: Tensor, mask: Optional[Tensor]) -> Tensor:
+        return map_pooled(features)
+
+    @staticmethod
+    def positions(features: Tensor, mask: Optional[Tensor]) -> Positions:
+        return map_positions(features), None
+
+
+class TextEncoder(TextLayers):
+    """A token input's encoder: the embedding and blocks of a text architecture; a tapped layer is pooled over
+    its tokens by the architecture's pooling and dropout."""
+
+    def __init__(self, arch: Arch, vocab_size: int) -> None:
+        super().__init__(arch, vocab_size)
+        self.pool = arch["pool"]
+        # attention pooling scores the positions of each layer (from the last, as taps count)
+        self.scores = nn.ModuleList(nn.Linear(w, 1) for w in reversed(self.widths)) if self.pool == "attention" else None
+        self.dropout = nn.Dropout(arch["dropout"])
+
+    def pooled(self, depth: int, features: Tensor, mask: Optional[Tensor]) -> Tensor:
+        return self.dropout(pool_over_time(features, mask, self.pool, self.scores[depth] if self.scores else None))
+
+    def positions(self, features: Tensor, mask: Optional[Tensor]) -> Positions:
+        """The tokens' features averaged in windows to at most ATTENTION_SIDE**2 positions; padding never counts."""
+        size = math.ceil(features.shape[2] / ATTENTION_SIDE**2)
+        if size > 1:
+            counts = F.avg_pool1d(mask[:, None, :].float(), size, size, ceil_mode=True) * size
+            features = F.avg_pool1d(features, size, size, ceil_mode=True) * size / counts.clamp(min=1)
+            mask = counts[:, 0] > 0
+        return features.transpose(1, 2), mask
 
 
 @dataclass
 class FusionSettings:
     """The inputs, the encoders' chain space, and the fusion steps the space holds."""
 
-    inputs: Optional[dict[str, str]] = None  # input name -> kind ("image"); null: the dataset's inputs
+    inputs: Optional[dict[str, str]] = None  # input name -> kind ("image" or "tokens"); null: the dataset's inputs
     # typed Any, as a typed dict would refuse new keys in Hydra
-    encoder: Any = None  # chain settings of every encoder, e.g. {max_blocks: 3}
-    encoders: Any = None  # chain settings per input, e.g. {audio: {widths: [16, 32]}}
+    encoder: Any = None  # chain settings of every image-like input's encoder, e.g. {max_blocks: 3}
+    text_encoder: Any = None  # text-space settings of every token input's encoder, e.g. {ops: [conv3, gru]}
+    encoders: Any = None  # settings per input, e.g. {audio: {widths: [16, 32]}}
     min_steps: int = 1
     max_steps: int = 3
     ops: list[str] = field(default_factory=lambda: list(FUSION_OPS))
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
 
     def __post_init__(self) -> None:
-        self.encoder, self.encoders = self.encoder or {}, self.encoders or {}
-        require(isinstance(self.encoder, dict) and isinstance(self.encoders, dict),
-                "encoder and encoders are mappings of chain settings")
+        self.encoder, self.text_encoder, self.encoders = self.encoder or {}, self.text_encoder or {}, self.encoders or {}
+        require(all(isinstance(x, dict) for x in (self.encoder, self.text_encoder, self.encoders)),
+                "encoder, text_encoder and encoders are mappings of settings")
         require(1 <= self.min_steps <= self.max_steps, "need 1 <= min_steps <= max_steps")
         require(len(self.ops) > 0 and set(self.ops) <= set(FUSION_OPS), f"ops must be a non-empty subset of {list(FUSION_OPS)}")
         require(len(self.widths) > 0 and min(self.widths) >= 1, "widths must be positive integers")
@@ -63,28 +125,33 @@ class FusionSettings:
             require(len(self.inputs) >= 1, "inputs must name one or more inputs")
             for name, kind in self.inputs.items():
                 require(name.isidentifier(), f"input name {name!r} must be an identifier")
-                require(kind == "image", f"input {name} is {kind!r}; the fusion space encodes image-like inputs "
-                                         "(images, spectrograms, feature vectors)")
+                require(kind in INPUT_KINDS, f"input {name} is {kind!r}; the fusion space encodes image-like inputs "
+                                             "(images, spectrograms, feature vectors) and token ids")
         unknown = set(self.encoders) - set(self.inputs or self.encoders)
         require(not unknown, f"encoders names {sorted(unknown)}, which are not inputs")
         for name in self.inputs or {}:
             self.encoder_settings(name)  # raises ValueError for a bad setting
 
-    def encoder_settings(self, name: str) -> ChainSettings:
-        """The chain settings of input `name`'s encoder."""
-        return ChainSettings(**{**ENCODER_DEFAULTS, **self.encoder, **self.encoders.get(name, {})})
+    def encoder_settings(self, name: str) -> ChainSettings | TextSpaceSettings:
+        """The settings of input `name`'s encoder: a chain space's for an image-like input, a text space's for tokens."""
+        kind = self.inputs[name]
+        shared, settings = (self.text_encoder, TextSpaceSettings) if kind == "tokens" else (self.encoder, ChainSettings)
+        try:
+            return settings(**{**ENCODER_DEFAULTS[kind], **shared, **self.encoders.get(name, {})})
+        except TypeError as exc:
+            raise ValueError(f"encoder settings of {name} ({kind}): {exc}") from None
 
 
 class FusionStep(nn.Module):
-    """One fusion step: pooled (or, for attention, every position of) tapped features and the previous output."""
+    """One fusion step: each tapped layer pooled (for attention: at its positions) and the previous output."""
 
     def __init__(self, op: str, channels: dict[str, int], width: int, previous: Optional[int]) -> None:
         super().__init__()
         self.op = op
         if op == "concat":
             self.mix = nn.Linear(sum(channels.values()) + (previous or 0), width)
-        elif op == "attention":  # keys and values of every position of every tapped map, by a 1x1 convolution
-            self.project = nn.ModuleDict({name: nn.Conv2d(c, 2 * width, 1) for name, c in channels.items()})
+        elif op == "attention":  # keys and values of every position of every tapped layer
+            self.project = nn.ModuleDict({name: nn.Linear(c, 2 * width) for name, c in channels.items()})
             self.kind = nn.Parameter(torch.zeros(len(channels), 2 * width))  # which input a position comes from
             self.query = nn.Parameter(torch.zeros(1, width))  # zero: the first attention is a mean over positions
             self.heads = ATTENTION_HEADS if width % ATTENTION_HEADS == 0 else 1
@@ -97,25 +164,14 @@ class FusionStep(nn.Module):
             self.gates = nn.Linear(width * len(channels), width * len(channels))
         self.norm = nn.LayerNorm(width)
 
-    def forward(self, features: dict[str, Tensor], previous: Optional[Tensor]) -> Tensor:
+    def forward(self, features: dict[str, Any], previous: Optional[Tensor]) -> Tensor:
+        """`features`: each tapped layer pooled (N, C), or for attention its Positions."""
         if self.op == "concat":
-            pooled = [global_avg_pool(f).flatten(1) for f in features.values()]
-            return F.relu(self.norm(self.mix(torch.cat(pooled + ([previous] if previous is not None else []), 1))))
+            return F.relu(self.norm(self.mix(torch.cat(list(features.values()) + ([previous] if previous is not None else []), 1))))
         if self.op == "attention":
-            keys, values = torch.cat([(self.project[name](_coarse(f)).flatten(2).transpose(1, 2) + self.kind[i])
-                                      for i, (name, f) in enumerate(features.items())], 1).chunk(2, dim=2)
-            batch, _, width = keys.shape
-            query = self.query.repeat(batch, 1)  # a copy, not a view: torch's flop counter needs its gradient function
-            if previous is not None:
-                query = query + self.carry(previous)
-
-            def heads(x: Tensor) -> Tensor:
-                return x.reshape(batch, -1, self.heads, width // self.heads).transpose(1, 2)
-
-            attended = F.scaled_dot_product_attention(heads(query), heads(keys), heads(values))
-            fused = self.out(attended.reshape(batch, width))
+            fused = self._attend(features, previous)
         else:
-            parts = [self.project[name](global_avg_pool(f).flatten(1)) for name, f in features.items()]
+            parts = [self.project[name](f) for name, f in features.items()]
             if self.op == "sum":
                 fused = torch.stack(parts).sum(0)
             elif self.op == "product":
@@ -128,18 +184,50 @@ class FusionStep(nn.Module):
                 fused = fused + self.carry(previous)
         return F.relu(self.norm(fused))
 
+    def _attend(self, features: dict[str, Positions], previous: Optional[Tensor]) -> Tensor:
+        """A learned query (plus the previous step's output) attending to every real position of the tapped layers."""
+        keys, values = torch.cat([self.project[name](f) + self.kind[i]
+                                  for i, (name, (f, _)) in enumerate(features.items())], 1).chunk(2, dim=2)
+        batch, _, width = keys.shape
+        masks = [m for _, m in features.values()]
+        mask = None  # every position is real unless a text input says otherwise
+        if any(m is not None for m in masks):
+            mask = torch.cat([m if m is not None else torch.ones(f.shape[:2], dtype=torch.bool, device=f.device)
+                              for (f, _), m in zip(features.values(), masks)], 1)[:, None, None, :]
+        query = self.query.repeat(batch, 1)  # a copy, not a view: torch's flop counter needs its gradient function
+        if previous is not None:
+            query = query + self.carry(previous)
+
+        def heads(x: Tensor) -> Tensor:
+            return x.reshape(batch, -1, self.heads, width // self.heads).transpose(1, 2)
+
+        attended = F.scaled_dot_product_attention(heads(query), heads(keys), heads(values), attn_mask=mask)
+        return self.out(attended.reshape(batch, width))
+
+
+def step_features(op: str, tapped: dict[str, tuple[Any, int, Tensor, Optional[Tensor]]]) -> dict[str, Any]:
+    """What a step with `op` takes of each tapped layer, given as (its encoder, depth, features, mask)."""
+    if op == "attention":
+        return {name: encoder.positions(f, mask) for name, (encoder, _, f, mask) in tapped.items()}
+    return {name: encoder.pooled(depth, f, mask) for name, (encoder, depth, f, mask) in tapped.items()}
+
 
 class FusionNet(nn.Module):
     """Encoders of the inputs (taken positionally, in the space's order), fusion steps and a linear head."""
 
-    def __init__(self, space: FusionSpace, arch: Arch, input_shape: dict[str, tuple[int, ...]], num_classes: int) -> None:
+    def __init__(self, space: FusionSpace, arch: Arch, input_shape: dict[str, tuple[int, ...]], num_classes: int,
+                 vocab_size: Optional[dict[str, int]] = None) -> None:
         super().__init__()
         self.order = list(input_shape)
         self.encoders = nn.ModuleDict()
         channels: dict[str, list[int]] = {}
         for name, encoder in arch["encoders"].items():
-            stages, channels[name] = space.encoder_space(name).stages(encoder, input_shape[name])
-            self.encoders[name] = nn.ModuleList(stages)
+            if space.modality[name] == "tokens":
+                self.encoders[name] = TextEncoder(encoder, (vocab_size or {})[name])
+                channels[name] = self.encoders[name].widths
+            else:
+                stages, channels[name] = space.encoder_space(name).stages(encoder, input_shape[name])
+                self.encoders[name] = ChainEncoder(stages)
         self.taps = [step["taps"] for step in arch["fusion"]]
         self.steps = nn.ModuleList()
         previous = None
@@ -150,17 +238,12 @@ class FusionNet(nn.Module):
         self.head = nn.Linear(previous, num_classes)
 
     def forward(self, *inputs: Tensor) -> Tensor:
-        layers = {}
-        for name, x in zip(self.order, inputs):
-            if name in self.encoders:
-                outputs = []
-                for stage in self.encoders[name]:
-                    x = stage(x)
-                    outputs.append(x)
-                layers[name] = outputs
+        layers = {name: self.encoders[name].layers(x) for name, x in zip(self.order, inputs) if name in self.encoders}
         fused = None
         for step, taps in zip(self.steps, self.taps):
-            fused = step({name: layers[name][-1 - depth] for name, depth in taps.items()}, fused)
+            tapped = {name: (self.encoders[name], depth, layers[name][0][-1 - depth], layers[name][1])
+                      for name, depth in taps.items()}
+            fused = step(step_features(step.op, tapped), fused)
         return self.head(fused)
 
 
@@ -176,14 +259,15 @@ class FusionSpace(SearchSpace):
                             "or space.inputs={name: image, ...}")
         self.s = settings
         self.inputs = list(settings.inputs)
-        self._encoders = {name: ChainSpace(settings.encoder_settings(name)) for name in self.inputs}
+        self._encoders = {name: (TextSpace if kind == "tokens" else ChainSpace)(settings.encoder_settings(name))
+                          for name, kind in settings.inputs.items()}
 
     @property
     def modality(self) -> dict[str, str]:  # type: ignore[override]
         return dict(self.s.inputs)
 
-    def encoder_space(self, name: str) -> ChainSpace:
-        """The chain space of input `name`'s encoder."""
+    def encoder_space(self, name: str) -> ChainSpace | TextSpace:
+        """The space of input `name`'s encoder: a chain space, or a text space for token ids."""
         return self._encoders[name]
 
     def _step(self, rng: random.Random, encoders: dict[str, Arch]) -> dict[str, Any]:
@@ -309,7 +393,7 @@ class FusionSpace(SearchSpace):
                 "a fusion architecture is {'encoders': {...}, 'fusion': [...]}")
         encoders, steps = arch["encoders"], arch["fusion"]
         require(isinstance(encoders, dict) and encoders and set(encoders) <= set(self.inputs),
-                f"'encoders' maps one or more of the inputs {self.inputs} to chain architectures")
+                f"'encoders' maps one or more of the inputs {self.inputs} to their encoders' architectures")
         for name, encoder in encoders.items():
             try:
                 self._encoders[name].validate(encoder)
@@ -329,15 +413,23 @@ class FusionSpace(SearchSpace):
                         f"step {i}: tap {name}={depth!r} is not a layer of its encoder (0..{depth_max})")
         return arch
 
-    def supernet(self, input_shape: Any, num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
+    def supernet(self, input_shape: Any, num_classes: int, vocab_size: Any = None) -> Supernet:
         from nascli.spaces.fusion_supernet import FusionSupernet  # it builds on this module's steps and networks
 
+        tokens = [name for name, kind in self.s.inputs.items() if kind == "tokens"]
+        if tokens:
+            raise UserError(f"weight sharing over space=fusion needs image-like inputs; {', '.join(tokens)} "
+                            "holds token ids, and the text space has no supernet")
         return FusionSupernet(self, input_shape, num_classes)
 
-    def build(self, arch: Arch, input_shape: Any, num_classes: int, vocab_size: Optional[int] = None) -> nn.Module:
+    def build(self, arch: Arch, input_shape: Any, num_classes: int, vocab_size: Any = None) -> nn.Module:
         if not isinstance(input_shape, dict) or list(input_shape) != self.inputs:
             raise UserError(f"space=fusion takes the inputs {self.inputs}; the data gives {input_shape}")
-        return FusionNet(self, arch, input_shape, num_classes)
+        missing = [name for name, kind in self.s.inputs.items()
+                   if kind == "tokens" and not (isinstance(vocab_size, dict) and name in vocab_size)]
+        if missing:
+            raise UserError(f"the token input(s) {', '.join(missing)} need the dataset's vocabulary size")
+        return FusionNet(self, arch, input_shape, num_classes, vocab_size)
 
     def draw(self, arch: Arch, ax: Any) -> None:
         """Each encoder as a row of layers; the fusion steps on the right, each fed by the layers it taps."""
@@ -362,13 +454,16 @@ class FusionSpace(SearchSpace):
             above = y >= middle
             edge, bends[name] = (y + 0.84, -0.25) if above else (y - 0.04, 0.25)
             ax.text(-0.2, y + 0.4, name, ha="right", va="center", fontsize=8, weight="bold")
-            box(0, y, f"stem\n{self._encoders[name].s.stem_width}", "#d9d9d9")
+            tokens = self.s.inputs[name] == "tokens"
+            first = f"embed\n{encoder['embed']}" if tokens else f"stem\n{self._encoders[name].s.stem_width}"
+            box(0, y, first, "#d9d9d9")
             outlets[name] = [(0.55, edge)]
+            colours = text.DRAW_COLOURS if tokens else chain.DRAW_COLOURS
             for i, block in enumerate(encoder["blocks"]):
                 x = 1.5 * (i + 1)
                 arrow((x - 0.36, y + 0.4), (x - 0.04, y + 0.4))
-                box(x, y, f"{block['op']}\n{block['width']}" + (" /2" if block["down"] else ""),
-                    DRAW_COLOURS[block["op"]])
+                box(x, y, f"{block['op']}\n{block['width']}" + (" /2" if block.get("down") else ""),
+                    colours[block["op"]])
                 outlets[name].append((x + 0.55, edge))
         for i, step in enumerate(arch["fusion"]):
             x = fusion_x + 1.5 * i

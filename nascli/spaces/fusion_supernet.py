@@ -18,7 +18,7 @@ from torch.func import functional_call
 from nascli.errors import UserError
 from nascli.spaces.base import Arch, Supernet
 from nascli.spaces.chain import ChainSupernet
-from nascli.spaces.fusion import FusionNet, FusionSpace, FusionStep
+from nascli.spaces.fusion import ChainEncoder, FusionNet, FusionSpace, FusionStep, step_features
 
 Sizes = tuple[str, tuple[tuple[str, int], ...], int, Optional[int]]  # op, tapped (input, channels), width, previous
 
@@ -102,9 +102,9 @@ class FusionSupernet(Supernet):
             sliced[name] = tensor
         return sliced
 
-    def _step(self, i: int, step: dict[str, Any], features: dict[str, Tensor], previous: Optional[Tensor]
+    def _step(self, i: int, step: dict[str, Any], maps: dict[str, Tensor], previous: Optional[Tensor]
               ) -> tuple[FusionStep, dict[str, Tensor]]:
-        tapped = {name: f.shape[1] for name, f in features.items()}
+        tapped = {name: f.shape[1] for name, f in maps.items()}
         sizes = (step["op"], tuple(tapped.items()), step["width"], None if previous is None else previous.shape[1])
         template = self._template(sizes)
         return template, self._sliced(self.steps[i][step["op"]], template, tapped)
@@ -117,8 +117,10 @@ class FusionSupernet(Supernet):
                   for name, x in zip(self.space.inputs, inputs) if name in arch["encoders"]}
         fused = None
         for i, step in enumerate(arch["fusion"]):
-            features = {name: layers[name][-1 - depth] for name, depth in step["taps"].items()}
-            template, weights = self._step(i, step, features, fused)
+            maps = {name: layers[name][-1 - depth] for name, depth in step["taps"].items()}
+            template, weights = self._step(i, step, maps, fused)
+            features = step_features(step["op"], {name: (ChainEncoder, step["taps"][name], f, None)
+                                                  for name, f in maps.items()})
             fused = functional_call(template, weights, (features, fused))
         return F.linear(fused, self.head.weight[:, : fused.shape[1]], self.head.bias)
 

@@ -105,35 +105,52 @@ class Block(nn.Module):
         return x.masked_fill(~mask[:, None, :], 0.0)
 
 
-class TextNet(nn.Module):
+class TextLayers(nn.Module):
+    """The embedding and the blocks of a text architecture: each one's output (N, C, L), and which positions
+    hold tokens rather than padding."""
+
+    def __init__(self, arch: Arch, vocab_size: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, arch["embed"], padding_idx=0)
+        blocks, self.widths = [], [arch["embed"]]
+        for block in arch["blocks"]:
+            blocks.append(Block(block["op"], self.widths[-1], block["width"]))
+            self.widths.append(block["width"])
+        self.blocks = nn.ModuleList(blocks)
+
+    def layers(self, tokens: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The embedding's and every block's output, and the mask of real tokens (N, L)."""
+        mask = tokens != 0
+        mask = mask | ~mask.any(dim=1, keepdim=True)  # an empty sentence keeps its first position
+        outputs = [self.embed(tokens).transpose(1, 2) * mask[:, None, :]]
+        for block in self.blocks:
+            outputs.append(block(outputs[-1], mask))
+        return outputs, mask
+
+
+def pool_over_time(x: Tensor, mask: Tensor, pool: str, score: Optional[nn.Linear] = None) -> Tensor:
+    """Features (N, C, L) pooled over the positions that are not padding: max, mean, or attention by `score`."""
+    if pool == "max":
+        return x.masked_fill(~mask[:, None, :], float("-inf")).amax(dim=2)
+    if pool == "mean":
+        return x.sum(dim=2) / mask.sum(dim=1, keepdim=True)
+    weights = score(x.transpose(1, 2)).squeeze(2).masked_fill(~mask, float("-inf")).softmax(dim=1)
+    return (x * weights[:, None, :]).sum(dim=2)
+
+
+class TextNet(TextLayers):
     """Embedding, blocks, pooling over the tokens that are not padding, dropout and a linear classifier."""
 
     def __init__(self, arch: Arch, vocab_size: int, num_classes: int) -> None:
-        super().__init__()
-        self.embed = nn.Embedding(vocab_size, arch["embed"], padding_idx=0)
-        blocks, width = [], arch["embed"]
-        for block in arch["blocks"]:
-            blocks.append(Block(block["op"], width, block["width"]))
-            width = block["width"]
-        self.blocks = nn.ModuleList(blocks)
+        super().__init__(arch, vocab_size)
+        width = self.widths[-1]
         self.pool = arch["pool"]
         self.score = nn.Linear(width, 1) if self.pool == "attention" else None
         self.head = nn.Sequential(nn.Dropout(arch["dropout"]), nn.Linear(width, num_classes))
 
     def forward(self, tokens: Tensor) -> Tensor:
-        mask = tokens != 0
-        mask = mask | ~mask.any(dim=1, keepdim=True)  # an empty sentence keeps its first position
-        x = self.embed(tokens).transpose(1, 2) * mask[:, None, :]
-        for block in self.blocks:
-            x = block(x, mask)
-        if self.pool == "max":
-            pooled = x.masked_fill(~mask[:, None, :], float("-inf")).amax(dim=2)
-        elif self.pool == "mean":
-            pooled = x.sum(dim=2) / mask.sum(dim=1, keepdim=True)
-        else:
-            weights = self.score(x.transpose(1, 2)).squeeze(2).masked_fill(~mask, float("-inf")).softmax(dim=1)
-            pooled = (x * weights[:, None, :]).sum(dim=2)
-        return self.head(pooled)
+        outputs, mask = self.layers(tokens)
+        return self.head(pool_over_time(outputs[-1], mask, self.pool, self.score))
 
 
 @register("space", "text")
