@@ -26,11 +26,13 @@ NETWORKS = ("found", "late_fusion", "image_only", "audio_only")
 
 def search(run_dir: Path, args: argparse.Namespace, seed: int) -> None:
     """One end-to-end fusion search into `run_dir`."""
+    epochs = "strategy.supernet_epochs" if args.strategy == "spos" else "evaluator.epochs"
     subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=av_digits", f"dataset.root={args.root}",
                     f"dataset.train_per_class={args.per_class}", f"strategy={args.strategy}",
                     f"search.max_seconds={args.search_seconds}", "search.max_trials=1000",
-                    f"evaluator.epochs={args.trial_epochs}", "retrain.epochs=15",
-                    f"retrain.max_seconds={args.retrain_seconds}", f"seed={seed}", f"run_dir={run_dir}"], check=True, stdout=subprocess.DEVNULL)
+                    f"{epochs}={args.trial_epochs}", "retrain.epochs=15",
+                    f"retrain.max_seconds={args.retrain_seconds}", f"seed={seed}", f"run_dir={run_dir}"],
+                   check=True, stdout=subprocess.DEVNULL)
 
 
 def results(run_dir: Path) -> dict[str, float]:
@@ -46,7 +48,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--search-seconds", type=float, default=1080)
-    parser.add_argument("--trial-epochs", type=int, default=6)
+    parser.add_argument("--trial-epochs", type=int, default=6, help="epochs per trial (spos: of the supernet)")
     parser.add_argument("--retrain-seconds", type=float, default=400)
     parser.add_argument("--strategy", default="bo")
     parser.add_argument("--out", type=Path, default=None)
