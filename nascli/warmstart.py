@@ -6,7 +6,8 @@ samples of this search's observations, count the pairs each model ranks wrongly 
 from leave-one-out predictions — and give each model the share of samples in which it ranks best. An earlier
 task that ranks this one's observations worse than this task's own model almost always (its median loss above
 the own model's 95th percentile) gets no weight, so an unrelated or anti-correlated task is dropped as soon as
-the observations show it.
+the observations show it. Until EVIDENCE observations can weigh them, only the earlier tasks' single best
+architecture is proposed: an unrelated task costs this search one trial, not several.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ MAX_POINTS = 300  # an earlier task's GP is fitted on at most this many trials: 
 MAX_OBSERVED = 200  # the weights are computed on this search's latest observations, at most this many
 BOOTSTRAPS = 100
 TRUST = 0.5  # the earlier tasks' summed weight above which their best architectures are proposed first
+EVIDENCE = 3  # observations of this search before the models are weighed
 
 
 def standardised(values: np.ndarray) -> np.ndarray:
@@ -101,7 +103,7 @@ class Knowledge:
         return fit_gp(x, task.values[chosen])
 
     def _prior(self) -> list[float]:
-        """Before two observations: the earlier tasks share all the weight."""
+        """Before EVIDENCE observations: the earlier tasks share all the weight."""
         return [1.0 / len(self.tasks)] * len(self.tasks) + [0.0]
 
     def observe(self, arch: Arch, value: float) -> None:
@@ -118,7 +120,7 @@ class Knowledge:
     def _weigh(self) -> list[float]:
         observed = self.observed[-MAX_OBSERVED:]
         n = len(observed)
-        if n < 3:
+        if n < EVIDENCE:
             return self._prior()
         x = np.array([self.space.encode(a) for a, _ in observed])
         y = standardised(np.array([v for _, v in observed]))
@@ -135,8 +137,9 @@ class Knowledge:
         return [float(s) for s in shares]
 
     def suggest(self, claim: Callable[[Arch], bool]) -> Optional[Arch]:
-        """The best suggestion `claim` accepts, while trusted and fewer than `limit` were proposed; else None."""
-        if not self.trusted or self.suggested >= self.limit:
+        """The best suggestion `claim` accepts, while trusted and fewer than `limit` were proposed (one before the
+        evidence weighs the models); else None."""
+        if not self.trusted or self.suggested >= (self.limit if len(self.observed) >= EVIDENCE else min(1, self.limit)):
             return None
         for arch in self.suggestions():
             if claim(arch):
