@@ -102,7 +102,7 @@ class TextEncoder(TextLayers):
 
 @dataclass
 class FusionSettings:
-    """The inputs, the encoders' chain space, and the fusion steps the space holds."""
+    """The inputs, their encoders' spaces, and the fusion steps the space holds."""
 
     inputs: Optional[dict[str, str]] = None  # input name -> kind ("image" or "tokens"); null: the dataset's inputs
     # typed Any, as a typed dict would refuse new keys in Hydra
@@ -455,7 +455,8 @@ class FusionSpace(SearchSpace):
             edge, bends[name] = (y + 0.84, -0.25) if above else (y - 0.04, 0.25)
             ax.text(-0.2, y + 0.4, name, ha="right", va="center", fontsize=8, weight="bold")
             tokens = self.s.inputs[name] == "tokens"
-            first = f"embed\n{encoder['embed']}" if tokens else f"stem\n{self._encoders[name].s.stem_width}"
+            first = (f"embed {encoder['embed']}\n{encoder['pool']} pool\ndrop {encoder['dropout']:g}" if tokens
+                     else f"stem\n{self._encoders[name].s.stem_width}")
             box(0, y, first, "#d9d9d9")
             outlets[name] = [(0.55, edge)]
             colours = text.DRAW_COLOURS if tokens else chain.DRAW_COLOURS
