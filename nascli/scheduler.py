@@ -135,13 +135,17 @@ class Scheduler:
         at the pace measured so far (wall seconds per finished trial, all slots together)."""
         limit, max_seconds = self.settings.max_trials, self.settings.max_seconds
         finished = self.next_id - len(self.pending)
-        if max_seconds is None or finished == 0:
+        if max_seconds is None:
             return Pace(limit, f"search.max_trials={limit}")
+        spent = min(1.0, self.elapsed() / max_seconds)
+        if finished == 0:
+            return Pace(limit, f"search.max_trials={limit}", spent)
         per_trial = self.elapsed() / finished
         fit = self.next_id + int(max(0.0, max_seconds - self.elapsed()) / per_trial)
         if fit >= limit:
-            return Pace(limit, f"search.max_trials={limit}")
-        return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g} at {per_trial:.1f} s per trial")
+            return Pace(limit, f"search.max_trials={limit}", spent)
+        return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g} at {per_trial:.1f} s per trial",
+                    spent)
 
     def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0) -> Pending:
         key = self.space.hash(proposal.arch)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
+import numpy as np
 import pytest
 from conftest import read_trials
 
@@ -13,7 +14,7 @@ from nascli.errors import UserError
 from nascli.factory import build_space, build_strategy
 from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.nb201 import OPS, cell_string
-from nascli.strategies.base import Outcome, Pace, Strategy
+from nascli.strategies.base import Outcome, Pace, Proposal, Strategy
 
 # list proposes a file's architectures (tested below); spos (a wrapper of these) and darts: test_supernet.py
 STRATEGIES = sorted(set(group_options("strategy")) - {"list", "darts", "spos"})
@@ -185,5 +186,37 @@ def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
         scheduler.next_id, scheduler.elapsed = 5, lambda: 40.0
         return scheduler._pace()
 
-    assert pace(100) == Pace(12, "about 12 trials fit in search.max_seconds=100 at 8.0 s per trial")
-    assert pace(1000) == pace(None) == Pace(30, "search.max_trials=30")
+    assert pace(100) == Pace(12, "about 12 trials fit in search.max_seconds=100 at 8.0 s per trial", 0.4)
+    assert pace(1000) == Pace(30, "search.max_trials=30", 0.04) and pace(None) == Pace(30, "search.max_trials=30")
+
+
+def test_bo_divides_expected_improvement_by_expected_cost_while_the_time_budget_lasts() -> None:
+    import random
+
+    from scipy.stats import spearmanr
+
+    strategy, lines = make("bo"), []
+    strategy.settings.cost_aware = True
+    strategy.log = lines.append
+
+    def seconds(arch: dict) -> float:
+        return sum(b["width"] * (2 if b["op"].startswith("conv") else 1) for b in arch["blocks"]) / 10
+
+    rng = random.Random(1)
+    for _ in range(15):
+        arch = strategy.space.sample(rng)
+        strategy.tell(Proposal(arch), Outcome(toy_objective(arch), {"train_seconds": seconds(arch)}))
+    pool = [strategy.space.sample(rng) for _ in range(60)]
+    strategy.pace = Pace(40, "about 40 trials fit in search.max_seconds=600", spent=0.2)
+    early = strategy._cost(pool)
+    assert spearmanr(early, [seconds(a) for a in pool]).statistic > 0.7  # cheap candidates are divided by less
+    strategy.pace = Pace(40, "about 40 trials fit in search.max_seconds=600", spent=0.6)
+    later = strategy._cost(pool)
+    assert np.ptp(np.log(later)) == pytest.approx(0.5 * np.ptp(np.log(early)))  # the exponent falls 1 -> 0.5
+    strategy.pace = Pace(40, "search.max_trials=40", spent=1.0)
+    assert strategy._cost(pool) == 1.0  # the budget spent: the best regardless of cost
+    assert len(lines) == 1 and "per expected training second" in lines[0]
+    strategy.pace = Pace(40, "search.max_trials=40")
+    assert strategy._cost(pool) == 1.0  # no time budget: plain EI
+    strategy.settings.cost_aware, strategy.pace = False, Pace(40, "about 40 trials fit", spent=0.2)
+    assert strategy._cost(pool) == 1.0

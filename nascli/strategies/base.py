@@ -40,10 +40,12 @@ class Outcome:
 
 @dataclass
 class Pace:
-    """How many trials the search is expected to run in all, and why (its trial limit, or the time left)."""
+    """How many trials the search is expected to run in all, and why (its trial limit, or the time left); with
+    search.max_seconds, the share of it spent so far."""
 
     trials: int
     reason: str
+    spent: Optional[float] = None
 
 
 INITIAL_SHARE = 1 / 3  # an initial design takes at most this share of the trials the search is expected to run

@@ -24,6 +24,8 @@ class BOSettings(StrategySettings):
     candidates: int = 300
     parents: int = 5
     xi: float = 0.0
+    # with search.max_seconds: expected improvement per expected second of training (off until measured end to end)
+    cost_aware: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -39,6 +41,11 @@ class BayesianOptimisation(Strategy):
     With several objectives, one GP per objective that is not known before training (a known one, such as a
     table's latency, is used exactly) and the candidate with the highest expected hypervolume improvement
     over the front observed so far, estimated from posterior samples.
+
+    Under a time budget (search.max_seconds) with one objective, the expected improvement is divided by the
+    training seconds a GP on the observed ones expects, raised to a power that falls from 1 when the initial
+    design ends to 0 when the budget is spent (cost cooling, after CArBO, Lee et al. 2020): cheap promising
+    candidates first, so more of them fit, then the best regardless of cost.
     """
 
     Settings = BOSettings
@@ -48,6 +55,8 @@ class BayesianOptimisation(Strategy):
     def __init__(self, settings: BOSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)
         self.observed: list[tuple[dict, list[float]]] = []  # each architecture with its objectives (larger better)
+        self.costs: list[Optional[float]] = []  # each observed architecture's training seconds, where measured
+        self.spent_at_start: Optional[float] = None  # the share of search.max_seconds spent when acquisition began
 
     def _pool(self) -> list[dict]:
         """Unseen candidates: the incumbent's neighbours while any is left, else a wider pool."""
@@ -81,7 +90,7 @@ class BayesianOptimisation(Strategy):
         pool = self._pool_multi() if self.multi else self._pool()
         if not pool:
             return self._propose_random()
-        scores = self._hypervolume_improvement(pool) if self.multi else self._expected_improvement(pool)
+        scores = self._hypervolume_improvement(pool) if self.multi else self._expected_improvement(pool) / self._cost(pool)
         arch = pool[int(np.argmax(scores))]
         self._claim(arch)
         return Proposal(arch)
@@ -99,6 +108,25 @@ class BayesianOptimisation(Strategy):
         improvement = mean - best - self.settings.xi
         z = improvement / np.maximum(std, 1e-9)
         return improvement * norm.cdf(z) + std * norm.pdf(z)
+
+    def _cost(self, pool: list[dict]) -> np.ndarray | float:
+        """Each candidate's expected training seconds raised to the cost-cooling power; 1 where cost does not count
+        (no time budget, cost_aware off, fewer than two measured costs, or the budget spent)."""
+        spent = self.pace.spent if self.pace is not None else None
+        measured = [(arch, cost) for (arch, _), cost in zip(self.observed, self.costs) if cost]
+        if not self.settings.cost_aware or spent is None or len(measured) < 2:
+            return 1.0
+        if self.spent_at_start is None:
+            self.spent_at_start = spent
+            self.log(f"{self.name}: expected improvement per expected training second while search.max_seconds "
+                     "lasts; the cost counts less as the budget is spent")
+        power = max(0.0, 1 - spent) / max(1e-9, 1 - self.spent_at_start)
+        if power <= 0:
+            return 1.0
+        x = np.array([self.space.encode(arch) for arch, _ in measured])
+        log_seconds = fit_gp(x, np.log([cost for _, cost in measured])).predict(
+            np.array([self.space.encode(a) for a in pool]))
+        return np.exp(min(1.0, power) * (log_seconds - np.median(log_seconds)))
 
     def _front(self) -> list[dict]:
         """The observed architectures on the Pareto front."""
@@ -134,13 +162,17 @@ class BayesianOptimisation(Strategy):
     def tell(self, proposal: Proposal, outcome: Outcome) -> None:
         if outcome.ok:
             self.observed.append((proposal.arch, list(outcome.values or (outcome.objective,))))
+            self.costs.append(outcome.metrics.get("train_seconds"))
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "observed": [list(o) for o in self.observed]}
+        return {**super().state_dict(), "observed": [list(o) for o in self.observed], "costs": self.costs,
+                "spent_at_start": self.spent_at_start}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.observed = [(arch, values) for arch, values in state["observed"]]
+        self.costs = state.get("costs", [None] * len(self.observed))
+        self.spent_at_start = state.get("spent_at_start")
 
 
 REFERENCE = 1.1  # the reference point, in each objective scaled so that the observed range is [0, 1] (worst 1)
