@@ -122,6 +122,18 @@ def test_fusion_space_operations_stay_in_the_space(inputs) -> None:
             space.validate(baseline)
 
 
+def test_searches_try_late_fusion_of_plain_encoders_first() -> None:
+    from nascli.strategies.bo import BayesianOptimisation, BOSettings
+
+    space = fusion_space(WITH_TEXT)
+    (late,) = space.references()
+    assert late["fusion"] == [{"taps": {"image": 0, "audio": 0, "caption": 0}, "op": "concat", "width": 128}]
+    assert [b["op"] for b in late["encoders"]["image"]["blocks"]] == ["conv3x3"] * 3
+    assert late["encoders"]["caption"]["blocks"] == [{"op": "kim", "width": 128}]
+    assert BayesianOptimisation(BOSettings(), space, seed=0).ask().arch == late
+    assert fusion_space(references=False).references() == [] and fusion_space(ops=["sum"]).references() == []
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

@@ -113,6 +113,7 @@ class FusionSettings:
     max_steps: int = 3
     ops: list[str] = field(default_factory=lambda: list(FUSION_OPS))
     widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    references: bool = True  # searches try late fusion of plain encoders first (when the space holds it)
 
     def __post_init__(self) -> None:
         self.encoder, self.text_encoder, self.encoders = self.encoder or {}, self.text_encoder or {}, self.encoders or {}
@@ -278,6 +279,29 @@ class FusionSpace(SearchSpace):
         encoders = {name: self._encoders[name].sample(rng) for name in self.inputs}
         steps = [self._step(rng, encoders) for _ in range(rng.randint(self.s.min_steps, self.s.max_steps))]
         return {"encoders": encoders, "fusion": steps}
+
+    def references(self) -> list[Arch]:
+        """Late fusion (one concatenation of the last layers, at the widest width) of plain encoders — each
+        image-like input a chain of up to three 3x3 convolutions that halve the map and widen, each text Kim's
+        convolution layer with max pooling: the hand-made design multimodal work starts from, tried first."""
+        if not self.s.references:
+            return []
+        encoders = {}
+        for name in self.inputs:
+            s = self._encoders[name].s
+            if self.s.inputs[name] == "tokens":
+                encoders[name] = {"embed": max(s.embed_dims), "blocks": [{"op": "kim", "width": max(s.widths)}],
+                                  "pool": "max", "dropout": max(s.dropouts)}
+            else:
+                depth, widths = min(s.max_blocks, max(s.min_blocks, 3)), sorted(s.widths)
+                encoders[name] = {"blocks": [{"op": "conv3x3", "width": widths[max(0, len(widths) - depth + i)],
+                                              "down": i < s.max_downsamples} for i in range(depth)]}
+        late = {"encoders": encoders,
+                "fusion": [{"taps": {name: 0 for name in self.inputs}, "op": "concat", "width": max(self.s.widths)}]}
+        try:
+            return [self.validate(late)]
+        except ValueError:  # the settings leave it out (no 3x3 convolution, no concatenation, ...)
+            return []
 
     def baselines(self, arch: Arch) -> dict[str, Arch]:
         """Each input's encoder alone and plain late fusion (one concatenation of the last layers), with
