@@ -1,6 +1,6 @@
 """Fusion search on audio-visual digits: the searched fusion against each input alone and plain late fusion.
 
-Usage: python scripts/bench_fusion.py --root AV_DIR [--seeds 0 1 2] [--per-class 1000] [--search-seconds 1080]
+Usage: python scripts/bench_fusion.py --root AV_DIR [--seeds 0 1 2] [--per-class 1000] [--search-seconds 900]
            [--trial-epochs 6] [--retrain-seconds 400] [--strategy bo] [--out DIR] [--only-summarise]
 
 AV_DIR holds mnist.npz and FSDD's recordings/ (or fsdd/recordings/). For each seed it runs one
@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--root", required=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--per-class", type=int, default=1000)
-    parser.add_argument("--search-seconds", type=float, default=1080)
+    parser.add_argument("--search-seconds", type=float, default=900)
     parser.add_argument("--trial-epochs", type=int, default=6, help="epochs per trial (spos: of the supernet)")
     parser.add_argument("--retrain-seconds", type=float, default=400)
     parser.add_argument("--strategy", default="bo")
