@@ -103,6 +103,11 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
     data = dataset.load()
     assert data.input_shape == {"image": (1, 28, 28), "audio": (1, 16, 63)} and len(data.test_x) == 30
 
+    def recordings(split) -> set[bytes]:
+        return {row.numpy().tobytes() for row in split.parts["audio"]}
+
+    assert not recordings(data.train_x) & recordings(data.val_x)  # validation hears no training recording
+
 
 @pytest.mark.parametrize("inputs", [None, WITH_TEXT])
 def test_fusion_space_operations_stay_in_the_space(inputs) -> None:
@@ -325,15 +330,18 @@ def test_proxies_prescreening_and_weight_transfer_work_on_several_inputs(nas, wo
 def test_multimodal_data_larger_than_the_memory_budget_streams_with_the_same_results(nas, workdir: Path) -> None:
     from nascli.data.base import StreamedSamples
 
-    _, in_memory = splits()
-    _, streamed = splits("dataset.max_memory_gb=1e-9")
-    assert all(isinstance(part, StreamedSamples) for part in streamed.train_x.parts.values())
+    mixed = "dataset.shapes={image: [1, 8, 8], audio: [1, 6, 10], words: [6]}"
+    _, in_memory = splits(mixed)
+    _, streamed = splits(mixed, "dataset.max_memory_gb=1e-9")
+    parts = streamed.train_x.parts
+    assert isinstance(parts["image"], StreamedSamples) and isinstance(parts["audio"], StreamedSamples)
+    assert isinstance(parts["words"], torch.Tensor)  # token ids stay in memory
     rows = torch.tensor([5, 0, 17])
     for name, part in in_memory.val_x.parts.items():
         assert torch.equal(streamed.val_x[rows].parts[name], part[rows])
     runs = {}
     for run, extra in (("memory", []), ("streamed", ["dataset.max_memory_gb=1e-9"])):
-        code, _, err = nas("search", *QUICK, *extra, "search.baselines=false", f"run_dir={run}")
+        code, _, err = nas("search", *QUICK, mixed, *extra, "search.baselines=false", f"run_dir={run}")
         assert code == 0, err
         trials = [json.loads(line) for line in (workdir / run / "trials.jsonl").read_text().splitlines()]
         runs[run] = ([t["metrics"]["val_acc"] for t in trials],

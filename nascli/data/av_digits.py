@@ -13,6 +13,7 @@ from nascli.config import require
 from nascli.data.audio import FSDD, SpectrogramSettings
 from nascli.data.files import FileDatasetSettings
 from nascli.data.mnist import MNIST
+from nascli.data.base import kept_classes, train_and_validation
 from nascli.data.multimodal import Arrays, MultimodalDataset
 from nascli.data.folder import required_root
 from nascli.errors import UserError
@@ -42,6 +43,17 @@ def paired(labels: np.ndarray, recording_labels: np.ndarray, rng: np.random.Gene
         images = np.flatnonzero(labels == label)
         pairs[images] = np.resize(rng.permutation(np.flatnonzero(recording_labels == label)), len(images))
     return pairs
+
+
+def held_out(labels: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Which recordings (a `share` of each class's, at least one and never all of two or more) are kept for the
+    rows outside the training part, so that validation never hears a recording the training saw."""
+    held = np.zeros(len(labels), dtype=bool)
+    for label in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == label))
+        if len(members) >= 2:
+            held[members[: min(len(members) - 1, max(1, round(share * len(members))))]] = True
+    return held
 
 
 def weakened(images: np.ndarray, fit_rows: np.ndarray, variance: float) -> np.ndarray:
@@ -79,13 +91,25 @@ class AVDigits(MultimodalDataset):
         return {"image": "image", "audio": "image"}
 
     def arrays(self) -> tuple[Arrays, np.ndarray, Arrays, np.ndarray]:
+        """The images, each with a recording of its digit: test images with test recordings; the training part's
+        images with most of the training recordings, and the other images of the pool (validation) with the
+        rest, so that validation scores recordings the training never heard, as the test does."""
+        s = self.settings
         mnist, fsdd = self._parts()
         images, y, test_images, test_y = mnist.arrays()
         audio, audio_y, test_audio, test_audio_y = fsdd.arrays()
-        rng = np.random.default_rng(self.settings.pairing_seed)
-        train_pairs, test_pairs = paired(y, audio_y, rng), paired(test_y, test_audio_y, rng)
-        return ({"image": images, "audio": audio[train_pairs]}, np.asarray(y),
-                {"image": test_images, "audio": test_audio[test_pairs]}, np.asarray(test_y))
+        y, test_y = np.asarray(y), np.asarray(test_y)
+        rows, kept_y, _, _ = kept_classes(y, test_y, s.classes)
+        training = np.zeros(len(y), dtype=bool)
+        training[rows[train_and_validation(kept_y, s)[0]]] = True  # the rows the base class will train on
+        rng = np.random.default_rng(s.pairing_seed)
+        held = held_out(audio_y, s.val_fraction, rng)
+        pairs = np.empty(len(y), dtype=np.int64)
+        for rows_of, recordings in ((training, ~held), (~training, held if held.any() else ~held)):
+            pairs[rows_of] = np.flatnonzero(recordings)[paired(y[rows_of], audio_y[recordings], rng)]
+        test_pairs = paired(test_y, test_audio_y, rng)
+        return ({"image": images, "audio": audio[pairs]}, y,
+                {"image": test_images, "audio": test_audio[test_pairs]}, test_y)
 
     def fitted(self, pool: Arrays, test: Arrays, train_rows: np.ndarray) -> tuple[Arrays, Arrays]:
         if self.settings.image_variance >= 1:

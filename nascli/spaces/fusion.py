@@ -168,7 +168,8 @@ class FusionStep(nn.Module):
     def forward(self, features: dict[str, Any], previous: Optional[Tensor]) -> Tensor:
         """`features`: each tapped layer pooled (N, C), or for attention its Positions."""
         if self.op == "concat":
-            return F.relu(self.norm(self.mix(torch.cat(list(features.values()) + ([previous] if previous is not None else []), 1))))
+            pooled = list(features.values()) + ([previous] if previous is not None else [])
+            return F.relu(self.norm(self.mix(torch.cat(pooled, 1))))
         if self.op == "attention":
             fused = self._attend(features, previous)
         else:
@@ -190,11 +191,10 @@ class FusionStep(nn.Module):
         keys, values = torch.cat([self.project[name](f) + self.kind[i]
                                   for i, (name, (f, _)) in enumerate(features.items())], 1).chunk(2, dim=2)
         batch, _, width = keys.shape
-        masks = [m for _, m in features.values()]
         mask = None  # every position is real unless a text input says otherwise
-        if any(m is not None for m in masks):
+        if any(m is not None for _, m in features.values()):
             mask = torch.cat([m if m is not None else torch.ones(f.shape[:2], dtype=torch.bool, device=f.device)
-                              for (f, _), m in zip(features.values(), masks)], 1)[:, None, None, :]
+                              for f, m in features.values()], 1)[:, None, None, :]
         query = self.query.repeat(batch, 1)  # a copy, not a view: torch's flop counter needs its gradient function
         if previous is not None:
             query = query + self.carry(previous)
