@@ -108,7 +108,7 @@ class SyntheticMultimodal(MultimodalDataset):
         parts = {}
         for k, (name, shape) in enumerate(s.shapes.items()):
             shown = range(k, bits, count)  # input k shows bits k, k + count, ... of the label
-            seen = sum(((labels >> bit) & 1) << i for i, bit in enumerate(shown))
+            seen = sum((((labels >> bit) & 1) << i for i, bit in enumerate(shown)), np.zeros_like(labels))
             if len(shape) == 1:
                 parts[name] = np.asarray([_sentence(rng, shape[0], f"{name}{value}") for value in seen], dtype=object)
             else:
