@@ -278,6 +278,9 @@ def test_texts_fuse_with_images_from_search_to_export(nas, workdir: Path) -> Non
     assert [(i.name, i.type.tensor_type.elem_type) for i in graph.input] == [("image", onnx.TensorProto.FLOAT),
                                                                                ("words", onnx.TensorProto.INT64)]
     assert (workdir / "run" / "export" / "vocabulary.json").exists()
+    code, _, err = nas("report", "run", "--plots", "plots")  # the drawing of a text encoder beside a chain
+    assert code == 0, err
+    assert (workdir / "plots" / "arch-run.png").stat().st_size > 0
     code, _, err = nas("retrain", "run", *TEXT_DATA, *TINY[2:], "search.baselines=false", "run_dir=again")
     assert code == 0, err
     without_training = [o for o in TINY[2:] if not o.startswith("evaluator.")]

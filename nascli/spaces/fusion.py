@@ -24,10 +24,9 @@ from nascli.config import require
 from nascli.errors import UserError
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash
-from nascli.spaces import chain, text
-from nascli.spaces.chain import ChainSettings, ChainSpace
+from nascli.spaces.chain import DRAW_COLOURS as CHAIN_COLOURS, ChainSettings, ChainSpace
 from nascli.spaces.pooling import global_avg_pool
-from nascli.spaces.text import TextLayers, TextSpace, TextSpaceSettings, pool_over_time
+from nascli.spaces.text import DRAW_COLOURS as TEXT_COLOURS, TextLayers, TextSpace, TextSpaceSettings, pool_over_time
 
 FUSION_OPS = ("concat", "sum", "product", "gated", "attention")
 INPUT_KINDS = ("image", "tokens")
@@ -483,7 +482,7 @@ class FusionSpace(SearchSpace):
                      else f"stem\n{self._encoders[name].s.stem_width}")
             box(0, y, first, "#d9d9d9")
             outlets[name] = [(0.55, edge)]
-            colours = text.DRAW_COLOURS if tokens else chain.DRAW_COLOURS
+            colours = TEXT_COLOURS if tokens else CHAIN_COLOURS
             for i, block in enumerate(encoder["blocks"]):
                 x = 1.5 * (i + 1)
                 arrow((x - 0.36, y + 0.4), (x - 0.04, y + 0.4))
