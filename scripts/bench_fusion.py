@@ -1,12 +1,14 @@
 """Fusion search on audio-visual digits: the searched fusion against each input alone and plain late fusion.
 
 Usage: python scripts/bench_fusion.py --root AV_DIR [--seeds 0 1 2] [--per-class 1000] [--search-seconds 900]
-           [--trial-epochs 6] [--retrain-seconds 400] [--strategy bo] [--out DIR] [--only-summarise]
+           [--trial-epochs 6] [--trial-seconds S] [--retrain-seconds 400] [--strategy bo] [--out DIR] [--only-summarise]
 
 AV_DIR holds mnist.npz and FSDD's recordings/ (or fsdd/recordings/). For each seed it runs one
 `nas search dataset=av_digits` end to end (search, retraining of the best, and the baselines the fusion
 space retrains beside it with the same settings), then prints each network's test accuracy per seed, the
 means, the gains the issue names (found - late fusion, found - best single input) and each run's wall time.
+A trial projected to train longer than `--trial-seconds` (default: a quarter of the search's time; not with spos) stops after
+its first steps and counts as failed (`evaluator.max_seconds`), so one large candidate cannot spend the search.
 `--only-summarise` prints the table of runs already in --out.
 """
 
@@ -27,10 +29,12 @@ NETWORKS = ("found", "late_fusion", "image_only", "audio_only")
 def search(run_dir: Path, args: argparse.Namespace, seed: int) -> None:
     """One end-to-end fusion search into `run_dir`."""
     epochs = "strategy.supernet_epochs" if args.strategy == "spos" else "evaluator.epochs"
+    limit = [] if args.strategy == "spos" else [f"evaluator.max_seconds={args.trial_seconds or args.search_seconds / 4}"]
     subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=av_digits", f"dataset.root={args.root}",
                     f"dataset.train_per_class={args.per_class}", f"strategy={args.strategy}",
                     f"search.max_seconds={args.search_seconds}", "search.max_trials=1000",
                     f"{epochs}={args.trial_epochs}", "retrain.epochs=15",
+                    *limit,
                     f"retrain.max_seconds={args.retrain_seconds}", f"seed={seed}", f"run_dir={run_dir}"],
                    check=True, stdout=subprocess.DEVNULL)
 
@@ -49,6 +53,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=1000)
     parser.add_argument("--search-seconds", type=float, default=900)
     parser.add_argument("--trial-epochs", type=int, default=6, help="epochs per trial (spos: of the supernet)")
+    parser.add_argument("--trial-seconds", type=float, default=None, help="default: a quarter of --search-seconds")
     parser.add_argument("--retrain-seconds", type=float, default=400)
     parser.add_argument("--strategy", default="bo")
     parser.add_argument("--out", type=Path, default=None)

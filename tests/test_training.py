@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from conftest import TINY, interrupt_on_call, read_trials
 from nascli.config import TrainSettings
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
-from nascli.evaluators.training import augment, train
+from nascli.evaluators.training import TimeLimit, augment, train
 from nascli.hardware import Hardware
 
 CPU = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
@@ -32,6 +33,38 @@ def test_nan_loss_raises_trial_failed() -> None:
     x, y = torch.randn(16, 1, 2, 2), torch.randint(0, 2, (16,))
     with pytest.raises(TrialFailed, match="diverged"):
         train(Diverging(), x, y, TrainSettings(epochs=2, augment=False), CPU, seed=0)
+
+
+class Slow(nn.Module):
+    """A network whose every forward pass takes 10 ms, and that counts them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear, self.calls = nn.Linear(4, 2), 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        time.sleep(0.01)
+        return self.linear(x.flatten(1))
+
+
+def test_a_training_projected_over_its_time_limit_stops_after_its_first_steps() -> None:
+    x, y = torch.randn(400, 1, 2, 2), torch.randint(0, 2, (400,))
+    settings = TrainSettings(epochs=5, batch_size=4, augment=False)  # 500 steps: about 5 s
+    model = Slow()
+    with pytest.raises(TrialFailed, match=r"training would take about \d+ s, over evaluator.max_seconds=1$"):
+        train(model, x, y, settings, CPU, seed=0, limit=TimeLimit(1.0, "evaluator.max_seconds"))
+    assert model.calls == TimeLimit.WARM_UP + TimeLimit.TIMED
+    model = Slow()
+    train(model, x[:40], y[:40], settings, CPU, seed=0, limit=TimeLimit(10.0, "evaluator.max_seconds"))
+    assert model.calls == 50
+
+
+def test_trials_over_the_evaluators_time_limit_are_recorded_failed(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *TINY, "evaluator.epochs=2", "evaluator.max_seconds=1e-6", "run_dir=run")
+    assert code == 1 and "none of the 3 trials succeeded" in err, err
+    assert all(t["error"].startswith("training would take about") and t["error"].endswith("evaluator.max_seconds=1e-06")
+               for t in read_trials(workdir / "run"))
 
 
 @pytest.mark.parametrize(("optimizer", "lr"), [("sgd", 0.5), ("adamw", 0.05)])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params, measure_latency, measure_latency_onnxruntime
-from nascli.evaluators.training import train
+from nascli.evaluators.training import TimeLimit, train
 from nascli.registry import register
 from nascli.rundir import RunDir
 from nascli.transfer import initialise, input_channels, weight_source
@@ -30,12 +31,15 @@ class TrainEvaluatorSettings(TrainSettings):
     latency: str = "torch"  # torch: the network on the run's device; onnxruntime: exported to ONNX, ONNX Runtime (CPU)
     init: Optional[str] = None  # a run directory: each candidate inherits its model's (or supernet's) fitting weights
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
+    max_seconds: Optional[float] = None  # a trial projected to train longer stops after its first steps, recorded failed
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.latency_batch >= 1, "latency_batch must be at least 1")
         require(self.latency in ("torch", "onnxruntime"), f"latency must be torch or onnxruntime, got {self.latency!r}")
         require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
+        require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
+                "max_seconds must be a positive finite number (or null: no limit)")
 
 
 @register("evaluator", "train")
@@ -79,13 +83,14 @@ class TrainEvaluator(Evaluator):
             transfer = initialise(model, self._inherited_from(arch), self.settings.init,
                                   input_channels(data), strict=False)
             inherited = {"inherited": len(transfer.copied) + len(transfer.adapted)}
+        limit = TimeLimit(self.settings.max_seconds, "evaluator.max_seconds") if self.settings.max_seconds else None
         model = model.to(hardware.device)
         if hardware.channels_last:
             model = model.to(memory_format=torch.channels_last)
         try:
             seconds = train(
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
-                epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip,
+                epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip, limit=limit,
             )
             scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
             latency = self._latency(model)

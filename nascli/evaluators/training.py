@@ -62,6 +62,40 @@ def optimizer_and_schedule(
                                                           pct_start=warm_up)
 
 
+class TimeLimit:
+    """Stops a training whose projected duration exceeds `seconds`: judged on steps 3-12 (after warm-up) and
+    again after each epoch, so an over-long trial costs seconds, not its whole duration."""
+
+    WARM_UP, TIMED = 2, 10
+
+    def __init__(self, seconds: float, what: str) -> None:
+        self.seconds, self.what = seconds, what  # `what` names the setting in the failure's message
+
+    def begin(self, total_steps: int, hardware: Hardware) -> None:
+        """Start the clock of a training of `total_steps` steps."""
+        self.total_steps, self.hardware = total_steps, hardware
+        self.start = self.warm = time.perf_counter()
+
+    def after_step(self, done: int) -> None:
+        """Called with the number of steps done so far in this training."""
+        if done == self.WARM_UP:
+            self.hardware.synchronize()
+            self.warm = time.perf_counter()
+        elif done == self.WARM_UP + self.TIMED:
+            self.hardware.synchronize()
+            now = time.perf_counter()
+            self._check(now - self.start + (now - self.warm) / self.TIMED * (self.total_steps - done))
+
+    def after_epoch(self, done: int) -> None:
+        """Called with the steps done so far at the end of an epoch (the loop has synchronised)."""
+        if done < self.total_steps:
+            self._check((time.perf_counter() - self.start) / done * self.total_steps)
+
+    def _check(self, projected: float) -> None:
+        if projected > self.seconds:
+            raise TrialFailed(f"training would take about {projected:.0f} s, over {self.what}={self.seconds:g}")
+
+
 def train(
     model: nn.Module,
     x: Inputs,
@@ -76,12 +110,14 @@ def train(
     resume: Optional[dict[str, Any]] = None,
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
     groups: Optional[list[dict[str, Any]]] = None,
+    limit: Optional[TimeLimit] = None,
 ) -> float:
     """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
 
     `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
     `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
     `groups` (see optimizer_and_schedule) train only some parameters, or some at another learning rate.
+    `limit` stops the training (TrialFailed) once it is projected to take longer than the limit allows.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -97,6 +133,8 @@ def train(
     model.train()
     hardware.synchronize()
     start = time.perf_counter()
+    if limit is not None:
+        limit.begin((epochs - first_epoch) * steps_per_epoch, hardware)
     for epoch in range(first_epoch, epochs):
         order = torch.randperm(len(x), generator=generator, device=x.device)
         loss_sum = torch.zeros((), device=x.device)
@@ -111,9 +149,13 @@ def train(
             optimizer.step()
             schedule.step()
             loss_sum += loss.detach()
+            if limit is not None:
+                limit.after_step((epoch - first_epoch) * steps_per_epoch + i + 1)
         mean_loss = loss_sum.item() / steps_per_epoch  # one sync per epoch, not per step
         if not math.isfinite(mean_loss):
             raise TrialFailed(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}")
+        if limit is not None:
+            limit.after_epoch((epoch + 1 - first_epoch) * steps_per_epoch)
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
         if checkpoint is not None:
