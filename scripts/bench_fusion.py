@@ -7,8 +7,9 @@ AV_DIR holds mnist.npz and FSDD's recordings/ (or fsdd/recordings/). For each se
 `nas search dataset=av_digits` end to end (search, retraining of the best, and the baselines the fusion
 space retrains beside it with the same settings), then prints each network's test accuracy per seed, the
 means, the gains the issue names (found - late fusion, found - best single input) and each run's wall time.
-A trial projected to train longer than `--trial-seconds` (default: a quarter of the search's time; not with spos) stops after
-its first steps and counts as failed (`evaluator.max_seconds`), so one large candidate cannot spend the search.
+A trial projected to train longer than `--trial-seconds` (default: a quarter of the search's time; not with
+spos) stops after its first steps and counts as failed (`evaluator.max_seconds`), so one large candidate cannot
+spend the search.
 `--only-summarise` prints the table of runs already in --out.
 """
 
