@@ -151,6 +151,7 @@ def cpu_overhead(args: argparse.Namespace, out: Path) -> None:
                 else:
                     bare_s.append(bare_loop(overrides, archs, TensorBatches, torch.device("cpu")))
     ratio = sum(runner_s) / sum(bare_s)
+    pairs = [r / b for r, b in zip(runner_s, bare_s)]  # each runner timing against the bare loop beside it (ABBA)
     print(f"\n(a) CPU, {threads} threads: {len(runner_s)} x {args.trials} trials of {args.epochs} epochs on "
           f"{args.dataset} (seeds 0-{args.repeats - 1})\n")
     print("| loop | seconds per trial | ratio |")
@@ -158,7 +159,8 @@ def cpu_overhead(args: argparse.Namespace, out: Path) -> None:
     total = len(runner_s) * args.trials
     print(f"| bare PyTorch loop | {sum(bare_s) / total:.3f} | 1.00 |")
     print(f"| nas search (runner) | {sum(runner_s) / total:.3f} | {ratio:.3f} |")
-    print(f"\nrunner overhead: {100 * (ratio - 1):+.1f}%")
+    print(f"\nrunner overhead: {100 * (ratio - 1):+.1f}% (ratio of the sums); per pair: median "
+          f"{100 * (statistics.median(pairs) - 1):+.1f}%, range {100 * (min(pairs) - 1):+.1f}% to {100 * (max(pairs) - 1):+.1f}%")
 
 
 def gpu_throughput(args: argparse.Namespace, out: Path) -> None:
