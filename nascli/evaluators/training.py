@@ -73,23 +73,24 @@ class TimeLimit:
 
     def begin(self, total_steps: int, hardware: Hardware) -> None:
         """Start the clock of a training of `total_steps` steps."""
-        self.total_steps, self.hardware = total_steps, hardware
+        self.total_steps, self.hardware, self.done = total_steps, hardware, 0
         self.start = self.warm = time.perf_counter()
 
-    def after_step(self, done: int) -> None:
-        """Called with the number of steps done so far in this training."""
-        if done == self.WARM_UP:
+    def after_step(self) -> None:
+        """Count a step; time the warm-up's end and, 10 steps later, judge the projected duration."""
+        self.done += 1
+        if self.done == self.WARM_UP:
             self.hardware.synchronize()
             self.warm = time.perf_counter()
-        elif done == self.WARM_UP + self.TIMED:
+        elif self.done == self.WARM_UP + self.TIMED:
             self.hardware.synchronize()
             now = time.perf_counter()
-            self._check(now - self.start + (now - self.warm) / self.TIMED * (self.total_steps - done))
+            self._check(now - self.start + (now - self.warm) / self.TIMED * (self.total_steps - self.done))
 
-    def after_epoch(self, done: int) -> None:
-        """Called with the steps done so far at the end of an epoch (the loop has synchronised)."""
-        if done < self.total_steps:
-            self._check((time.perf_counter() - self.start) / done * self.total_steps)
+    def after_epoch(self) -> None:
+        """Judge the projected duration again at the end of an epoch (the loop has synchronised)."""
+        if self.done < self.total_steps:
+            self._check((time.perf_counter() - self.start) / self.done * self.total_steps)
 
     def _check(self, projected: float) -> None:
         if projected > self.seconds:
@@ -150,12 +151,12 @@ def train(
             schedule.step()
             loss_sum += loss.detach()
             if limit is not None:
-                limit.after_step((epoch - first_epoch) * steps_per_epoch + i + 1)
+                limit.after_step()
         mean_loss = loss_sum.item() / steps_per_epoch  # one sync per epoch, not per step
         if not math.isfinite(mean_loss):
             raise TrialFailed(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}")
         if limit is not None:
-            limit.after_epoch((epoch + 1 - first_epoch) * steps_per_epoch)
+            limit.after_epoch()
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
         if checkpoint is not None:
