@@ -72,6 +72,12 @@ def test_spos_trains_a_supernet_scores_paths_and_retrains_the_best(nas, workdir:
     assert untimed(read_trials(workdir / "again")) == untimed(trials)  # the same seed, the same scores
 
 
+def test_a_supernet_that_does_not_learn_is_said_to_have_not_learned(nas, workdir: Path) -> None:
+    code, _, err = nas("search", *SPOS, "evaluator.lr=1e-9", "retrain.enabled=false", "run_dir=run")
+    assert code == 0, err
+    assert "warning: the supernet did not learn" in err and "near chance (1.386)" in err
+
+
 def test_interrupted_supernet_training_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
     longer = [*SPOS, "strategy.supernet_epochs=3"]
     code, _, err = nas("search", *longer, "run_dir=whole")

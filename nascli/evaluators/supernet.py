@@ -23,7 +23,7 @@ from torch.distributions import Dirichlet, kl_divergence
 
 from nascli.config import TrainSettings, require
 from nascli.data.base import Inputs, batch_parts
-from nascli.errors import TrialFailed, UserError
+from nascli.errors import TrialFailed, UserError, warn
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params
@@ -36,6 +36,7 @@ from nascli.spaces.base import Arch, SearchSpace, Supernet
 
 
 TRAININGS = ("spos", "softmax", "dirichlet")
+CHANCE_SHARE = 0.9  # a supernet whose loss stays above this share of the chance loss, ln(classes), has not learned
 
 
 @dataclass
@@ -183,8 +184,11 @@ class SupernetEvaluator(Evaluator):
         with progress() as bar:
             task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
 
+            losses: list[float] = []
+
             def on_epoch(epoch: int, loss: float) -> None:
                 paths.start_epoch(epoch)
+                losses.append(loss)
                 bar.update(task, completed=epoch, description=f"supernet loss {loss:.3f}")
 
             try:
@@ -193,6 +197,11 @@ class SupernetEvaluator(Evaluator):
                       resume=state if "optimizer" in state else None, checkpoint=save)
             except TrialFailed as exc:
                 raise UserError(f"supernet training failed: {exc}") from None
+        chance = math.log(data.num_classes)
+        if losses and losses[-1] > CHANCE_SHARE * chance:
+            warn(f"the supernet did not learn: its last epoch's loss {losses[-1]:.3f} is near chance "
+                 f"({chance:.3f}), so one-shot scores will not rank architectures; train longer, or restrict the "
+                 "space (README: which weight-sharing method, when)")
 
     def _mixture(self, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """The operation weights of this step (Dirichlet: drawn, reparameterised) and the regularisation term."""
