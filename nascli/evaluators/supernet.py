@@ -181,10 +181,9 @@ class SupernetEvaluator(Evaluator):
             return
         paths = RandomPaths(self.net, self.space, seed)
         paths.start_epoch(state["epoch"])
+        losses: list[float] = []  # each epoch's mean training loss
         with progress() as bar:
             task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
-
-            losses: list[float] = []
 
             def on_epoch(epoch: int, loss: float) -> None:
                 paths.start_epoch(epoch)
