@@ -181,13 +181,14 @@ class SupernetEvaluator(Evaluator):
             return
         paths = RandomPaths(self.net, self.space, seed)
         paths.start_epoch(state["epoch"])
-        losses: list[float] = []  # each epoch's mean training loss
+        last_loss: Optional[float] = None  # the mean training loss of the last epoch trained here
         with progress() as bar:
             task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
 
             def on_epoch(epoch: int, loss: float) -> None:
+                nonlocal last_loss
                 paths.start_epoch(epoch)
-                losses.append(loss)
+                last_loss = loss
                 bar.update(task, completed=epoch, description=f"supernet loss {loss:.3f}")
 
             try:
@@ -197,8 +198,8 @@ class SupernetEvaluator(Evaluator):
             except TrialFailed as exc:
                 raise UserError(f"supernet training failed: {exc}") from None
         chance = math.log(data.num_classes)
-        if losses and losses[-1] > CHANCE_SHARE * chance:
-            warn(f"the supernet did not learn: its last epoch's loss {losses[-1]:.3f} is near chance "
+        if last_loss is not None and last_loss > CHANCE_SHARE * chance:
+            warn(f"the supernet did not learn: its last epoch's loss {last_loss:.3f} is near chance "
                  f"({chance:.3f}), so one-shot scores will not rank architectures; train longer, or restrict the "
                  "space (README: which weight-sharing method, when)")
 
