@@ -27,7 +27,7 @@ from nascli.errors import TrialFailed, UserError, warn
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params
-from nascli.evaluators.training import every_parameter, optimizer_and_schedule, train
+from nascli.evaluators.training import batches_per_epoch, every_parameter, optimizer_and_schedule, train
 from nascli.printout import progress
 from nascli.registry import register
 from nascli.rundir import SUPERNET, RunDir
@@ -229,7 +229,7 @@ class SupernetEvaluator(Evaluator):
         history: list = list(state.get("history", []))
         if state["epoch"] >= epochs:
             return
-        steps = max(1, -(-len(data.train_x) // s.batch_size))
+        steps = batches_per_epoch(len(data.train_x), s.batch_size)
         optimizer, schedule = optimizer_and_schedule(every_parameter(self.net), s, epochs * steps)
         arch_optimizer = torch.optim.Adam([self.arch], lr=s.arch_lr, betas=(0.5, 0.999), weight_decay=s.arch_weight_decay)
         generator = torch.Generator(device=data.train_x.device).manual_seed(derive_seed(seed, "relaxation"))

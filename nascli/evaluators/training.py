@@ -97,6 +97,11 @@ class TimeLimit:
             raise TrialFailed(f"training would take about {projected:.0f} s, over {self.what}={self.seconds:g}")
 
 
+def batches_per_epoch(examples: int, batch_size: int) -> int:
+    """Batches in an epoch; a last batch of one example is left out, since batch norm cannot train on one."""
+    return max(1, examples // batch_size + (examples % batch_size > 1))
+
+
 def train(
     model: nn.Module,
     x: Inputs,
@@ -122,7 +127,7 @@ def train(
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
-    steps_per_epoch = max(1, -(-len(x) // settings.batch_size))
+    steps_per_epoch = batches_per_epoch(len(x), settings.batch_size)
     optimizer, schedule = optimizer_and_schedule(groups or every_parameter(model), settings, epochs * steps_per_epoch)
     first_epoch = 0
     if resume is not None:
@@ -175,6 +180,7 @@ def epoch_seconds(
     batch = settings.batch_size
     common = dict(settings=settings, hardware=hardware, seed=seed, epochs=1, crop_padding=crop_padding, hflip=hflip)
     train(trial, x[: 2 * batch], y[: 2 * batch], **common)
-    timed = min(steps, max(1, -(-len(x) // batch)))
+    batches = batches_per_epoch(len(x), batch)
+    timed = min(steps, batches)
     seconds = train(trial, x[: timed * batch], y[: timed * batch], **common)
-    return seconds / timed * -(-len(x) // batch)
+    return seconds / timed * batches

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
-from nascli.spaces.pooling import AvgPool3x3, GlobalAvgPool, avg_pool3x3, global_avg_pool
+from nascli.spaces.pooling import GlobalAvgPool, avg_pool3x3, global_avg_pool
 from nascli.spaces.sliced import SlicedBatchNorm2d, SlicedConv2d
 from nascli.registry import register
 
@@ -49,74 +49,83 @@ def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, groups: int =
     ]
 
 
+def reduced(op: str, x: Tensor, stride: int) -> Tensor:
+    """What a block passes on before its projection: the pooled input for a pooling op, else the input subsampled."""
+    if op == "maxpool3x3":
+        return F.max_pool2d(x, 3, stride, padding=1)
+    if op == "avgpool3x3":
+        return avg_pool3x3(x, stride)
+    return F.avg_pool2d(x, 1, stride) if stride > 1 else x
+
+
 class Block(nn.Module):
-    """One block of a chain; shape-preserving conv blocks get a residual connection."""
+    """One block of a chain: a conv op adds its output to a shortcut, a parameter-free op is its own output.
+
+    When the block changes the shape (width or stride), the shortcut and a parameter-free op's output pass a 1x1
+    convolution and batch norm (ResNet's projection shortcut). Every block thus carries its input's channels on:
+    what lets a supernet share one position's weights among ops and widths.
+    """
 
     def __init__(self, op: str, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
-        layers: list[nn.Module]
+        self.op, self.stride = op, stride
+        layers: list[nn.Module] = []
         if op in CONV_KERNELS:
             layers = _conv_bn_relu(c_in, c_out, CONV_KERNELS[op], stride)
         elif op == "sepconv3x3":
             layers = _conv_bn_relu(c_in, c_in, 3, stride, groups=c_in) + _conv_bn_relu(c_in, c_out, 1, 1)
-        else:
-            if op == "maxpool3x3":
-                layers = [nn.MaxPool2d(3, stride, padding=1)]
-            elif op == "avgpool3x3":
-                layers = [AvgPool3x3(stride)]
-            else:
-                layers = [nn.AvgPool2d(1, stride)] if stride > 1 else []
-            if c_in != c_out:
-                layers += _conv_bn_relu(c_in, c_out, 1, 1)
         self.body = nn.Sequential(*layers)
-        self.residual = op not in ("maxpool3x3", "avgpool3x3", "identity") and stride == 1 and c_in == c_out
+        reshaped = stride > 1 or c_in != c_out
+        self.project = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)) if reshaped \
+            else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x) if self.residual else self.body(x)
+        out = self.project(reduced(self.op, x, self.stride))
+        return out + self.body(x) if len(self.body) else out
 
 
 class SuperBlock(nn.Module):
-    """Every op of one chain position at the widest width; a path's block uses leading channel slices."""
+    """Every op of one chain position at the widest width, with one projection all ops share; a path's block uses
+    leading channel slices."""
 
     def __init__(self, ops: list[str], max_in: int, max_out: int) -> None:
         super().__init__()
         self.units = nn.ModuleDict()
-        for op in ops:  # the conv/batch-norm pairs of the op's stand-alone Block, in its order
+        for op in ops:  # the conv/batch-norm pairs of the op's stand-alone Block body, in its order
             if op in CONV_KERNELS:
                 pairs = [(SlicedConv2d(max_in, max_out, CONV_KERNELS[op]), SlicedBatchNorm2d(max_out))]
             elif op == "sepconv3x3":
                 pairs = [(SlicedConv2d(max_in, max_in, 3, depthwise=True), SlicedBatchNorm2d(max_in)),
                          (SlicedConv2d(max_in, max_out, 1), SlicedBatchNorm2d(max_out))]
-            else:  # the 1x1 projection used when the width changes
-                pairs = [(SlicedConv2d(max_in, max_out, 1), SlicedBatchNorm2d(max_out))]
+            else:
+                continue
             self.units[op] = nn.ModuleList(nn.ModuleList(pair) for pair in pairs)
+        self.project = nn.ModuleList([SlicedConv2d(max_in, max_out, 1), SlicedBatchNorm2d(max_out)])
 
     def used(self, op: str, c_in: int, c_out: int) -> list[tuple[SlicedConv2d, SlicedBatchNorm2d, int, int]]:
-        """The (conv, batch norm, c_in, c_out) the stand-alone Block(op, c_in, c_out) has, in order."""
+        """The (conv, batch norm, c_in, c_out) of the stand-alone Block(op, c_in, c_out)'s body, in order."""
+        if op not in self.units:
+            return []
         pairs = [tuple(pair) for pair in self.units[op]]
         if op in CONV_KERNELS:
             return [(*pairs[0], c_in, c_out)]
-        if op == "sepconv3x3":
-            return [(*pairs[0], c_in, c_in), (*pairs[1], c_in, c_out)]
-        return [(*pairs[0], c_in, c_out)] if c_in != c_out else []
+        return [(*pairs[0], c_in, c_in), (*pairs[1], c_in, c_out)]
 
     def forward(self, x: Tensor, op: str, c_out: int, stride: int) -> Tensor:
         c_in = x.shape[1]
-        inputs = x
-        if op == "maxpool3x3":
-            x = F.max_pool2d(x, 3, stride, padding=1)
-        elif op == "avgpool3x3":
-            x = avg_pool3x3(x, stride)
-        elif op == "identity" and stride > 1:
-            x = F.avg_pool2d(x, 1, stride)
-        for i, (conv, bn, _, out) in enumerate(self.used(op, c_in, c_out)):
-            x = F.relu(bn(conv(x, out, stride if i == 0 and op in (*CONV_KERNELS, "sepconv3x3") else 1)))
-        residual = op not in ("maxpool3x3", "avgpool3x3", "identity") and stride == 1 and c_in == c_out
-        return inputs + x if residual else x
+        out = reduced(op, x, stride)
+        if stride > 1 or c_in != c_out:
+            conv, bn = self.project
+            out = bn(conv(out, c_out))
+        if op not in self.units:
+            return out
+        for i, (conv, bn, _, width) in enumerate(self.used(op, c_in, c_out)):
+            x = F.relu(bn(conv(x, width, stride if i == 0 else 1)))
+        return out + x
 
 
 class ChainSupernet(Supernet):
-    """The stem, `max_blocks` positions holding every op at the widest width, and a sliced linear head."""
+    """The stem, `max_blocks` positions holding every op at the widest width, and a sliced normalised linear head."""
 
     def __init__(self, space: ChainSpace, input_shape: tuple[int, ...], num_classes: int) -> None:
         super().__init__(space)
@@ -126,6 +135,7 @@ class ChainSupernet(Supernet):
         max_width = max(s.widths)
         self.blocks = nn.ModuleList(SuperBlock(s.ops, max(max_width, s.stem_width) if i else s.stem_width, max_width)
                                     for i in range(s.max_blocks))
+        self.neck = SlicedBatchNorm2d(max_width)
         self.head = nn.Linear(max_width, num_classes)
 
     def _strides(self, arch: Arch) -> list[int]:
@@ -158,7 +168,7 @@ class ChainSupernet(Supernet):
             for i, (block, b, stride) in enumerate(zip(self.blocks, path["blocks"], self._strides(path))):
                 x = sum(w * block(x, op, b["width"], stride) for w, op in zip(self.mixture[i], self.space.s.ops))
         c = x.shape[1]
-        return F.linear(global_avg_pool(x).flatten(1), self.head.weight[:, :c], self.head.bias)
+        return F.linear(self.neck(global_avg_pool(x).flatten(1)), self.head.weight[:, :c], self.head.bias)
 
     def relaxation(self) -> tuple[int, list[str]]:
         return self.space.s.max_blocks, list(self.space.s.ops)
@@ -173,13 +183,15 @@ class ChainSupernet(Supernet):
         net[: len(self.stem)].load_state_dict(self.stem.state_dict())
         c_in = self.space.s.stem_width
         for i, b in enumerate(arch["blocks"]):
-            target = net[len(self.stem) + i].body
-            convs = [m for m in target if isinstance(m, nn.Conv2d)]
-            bns = [m for m in target if isinstance(m, nn.BatchNorm2d)]
-            for conv, bn, (sconv, sbn, cin, cout) in zip(convs, bns, self.blocks[i].used(b["op"], c_in, b["width"])):
+            target, source = net[len(self.stem) + i], self.blocks[i]
+            pairs = list(zip(target.body[0::3], target.body[1::3], source.used(b["op"], c_in, b["width"])))
+            if isinstance(target.project, nn.Sequential):
+                pairs.append((*target.project, (*source.project, c_in, b["width"])))
+            for conv, bn, (sconv, sbn, cin, cout) in pairs:
                 conv.weight.copy_(sconv.weight_for(cin, cout))
                 sbn.copy_into(bn)
             c_in = b["width"]
+        self.neck.copy_into(net[-2])
         net[-1].weight.copy_(self.head.weight[:, :c_in])
         net[-1].bias.copy_(self.head.bias)
         return net
@@ -187,7 +199,7 @@ class ChainSupernet(Supernet):
 
 @register("space", "chain")
 class ChainSpace(SearchSpace):
-    """Chains of `min_blocks`..`max_blocks` blocks between a conv stem and a pooled linear head."""
+    """Chains of `min_blocks`..`max_blocks` blocks between a conv stem and a pooled, normalised linear head."""
 
     Settings = ChainSettings
 
@@ -302,7 +314,9 @@ class ChainSpace(SearchSpace):
               vocab_size: Optional[int] = None) -> nn.Module:
         stages, widths = self.stages(arch, input_shape)
         stem, *blocks = stages
-        return nn.Sequential(*stem, *blocks, GlobalAvgPool(), nn.Flatten(), nn.Linear(widths[-1], num_classes))
+        # batch norm of the pooled features: chains of any depth and ops feed the classifier features of one scale
+        return nn.Sequential(*stem, *blocks, GlobalAvgPool(), nn.Flatten(), nn.BatchNorm1d(widths[-1]),
+                             nn.Linear(widths[-1], num_classes))
 
     def supernet(self, input_shape: tuple[int, ...], num_classes: int, vocab_size: Optional[int] = None) -> Supernet:
         return ChainSupernet(self, input_shape, num_classes)

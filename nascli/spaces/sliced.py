@@ -23,7 +23,8 @@ class SlicedConv2d(nn.Conv2d):
 
 
 class SlicedBatchNorm2d(nn.BatchNorm2d):
-    """Batch norm of the widest width; a narrower input uses (and updates) the first channels' statistics."""
+    """Batch norm of the widest width (maps or pooled features); a narrower input uses (and updates) the first
+    channels' statistics."""
 
     def forward(self, x: Tensor) -> Tensor:
         c = x.shape[1]
