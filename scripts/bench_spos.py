@@ -29,7 +29,7 @@ def run(overrides: list[str], run_dir: Path) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"wall_s": wall, "search_s": int(search.group(1)) if search else float("nan"),
             "val_acc": summary["best"]["val_acc"], "test_acc": summary["test_acc"],
-            "arch": json.dumps(summary["best"]["arch"])}
+            "arch": json.dumps(json.loads((run_dir / "best.json").read_text())["arch"])}
 
 
 def main() -> None:

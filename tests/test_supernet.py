@@ -78,6 +78,15 @@ def test_a_supernet_that_does_not_learn_is_said_to_have_not_learned(nas, workdir
     assert "warning: the supernet did not learn" in err and "near chance (1.386)" in err
 
 
+@pytest.mark.slow
+def test_spos_learns_on_the_default_chain_space(nas, workdir: Path) -> None:
+    code, _, err = nas("search", "strategy=spos", "strategy.supernet_epochs=20", "search.max_trials=30",
+                       "retrain.enabled=false", "run_dir=run")
+    assert code == 0, err
+    assert "did not learn" not in err
+    assert json.loads((workdir / "run" / "summary.json").read_text())["best"]["val_acc"] > 80
+
+
 def test_interrupted_supernet_training_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
     longer = [*SPOS, "strategy.supernet_epochs=3"]
     code, _, err = nas("search", *longer, "run_dir=whole")
