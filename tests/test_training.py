@@ -14,7 +14,7 @@ from conftest import TINY, interrupt_on_call, read_trials
 from nascli.config import TrainSettings
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
-from nascli.evaluators.training import TimeLimit, augment, train
+from nascli.evaluators.training import TimeLimit, augment, batches_per_epoch, train
 from nascli.hardware import Hardware
 
 CPU = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
@@ -209,3 +209,10 @@ def test_a_freed_activation_is_reused_without_page_faults() -> None:
     for _ in range(5):
         torch.empty(4 * 2**20).fill_(1.0)
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000  # without: 4,096 per tensor
+
+
+def test_an_epoch_leaves_out_a_last_batch_of_one_example_that_batch_norm_cannot_train_on() -> None:
+    assert [batches_per_epoch(n, 64) for n in (1, 2, 64, 65, 66, 128, 129)] == [1, 1, 1, 1, 2, 2, 2]
+    settings = TrainSettings(epochs=1, batch_size=4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3, 2), nn.BatchNorm1d(2))
+    train(net, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 0]), settings, CPU, seed=0)
