@@ -94,6 +94,10 @@ class SearchSettings:
     warm_start: Optional[list[str]] = None  # earlier run or sweep directories (same space) whose trials guide this one
     warm_start_suggestions: int = 10  # at most this many of their best architectures are proposed first
     baselines: Optional[bool] = None  # also retrain the space's baselines (fusion: each input alone, late fusion); null: where it has them
+    # after the search, train the K best architectures again with `confirm_seeds` other seeds each and choose the
+    # best by its mean over every run: one training per candidate is noisy, and the top of a search is its luckiest
+    confirm_top: int = 0
+    confirm_seeds: int = 2
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick
@@ -110,6 +114,10 @@ class SearchSettings:
         parse_constraints(self.constraints or {})
         if self.pick is not None:
             parse_pick(self.pick)
+        require(self.confirm_top >= 0, f"confirm_top must be >= 0 (0: off), got {self.confirm_top}")
+        require(self.confirm_seeds >= 1, f"confirm_seeds must be at least 1, got {self.confirm_seeds}")
+        require(self.confirm_top == 0 or len(self.objectives or []) <= 1,
+                "confirm_top works with one objective; with several, the Pareto front is the search's answer")
 
 
 @dataclass

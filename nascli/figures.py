@@ -31,11 +31,12 @@ def png(figure: Figure) -> bytes:
 
 
 def best_so_far(trials: Trials, objective: str) -> list[float]:
-    """After each trial, the best objective so far (NaN until a trial succeeds)."""
+    """After each trial, the best objective so far (NaN until a trial succeeds); confirming runs of an architecture
+    already tried (search.confirm_top) find nothing new, so they leave the curve flat."""
     best, curve = -np.inf, []
     for trial in trials:
         value = trial.value(objective)
-        if value is not None:
+        if value is not None and trial.repeat is None:
             best = max(best, value)
         curve.append(best if np.isfinite(best) else np.nan)
     return curve

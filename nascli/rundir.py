@@ -82,6 +82,7 @@ class Trial:
     error: Optional[str] = None
     elapsed: Optional[float] = None  # seconds of search when it was logged
     feasible: Optional[bool] = None  # whether it met search.constraints (recorded only when there are any)
+    repeat: Optional[int] = None  # search.confirm_top: the how-manieth extra run of an architecture (1, 2, ...)
 
     @property
     def ok(self) -> bool:
@@ -246,11 +247,14 @@ class RunDir:
         return Summary.from_dict(read_json(path), str(path)) if path.exists() else None
 
     def best(self) -> Optional[dict[str, Any]]:
-        """best.json (its `arch` checked), or None when the run found none."""
+        """best.json (its `arch`, and a confirmation where there is one, checked), or None when the run found none."""
         path = self.file(BEST)
         if not path.exists():
             return None
-        return _require_fields(read_json(path), {"arch": dict}, str(path))
+        best = _require_fields(read_json(path), {"arch": dict}, str(path))
+        if "confirmed" in best:
+            _require_fields(best["confirmed"], {"runs": int, "mean": (int, float), "values": list}, f"{path} 'confirmed'")
+        return best
 
     def trials(self) -> list[Trial]:
         """The logged trials; a half-written last line is dropped with a warning."""

@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from nascli.config import RunConfig, resume_config, validate
@@ -188,12 +189,14 @@ def _search(
         parts.strategy.log = console.print
         with build_executor(cfg, evaluator, parts.devices) as executor:
             scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, goal, run.write_state)
+            scheduler.log = console.print
             if state:
                 scheduler.restore(state, {trial.id: trial for trial in logged}, crashed)
             for trial in logged:
                 incumbents.add(trial)
             with progress() as bar:
-                task = bar.add_task(f"search {cfg.strategy.name}", total=cfg.search.max_trials, completed=len(logged))
+                total = cfg.search.max_trials + cfg.search.confirm_top * cfg.search.confirm_seeds
+                task = bar.add_task(f"search {cfg.strategy.name}", total=total, completed=len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)
                     incumbents.add(trial, parts.strategy.screened)
@@ -219,12 +222,15 @@ class Incumbents:
     """The search's best trial and, with several objectives, its Pareto front, kept in the run as trials arrive.
 
     The best is the front member the goal's pick rule chooses (with one objective: the first trial with the
-    best value); infeasible and failed trials never become it.
+    best value); infeasible and failed trials never become it. Once confirming runs (search.confirm_top) have
+    come in, the best is the confirmed architecture with the best mean objective over all its runs, none of
+    them failed.
     """
 
     def __init__(self, goal: Goal, run: RunDir, summary: Summary, space: str, test_metric: Optional[str]) -> None:
         self.goal, self.run, self.summary, self.space, self.test_metric = goal, run, summary, space, test_metric
         self.trials: list[Trial] = []
+        self.runs: dict[tuple[str, Optional[float]], list[Trial]] = {}  # every run of an architecture at a budget
         self.best: Optional[Trial] = None
         if goal.multi or goal.constraints:
             summary.goal = goal.describe()
@@ -236,6 +242,10 @@ class Incumbents:
         self.summary.count(trial)
         if screened is not None and self.goal.constraints:
             self.summary.n_screened = screened
+        self.runs.setdefault((trial.hash, trial.budget), []).append(trial)
+        if trial.repeat is not None:
+            self._confirm()
+            return
         if not trial.ok:
             return
         missing = [name for name in self.goal.metrics if name not in trial.metrics]
@@ -249,12 +259,26 @@ class Incumbents:
             self._write_front(metrics, front)
         chosen = self.goal.pick(metrics, front)
         if chosen is not None and self.trials[chosen] is not self.best:
-            self.best = self.trials[chosen]
-            self.run.write_best({**self.best.to_dict(), "space": self.space})
-            self.summary.best = {"id": self.best.id, "hash": self.best.hash,
-                                 self.summary.objective: self.best.metrics[self.summary.objective]}
-            if self.test_metric:
-                self.summary.test_acc = self.best.metrics.get(self.test_metric)
+            self._choose(self.trials[chosen], self.trials[chosen].metrics[self.summary.objective])
+
+    def _confirm(self) -> None:
+        """Choose, among the architectures with confirming runs, the one with the best mean objective."""
+        confirmed = [runs for runs in self.runs.values()
+                     if len(runs) > 1 and all(t.ok for t in runs) and self.goal.feasible(runs[0].metrics)]
+        if confirmed:
+            runs = max(confirmed, key=lambda runs: np.mean([self.goal.values(t.metrics)[0] for t in runs]))
+            values = [t.metrics[self.summary.objective] for t in runs]
+            self._choose(runs[0], float(np.mean(values)), values)
+
+    def _choose(self, trial: Trial, value: float, confirmed: Optional[list[float]] = None) -> None:
+        """Make `trial` the best, worth `value` (its objective, or the mean of its runs when `confirmed`)."""
+        self.best = trial
+        extra = {"confirmed": {"runs": len(confirmed), "mean": round(value, 6), "values": confirmed}} if confirmed else {}
+        self.run.write_best({**trial.to_dict(), "space": self.space, **extra})
+        self.summary.best = {"id": trial.id, "hash": trial.hash, self.summary.objective: value,
+                             **({"runs": len(confirmed)} if confirmed else {})}
+        if self.test_metric:
+            self.summary.test_acc = trial.metrics.get(self.test_metric)
 
     def _write_front(self, metrics: list[dict[str, Any]], front: list[int]) -> None:
         bounds = self.goal.observed_bounds(metrics) if front else {}

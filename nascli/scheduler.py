@@ -38,6 +38,10 @@ class Pending:
 class Scheduler:
     """Asks the strategy for work while a slot is free and the budget lasts; yields each finished trial.
 
+    With search.confirm_top=K, once the strategy's trials are done the K best architectures run again with
+    search.confirm_seeds other seeds each (`repeat` trials, which the strategy is not told about); under
+    search.max_seconds the strategy's proposals stop early enough to leave time for them at the pace measured.
+
     After every change it hands `save_state` a checkpoint: the strategy's state, the proposals in flight and
     the time spent. A trial is yielded (to be recorded) before the strategy is told its outcome, so a
     search killed at any point resumes from the checkpoint and the trial log without losing or repeating
@@ -53,6 +57,9 @@ class Scheduler:
         self.goal, self.save_state = goal, save_state
         self.next_id = 0
         self.pending: list[Pending] = []
+        self.results: list[Trial] = []  # every finished trial, for choosing what to confirm
+        self.confirming: Optional[list[dict[str, Any]]] = None  # the confirming runs not started yet, once chosen
+        self.log: Callable[[str], None] = lambda line: None
         self.elapsed_before = 0.0
         self.start = time.perf_counter()
 
@@ -68,8 +75,12 @@ class Scheduler:
         """
         self.strategy.load_state_dict(state["strategy"])
         self.next_id, self.elapsed_before = state["next_id"], state["elapsed"]
+        self.confirming = state.get("confirming")
+        pending_ids = {item["id"] for item in state["pending"]}
+        self.results = [logged[i] for i in sorted(logged) if i not in pending_ids]
         for item in state["pending"]:
-            pending = self._pending(item["id"], Proposal(item["arch"], item.get("budget")), item.get("attempts", 0))
+            pending = self._pending(item["id"], Proposal(item["arch"], item.get("budget")), item.get("attempts", 0),
+                                    item.get("repeat"))
             if item["id"] in logged:
                 pending.logged = True
                 pending.future = _done(logged[item["id"]])
@@ -92,9 +103,11 @@ class Scheduler:
                 if self.goal.constraints and trial.ok:
                     trial.feasible = self.goal.feasible(trial.metrics)
                 yield trial
-            proposal, outcome = Proposal(item.task.arch, item.task.budget), self._outcome(trial)
-            self.strategy.observe(proposal, outcome)
-            self.strategy.tell(proposal, outcome)
+            self.results.append(trial)
+            if item.task.repeat is None:
+                proposal, outcome = Proposal(item.task.arch, item.task.budget), self._outcome(trial)
+                self.strategy.observe(proposal, outcome)
+                self.strategy.tell(proposal, outcome)
             self._fill()
 
     def _outcome(self, trial: Trial) -> Outcome:
@@ -109,10 +122,36 @@ class Scheduler:
         return next(item for item in self.pending if item.future and item.future.done())
 
     def _fill(self) -> None:
-        """Propose work for every free slot, checkpoint, then start it."""
+        """Propose work for every free slot (or, once the strategy's trials are done, confirming runs), checkpoint,
+        then start it."""
+        if self.confirming is None:
+            self._propose()
+            if not self.pending and self.settings.confirm_top:
+                self.confirming = self._confirming_runs()
         max_seconds = self.settings.max_seconds
+        if self.confirming and max_seconds is not None and self.elapsed() >= max_seconds:
+            self.log(f"search.max_seconds={max_seconds:g} is spent: {len(self.confirming)} confirming trials left out")
+            self.confirming = []
+        while self.confirming and len(self.pending) < self.executor.slots:
+            run = self.confirming.pop(0)
+            self.pending.append(self._pending(self.next_id, Proposal(run["arch"], run["budget"]), repeat=run["repeat"]))
+            self.next_id += 1
+        if self.save_state is not None:
+            self.save_state({
+                "next_id": self.next_id,
+                "elapsed": round(self.elapsed(), 3),
+                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget, "attempts": p.attempts,
+                             "repeat": p.task.repeat} for p in self.pending],
+                "strategy": self.strategy.state_dict(),
+                "confirming": self.confirming,
+            })
+        self._dispatch()
+
+    def _propose(self) -> None:
+        """Ask the strategy for a proposal per free slot while the trial limit and the time budget last."""
+        deadline = self._deadline()
         while len(self.pending) < self.executor.slots and self.next_id < self.settings.max_trials:
-            if max_seconds is not None and self.elapsed() >= max_seconds:
+            if deadline is not None and self.elapsed() >= deadline:
                 break
             self.strategy.pace = self._pace()
             proposal = self.strategy.ask()
@@ -120,15 +159,33 @@ class Scheduler:
                 break
             self.pending.append(self._pending(self.next_id, proposal))
             self.next_id += 1
-        if self.save_state is not None:
-            self.save_state({
-                "next_id": self.next_id,
-                "elapsed": round(self.elapsed(), 3),
-                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget, "attempts": p.attempts}
-                            for p in self.pending],
-                "strategy": self.strategy.state_dict(),
-            })
-        self._dispatch()
+
+    def _confirming_runs(self) -> list[dict[str, Any]]:
+        """The runs that confirm the search's best architectures: each of the confirm_top best (one trial per
+        architecture, its best) at that trial's budget, a round of them per extra seed."""
+        best: dict[str, Trial] = {}
+        for trial in self.results:
+            if trial.ok and trial.repeat is None and self.goal.feasible(trial.metrics):
+                value = self.goal.values(trial.metrics)[0]
+                if trial.hash not in best or value > self.goal.values(best[trial.hash].metrics)[0]:
+                    best[trial.hash] = trial
+        ranked = sorted(best.values(), key=lambda t: -self.goal.values(t.metrics)[0])[: self.settings.confirm_top]
+        runs = [{"arch": t.arch, "budget": t.budget, "repeat": r}
+                for r in range(1, self.settings.confirm_seeds + 1) for t in ranked]
+        if runs:
+            self.log(f"confirming the {len(ranked)} best architectures with {self.settings.confirm_seeds} more "
+                     f"seeds each ({len(runs)} trials; search.confirm_top)")
+        return runs
+
+    def _deadline(self) -> Optional[float]:
+        """The seconds of search after which the strategy proposes nothing more: search.max_seconds less the time
+        the confirming runs are expected to take at the pace measured so far (at most half of it)."""
+        max_seconds = self.settings.max_seconds
+        finished = self.next_id - len(self.pending)
+        if max_seconds is None or not self.settings.confirm_top or finished == 0:
+            return max_seconds
+        runs = self.settings.confirm_top * self.settings.confirm_seeds
+        return max(max_seconds / 2, max_seconds - runs * self.elapsed() / finished)
 
     def _pace(self) -> Pace:
         """The trials this search is expected to run: its limit, or fewer where search.max_seconds runs out first
@@ -137,19 +194,23 @@ class Scheduler:
         finished = self.next_id - len(self.pending)
         if max_seconds is None:
             return Pace(limit, f"search.max_trials={limit}")
-        spent = min(1.0, self.elapsed() / max_seconds)
+        deadline = self._deadline()
+        spent = min(1.0, self.elapsed() / deadline)
         if finished == 0:
             return Pace(limit, f"search.max_trials={limit}", spent)
         per_trial = self.elapsed() / finished
-        fit = self.next_id + int(max(0.0, max_seconds - self.elapsed()) / per_trial)
+        fit = self.next_id + int(max(0.0, deadline - self.elapsed()) / per_trial)
         if fit >= limit:
             return Pace(limit, f"search.max_trials={limit}", spent)
-        return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g} at {per_trial:.1f} s per trial",
-                    spent)
+        confirming = " with time left to confirm the best" if deadline < max_seconds else ""
+        return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g}{confirming} at "
+                         f"{per_trial:.1f} s per trial", spent)
 
-    def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0) -> Pending:
+    def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0, repeat: Optional[int] = None) -> Pending:
+        """Work for a slot; a confirming run (`repeat`) gets a seed of its own."""
         key = self.space.hash(proposal.arch)
-        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, derive_seed(self.seed, key)), attempts=attempts)
+        seed = derive_seed(self.seed, key if repeat is None else f"{key}/repeat{repeat}")
+        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, seed, repeat), attempts=attempts)
 
     def _dispatch(self) -> None:
         """Start waiting proposals, oldest first, on free slots."""

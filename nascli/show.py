@@ -57,14 +57,19 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         console.rule("best architecture")
         console.print(json.dumps(best["arch"], indent=2), markup=False)
         console.print(f"hash {best.get('hash')}", markup=False)
+        if "confirmed" in best:
+            confirmed = best["confirmed"]
+            console.print(f"confirmed: {objective} {_cell(confirmed['mean'])} on average over {confirmed['runs']} runs "
+                          f"({', '.join(_cell(v) for v in confirmed['values'])})", markup=False)
     if trials:
         ok = sorted((t for t in trials if t.value(objective) is not None), key=lambda t: -t.metrics[objective])
         console.rule(f"top {min(top, len(ok))} of {len(trials)} trials by {objective}")
         extra = [c for c in ("test_acc", *TRIAL_COLUMNS) if any(t.metrics.get(c) is not None for t in ok)]
-        table = Table("id", objective, *extra, "budget", "hash")
+        repeats = any(t.repeat is not None for t in trials)
+        table = Table("id", objective, *extra, "budget", *(["repeat"] if repeats else []), "hash")
         for trial in ok[:top]:
             table.add_row(str(trial.id), _cell(trial.metrics[objective]), *(_cell(trial.metrics.get(c)) for c in extra),
-                          _cell(trial.budget), trial.hash)
+                          _cell(trial.budget), *([_cell(trial.repeat)] if repeats else []), trial.hash)
         console.print(table)
         for trial in [t for t in trials if not t.ok][:top]:
             console.print(f"trial {trial.id} failed: {trial.error}", markup=False)

@@ -19,17 +19,23 @@ from nascli.spaces.base import Arch
 
 @dataclass(frozen=True)
 class Task:
-    """One trial to run: its id, architecture (and its hash), budget and seed."""
+    """One trial to run: its id, architecture (and its hash), budget, seed and, for a confirming run, its repeat."""
 
     id: int
     arch: Arch
     hash: str
     budget: Optional[float]
     seed: int
+    repeat: Optional[int] = None
+
+    def trial(self, status: str, metrics: dict[str, Any], error: Optional[str] = None) -> Trial:
+        """The record of this task's trial."""
+        return Trial(self.id, self.arch, self.hash, status, metrics, self.budget, self.seed, error=error,
+                     repeat=self.repeat)
 
     def failed(self, reason: str) -> Trial:
         """The record of this task failing for `reason`."""
-        return Trial(self.id, self.arch, self.hash, "failed", {}, self.budget, self.seed, error=reason)
+        return self.trial("failed", {}, reason)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -49,7 +55,7 @@ def run_task(evaluator: Evaluator, task: Task) -> Trial:
         metrics = evaluator.evaluate(task.arch, task.seed, task.budget)
     except Exception as exc:  # a trial's failure must never end the search
         return task.failed(failure_reason(exc))
-    return Trial(task.id, task.arch, task.hash, "ok", metrics, task.budget, task.seed)
+    return task.trial("ok", metrics)
 
 
 def settle(

@@ -1,0 +1,119 @@
+"""search.confirm_top: the best architectures trained again with other seeds, the best chosen by its mean."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import pytest
+
+from conftest import TINY, read_trials
+from nascli.goal import Goal
+from nascli.config import SearchSettings
+from nascli.rundir import Summary, Trial
+from nascli.runner import Incumbents
+from test_resume import assert_resumes_exactly, prepared_scheduler
+
+
+def test_a_search_confirms_its_best_with_other_seeds_and_chooses_by_the_mean(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *TINY, "search.max_trials=4", "search.confirm_top=2", "search.confirm_seeds=2",
+                         "retrain.enabled=false", "run_dir=run")
+    assert code == 0, err
+    assert "confirming the 2 best architectures with 2 more seeds each" in out
+    trials = read_trials(workdir / "run")
+    searched, confirming = trials[:4], trials[4:]
+    top = sorted(searched, key=lambda t: -t["metrics"]["val_acc"])[:2]
+    assert [(t["hash"], t["repeat"]) for t in confirming] == [(t["hash"], r) for r in (1, 2) for t in top]
+    assert all("repeat" not in t for t in searched)
+    assert len({t["seed"] for t in trials}) == len(trials)  # every run of an architecture has a seed of its own
+
+    def runs(trial: dict) -> list[float]:
+        return [t["metrics"]["val_acc"] for t in trials if t["hash"] == trial["hash"]]
+
+    chosen = max(top, key=lambda t: sum(runs(t)) / 3)
+    best = json.loads((workdir / "run" / "best.json").read_text())
+    assert best["id"] == chosen["id"] and best["confirmed"]["values"] == runs(chosen)
+    assert best["confirmed"]["runs"] == 3 and best["confirmed"]["mean"] == pytest.approx(sum(runs(chosen)) / 3)
+    summary = json.loads((workdir / "run" / "summary.json").read_text())
+    assert summary["n_trials"] == 8 and summary["best"]["runs"] == 3
+    assert summary["best"]["val_acc"] == pytest.approx(sum(runs(chosen)) / 3)
+
+
+@pytest.mark.parametrize("stop_after", [12, 15])
+def test_a_search_stopped_before_or_while_confirming_resumes_exactly(table: Path, stop_after: int) -> None:
+    args = ["space=nb201", "evaluator=tabular", f"evaluator.table={table}", "search.max_trials=12",
+            "search.confirm_top=3", "search.confirm_seeds=2", "strategy=evolution"]
+    trials = list(prepared_scheduler(args, []).run())
+    assert [t.repeat for t in trials] == [None] * 12 + [1, 1, 1, 2, 2, 2]
+    assert_resumes_exactly(lambda states: prepared_scheduler(args, states), stop_after)
+
+
+def _trial(id: int, arch: str, value: Optional[float], repeat: Optional[int] = None) -> Trial:
+    status = "ok" if value is not None else "failed"
+    return Trial(id, {"a": arch}, arch, status, {"val_acc": value} if value is not None else {}, repeat=repeat)
+
+
+class Written:
+    """Stands in for the run directory: keeps what best.json would hold."""
+
+    def __init__(self) -> None:
+        self.best: dict[str, Any] = {}
+
+    def write_best(self, best: dict[str, Any]) -> None:
+        self.best = best
+
+
+def _chosen(trials: list[Trial]) -> dict[str, Any]:
+    run = Written()
+    incumbents = Incumbents(Goal.from_settings(SearchSettings(), "val_acc"), run, Summary(kind="search"), "chain", None)
+    for trial in trials:
+        incumbents.add(trial)
+    return run.best
+
+
+def test_the_luckiest_single_run_loses_to_a_better_mean_and_a_failed_repeat_rules_out() -> None:
+    searched = [_trial(0, "lucky", 90.0), _trial(1, "steady", 88.0), _trial(2, "other", 70.0)]
+    assert _chosen(searched)["hash"] == "lucky"
+    repeats = [_trial(3, "lucky", 80.0, 1), _trial(4, "steady", 87.0, 1), _trial(5, "lucky", 81.0, 2),
+               _trial(6, "steady", 89.0, 2)]
+    best = _chosen(searched + repeats)
+    assert best["hash"] == "steady" and best["confirmed"] == {"runs": 3, "mean": 88.0, "values": [88.0, 87.0, 89.0]}
+    failed = [_trial(3, "lucky", 80.0, 1), _trial(4, "steady", None, 1)]
+    assert _chosen(searched + failed)["hash"] == "lucky"
+
+
+def test_the_strategy_leaves_time_for_confirming_runs_but_keeps_half_the_budget(table: Path) -> None:
+    scheduler = prepared_scheduler(["space=nb201", "evaluator=tabular", f"evaluator.table={table}",
+                                    "search.max_seconds=100", "search.confirm_top=2", "search.confirm_seeds=2"], [])
+    scheduler.next_id = 5
+    for elapsed, deadline in [(0.001, 100.0), (10.0, 92.0), (50.0, 60.0), (80.0, 50.0)]:
+        scheduler.elapsed = lambda: elapsed
+        assert scheduler._deadline() == pytest.approx(deadline, abs=0.01)
+    pace = scheduler._pace()  # 80 s spent, past the 50 s the strategy keeps: no more proposals
+    assert pace.trials == 5 and "time left to confirm the best" in pace.reason
+
+
+@pytest.mark.parametrize("args, message", [
+    (["search.confirm_top=2", "search.objectives=[val_acc:max,params:min]"], "confirm_top works with one objective"),
+    (["search.confirm_seeds=0"], "confirm_seeds must be at least 1"),
+    (["search.confirm_top=-1"], "confirm_top must be >= 0"),
+])
+def test_confirming_settings_that_cannot_work_are_one_line_errors(nas, args: list[str], message: str) -> None:
+    code, out, err = nas("search", *TINY, *args)
+    assert code != 0 and message in err and "Traceback" not in err
+
+
+def test_show_and_report_read_a_confirmed_run_and_refuse_a_corrupt_confirmation(nas, workdir: Path) -> None:
+    assert nas("search", *TINY, "search.max_trials=3", "search.confirm_top=1", "search.confirm_seeds=1",
+               "retrain.enabled=false", "run_dir=run")[0] == 0
+    code, out, err = nas("show", "run")
+    assert code == 0, err
+    assert "confirmed: val_acc" in out and "on average over 2 runs" in out and "repeat" in out
+    code, out, err = nas("report", "run", "--html", "report.html")
+    assert code == 0, err
+    best = json.loads((workdir / "run" / "best.json").read_text())
+    (workdir / "run" / "best.json").write_text(json.dumps({**best, "confirmed": {"runs": "three"}}))
+    code, out, err = nas("show", "run")
+    assert code != 0 and "best.json 'confirmed' has no valid 'runs'; the file is corrupt" in err
+    assert "Traceback" not in err
