@@ -53,6 +53,23 @@ def test_vocabulary_comes_from_the_training_split_only(workdir: Path) -> None:
     assert encode(["Good MOVIE"], splits.vocabulary, 4).tolist() == [[tokens.index("good"), tokens.index("movie"), 0, 0]]
 
 
+def test_a_validation_file_is_the_validation_split_and_shapes_no_vocabulary(nas, workdir: Path) -> None:
+    sentences(60, 0).to_csv(workdir / "train.csv", index=False)
+    dev = sentences(14, 2)
+    dev.loc[0, "text"] = "zebra good"
+    dev.to_csv(workdir / "dev.csv", index=False)
+    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
+    cfg = load_config(["dataset=text", "dataset.train=train.csv", "dataset.val=dev.csv", "dataset.test=test.csv",
+                       "dataset.train_per_class=20"])
+    splits = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert len(splits.train_x) == 40 and len(splits.val_x) == 14 and len(splits.test_x) == 20
+    tokens = splits.vocabulary["tokens"]
+    assert "zebra" not in tokens and splits.val_x[0].tolist()[:2] == [1, tokens.index("good")]
+    assert splits.val_y.tolist() == [0, 1] * 7
+    code, _, err = nas("search", "dataset=text", "dataset.train=train.csv", "dataset.val=nodev.csv", *QUICK)
+    assert_one_line_error(code, err, "dataset.val nodev.csv not found")
+
+
 def test_text_classes_subset_keeps_their_sentences_and_names(workdir: Path) -> None:
     data = sentences(60, 0)
     data.loc[data.index % 3 == 0, "label"] = "meh"

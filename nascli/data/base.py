@@ -303,11 +303,15 @@ def stratified_split(*arrays: np.ndarray, fraction: float, what: str, y: np.ndar
 
 
 def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of the training part and of the validation split (`val_fraction`) of a pool labelled `y`.
+    """Indices of the training part and of the validation split (`val_fraction`) of a pool labelled `y`, the pool
+    cut first as `training_pool` says."""
+    pool = training_pool(y, settings)
+    return stratified_split(pool, fraction=settings.val_fraction, what="validation", y=y[pool])
 
-    The pool is first cut to a stratified share (`train_fraction` < 1) and to at most `train_per_class`
-    samples of each class, both drawn with a fixed seed, so retraining on train + validation sees exactly them.
-    """
+
+def training_pool(y: np.ndarray, settings: DatasetSettings) -> np.ndarray:
+    """Indices of the samples labelled `y` kept for training: a stratified share (`train_fraction` < 1) and at most
+    `train_per_class` samples of each class, both drawn with a fixed seed, so retraining sees exactly them."""
     pool = np.arange(len(y))
     if settings.train_fraction < 1:
         dropped = 1 - settings.train_fraction
@@ -319,7 +323,7 @@ def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.n
             members = y[order] == label
             rank[members] = np.arange(members.sum())
         pool = np.sort(order[rank < settings.train_per_class])
-    return stratified_split(pool, fraction=settings.val_fraction, what="validation", y=y[pool])
+    return pool
 
 
 def kept_classes(y: np.ndarray, test_y: np.ndarray, classes: Optional[list[int]]

@@ -14,7 +14,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 from nascli.config import require
 from nascli.data.base import (DataSplits, Dataset, DatasetSettings, kept_classes, stratified_split,
-                              train_and_validation)
+                              training_pool, train_and_validation)
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -43,6 +43,7 @@ class TextSettings(TokenSettings):
     root: Optional[str] = None  # a folder the file names are relative to (built-in sets: the one holding them)
     train: Optional[str] = None  # CSV or TSV with a text and a label column
     test: Optional[str] = None  # null: the `fold` column's test_fold, else test_fraction held out
+    val: Optional[str] = None  # a file of validation sentences (e.g. a dev set); null: val_fraction of train held out
     text_column: str = "text"
     label_column: str = "label"
     fold_column: str = "fold"
@@ -130,6 +131,7 @@ class TextDataset(Dataset):
             raise UserError("dataset.train is required: a CSV/TSV with text and label columns")
         self._file(self.settings.train, "train")
         self._file(self.settings.test, "test")
+        self._file(self.settings.val, "val")
 
     def _read(self, path: Path) -> pd.DataFrame:
         return read_table(path, {self.settings.text_column, self.settings.label_column},
@@ -151,9 +153,15 @@ class TextDataset(Dataset):
         return train.iloc[np.sort(kept)], train.iloc[np.sort(held)]
 
     def load(self, device: Optional[torch.device] = None) -> DataSplits:
-        """Token ids of every split, with the vocabulary of the training part (validation and test never seen)."""
+        """Token ids of every split, with the vocabulary of the training part (validation and test never seen).
+
+        The validation sentences are dataset.val's, or a stratified val_fraction of the training ones.
+        """
         s = self.settings
         train, test = self._tables()
+        trained = len(train)  # rows after these in the pool are dataset.val's
+        if s.val is not None:
+            train = pd.concat([train, self._read(self._file(s.val, "val"))], ignore_index=True)
         classes, labels = np.unique(np.concatenate([train[s.label_column].astype(str), test[s.label_column].astype(str)]),
                                     return_inverse=True)
         if len(classes) < 2:
@@ -162,7 +170,11 @@ class TextDataset(Dataset):
         rows, y, test_rows, test_y = kept_classes(y, test_y, s.classes)
         train, test = train.iloc[rows], test.iloc[test_rows]
         classes = classes if s.classes is None else classes[s.classes]
-        fit, val = train_and_validation(y, s)
+        if s.val is None:
+            fit, val = train_and_validation(y, s)
+        else:
+            own, val = np.flatnonzero(rows < trained), np.flatnonzero(rows >= trained)
+            fit = own[training_pool(y[own], s)]
         vocabulary, x = fitted_tokens(train[s.text_column].astype(str).tolist(), fit, s)
         vocabulary["classes"] = classes.tolist()
         x = torch.from_numpy(x)
@@ -189,7 +201,7 @@ class TREC(TextDataset):
 
 @register("dataset", "sst2")
 class SST2(TextDataset):
-    """Stanford Sentiment Treebank, binary, sentence level; official train/test."""
+    """Stanford Sentiment Treebank, binary: labelled phrases for training, dev and test sentences (official)."""
 
     folder = "sst2"
 
