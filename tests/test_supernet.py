@@ -159,10 +159,28 @@ def test_darts_derives_one_architecture_and_logs_its_weights(nas, workdir: Path,
     assert code == 0 and (workdir / "figures" / "weights-run.png").stat().st_size > 0, err
 
 
-def test_an_interrupted_relaxation_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
+def test_perturbation_selection_keeps_the_op_whose_removal_costs_most(nas, workdir: Path) -> None:
+    tiny = [o for o in TINY if not o.startswith("evaluator.")]
+    code, _, err = nas("search", *tiny, "space=nb201", "space.stem_channels=4", "space.cells_per_stage=1",
+                       "strategy=darts", "strategy.epochs=2", "strategy.selection=perturbation", "run_dir=run")
+    assert code == 0, err
+    weights = RunDir(workdir / "run").architecture_weights()
+    ops, steps = weights["operations"], weights["selection"]
+    assert len(weights["epochs"]) == 2 and sorted(step["position"] for step in steps) == list(range(6))
+    for step in steps:
+        assert step["kept"] == ops[max(range(len(ops)), key=step["drops"].__getitem__)]
+        assert step["drops"][ops.index("none")] == 0  # "none" adds nothing to the sum, so removing it changes nothing
+    kept = {step["position"]: step["kept"] for step in steps}
+    cell = read_trials(workdir / "run")[0]["arch"]["cell"]
+    assert [edge.split("~")[0] for node in cell.split("+") for edge in node.strip("|").split("|")] == [
+        kept[p] for p in range(6)]
+
+
+@pytest.mark.parametrize("selection", ["strength", "perturbation"])
+def test_an_interrupted_relaxation_resumes_where_it_stopped(nas, workdir: Path, monkeypatch, selection: str) -> None:
     darts = [o for o in TINY if not o.startswith("evaluator.")] + [
         "space=nb201", "space.stem_channels=4", "space.cells_per_stage=1", "strategy=darts", "strategy.epochs=3",
-        "strategy.relaxation=dirichlet"]
+        "strategy.relaxation=dirichlet", f"strategy.selection={selection}"]
     code, _, err = nas("search", *darts, "run_dir=whole")
     assert code == 0, err
     search_stopped_after_saves(nas, monkeypatch, darts, 1)

@@ -36,6 +36,7 @@ from nascli.spaces.base import Arch, SearchSpace, Supernet
 
 
 TRAININGS = ("spos", "softmax", "dirichlet")
+SELECTIONS = ("strength", "perturbation")
 CHANCE_SHARE = 0.9  # a supernet whose loss stays above this share of the chance loss, ln(classes), has not learned
 
 
@@ -48,6 +49,11 @@ class SupernetEvaluatorSettings(TrainSettings):
     arch_lr: float = 3e-4  # Adam on the relaxation's architecture weights, fitted on the validation split
     arch_weight_decay: float = 1e-3
     dirichlet_reg: float = 1e-3  # dirichlet: weight of the KL divergence to a flat Dirichlet prior
+    # How a trained relaxation becomes one architecture: strength keeps the op of largest weight per position
+    # (DARTS); perturbation keeps, position by position, the op whose removal costs the supernet the most
+    # validation accuracy, training the weights selection_epochs after each (DARTS-PT, Wang et al. 2021).
+    selection: str = "strength"
+    selection_epochs: int = 1
     supernet: Optional[str] = None  # a run directory whose supernet.pt is used; null: train one in this run
     finetune_epochs: int = 0  # training of a taken supernet on this run's data before the search
     calibration_batches: int = 8  # training batches that recompute a path's batch-norm statistics before scoring
@@ -57,6 +63,8 @@ class SupernetEvaluatorSettings(TrainSettings):
         super().__post_init__()
         require(self.finetune_epochs >= 0, "finetune_epochs must be >= 0")
         require(self.calibration_batches >= 0, "calibration_batches must be >= 0")
+        require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
+        require(self.selection_epochs >= 0, "selection_epochs must be >= 0")
         require(self.training in TRAININGS, f"training must be one of {', '.join(TRAININGS)}, got {self.training!r}")
         require(self.arch_lr > 0 and self.arch_weight_decay >= 0 and self.dirichlet_reg >= 0,
                 "arch_lr must be positive; arch_weight_decay and dirichlet_reg >= 0")
@@ -79,6 +87,17 @@ class RandomPaths(nn.Module):
         if self.training:
             self.supernet.use(self.space.sample(self.rng))
         return self.supernet(*inputs)
+
+
+class _Mixed(nn.Module):
+    """A supernet that always sums its operations with the same weights (a relaxation's fixed mixture)."""
+
+    def __init__(self, supernet: Supernet, weights: Tensor) -> None:
+        super().__init__()
+        self.supernet, self.weights = supernet, weights
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        return self.supernet.mix(self.weights)(*inputs)
 
 
 @torch.no_grad()
@@ -110,6 +129,7 @@ class SupernetEvaluator(Evaluator):
         if settings.training != "spos" and settings.supernet is None:
             self.net.relaxation()  # and one without a continuous relaxation
         self.arch: Optional[nn.Parameter] = None  # the relaxation's architecture weights (softmax, dirichlet)
+        self.selected: Optional[Tensor] = None  # the relaxation's weights after perturbation-based selection
 
     def _build(self, seed: int) -> Supernet:
         """A freshly initialised supernet on the device, its weights drawn from `seed` alone."""
@@ -142,6 +162,8 @@ class SupernetEvaluator(Evaluator):
             self._train_paths(run, state, space_config, seed)
         else:
             self._train_relaxed(run, state, space_config, seed)
+            if s.selection == "perturbation":
+                self.selected = self._select_by_perturbation(run, seed)
         self.net.eval()
 
     def _taken(self, space_config: dict[str, Any]) -> dict[str, Any]:
@@ -270,6 +292,45 @@ class SupernetEvaluator(Evaluator):
                 run.write_architecture_weights({"operations": choices, "epochs": history})
                 bar.update(task, completed=epoch + 1, description=f"{s.training} relaxation loss {loss.item():.3f}")
 
+    def _select_by_perturbation(self, run: RunDir, seed: int) -> Tensor:
+        """DARTS-PT: fix positions in a random order, each to the op whose removal lowers validation accuracy most.
+
+        After each position the weights train `selection_epochs` on the partly fixed mixture. Every position's
+        accuracy drops go to architecture_weights.json; the supernet.pt of the relaxation stays as it was
+        trained, so a resumed run selects again from it, to the same result.
+        """
+        data, s = self.data, self.settings
+        weights = self.operation_weights().to(self.hardware.device)
+        positions, choices = self.net.relaxation()
+        order = torch.randperm(positions, generator=torch.Generator().manual_seed(derive_seed(seed, "selection")))
+
+        def accuracy(mixture: Tensor) -> float:
+            self.net.eval()
+            return evaluate_model(self.net.mix(mixture), data.val_x, data.val_y, self.hardware, "val")["val_acc"]
+
+        steps: list[dict[str, Any]] = []
+        with progress() as bar:
+            task = bar.add_task("perturbation selection", total=positions)
+            for position in order.tolist():
+                whole = accuracy(weights)
+                drops = []
+                for choice in range(len(choices)):
+                    removed = weights.clone()
+                    removed[position, choice] = 0
+                    drops.append(whole - accuracy(removed))
+                kept = max(range(len(choices)), key=drops.__getitem__)
+                weights[position] = F.one_hot(torch.tensor(kept), len(choices)).to(weights)
+                steps.append({"position": position, "accuracy": whole, "drops": drops, "kept": choices[kept]})
+                if s.selection_epochs:
+                    fixed = weights.clone()
+                    train(_Mixed(self.net, fixed), data.train_x, data.train_y, s, self.hardware,
+                          derive_seed(seed, f"selection:{position}"), epochs=s.selection_epochs,
+                          crop_padding=data.crop_padding, hflip=data.hflip)
+                bar.update(task, advance=1, description=f"perturbation selection: {choices[kept]} at {position}")
+        recorded = run.architecture_weights() or {"operations": choices, "epochs": []}
+        run.write_architecture_weights({**recorded, "selection": steps})
+        return weights.cpu()
+
     def operation_weights(self) -> Tensor:
         """The relaxation's weight of each operation at each position (softmax, or the Dirichlet mean)."""
         if self.settings.training == "softmax":
@@ -282,7 +343,7 @@ class SupernetEvaluator(Evaluator):
         if self.arch is None:
             raise UserError(f"evaluator.training={self.settings.training} trains no relaxation to derive an "
                             "architecture from; strategy=darts needs softmax or dirichlet")
-        return self.net.derive(self.operation_weights())
+        return self.net.derive(self.selected if self.selected is not None else self.operation_weights())
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
         data, hardware = self.data, self.hardware

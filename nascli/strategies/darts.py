@@ -4,7 +4,9 @@
 and a continuous relaxation of the choices (one weight per operation and position) on the validation split, in
 alternating steps; this strategy then proposes the architecture keeping the strongest operation at each position.
 `relaxation=softmax` is DARTS; `relaxation=dirichlet` is DrNAS, whose sampled Dirichlet weights resist DARTS's
-collapse onto skip connections and parameter-free operations.
+collapse onto skip connections and parameter-free operations. `selection=perturbation` derives the architecture
+by each operation's effect on the supernet's validation accuracy rather than by its weight (DARTS-PT, Wang et
+al. 2021), which the weights of a collapsed relaxation do not mislead.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
+from nascli.evaluators.supernet import SELECTIONS
 from nascli.goal import Goal
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace
@@ -28,9 +31,11 @@ class DARTSSettings:
 
     epochs: int = 50
     relaxation: str = "softmax"  # softmax (DARTS) or dirichlet (DrNAS)
+    selection: str = "strength"  # strength (the largest weight) or perturbation (DARTS-PT); see evaluator=supernet
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs must be at least 1")
+        require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
         require(self.relaxation in ("softmax", "dirichlet"), f"relaxation must be softmax or dirichlet, got {self.relaxation!r}")
 
 
