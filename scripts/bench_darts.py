@@ -1,9 +1,9 @@
 """Differentiable search on NAS-Bench-201: the table's test accuracy of the cell DARTS / DrNAS derive, per seed.
 
 Usage: python scripts/bench_darts.py --table ../shared/benchmarks/nb201/cifar10.csv --root CIFAR_DIR
-       [--relaxations softmax dirichlet] [--seeds 0 1 2] [--out DIR] [--overrides KEY=VALUE ...]
-Runs `nas search dataset=cifar10 space=nb201 strategy=darts strategy.relaxation=R seed=S retrain.enabled=false`
-plus the CPU-sized overrides (default: one cell per stage, 8 stem channels, a fifth of the training pool split half
+       [--relaxations softmax dirichlet] [--selection strength] [--seeds 0 1 2] [--out DIR] [--overrides KEY=VALUE ...]
+Runs `nas search dataset=cifar10 space=nb201 strategy=darts strategy.relaxation=R strategy.selection=SELECTION seed=S
+retrain.enabled=false` plus the CPU-sized overrides (default: one cell per stage, 8 stem channels, a fifth of the training pool split half
 for the weights and half for the architecture, 12 epochs), looks up the derived cell in the table and prints its
 test accuracy, how many of its six edges hold a parameter-free operation (skip, pooling, none: DARTS's collapse),
 and each relaxation's mean next to the table's random-search reference.
@@ -34,13 +34,14 @@ def main() -> None:
     parser.add_argument("--table", type=Path, required=True)
     parser.add_argument("--root", type=Path, required=True, help="CIFAR-10 (image folder or python batches)")
     parser.add_argument("--relaxations", nargs="+", default=["softmax", "dirichlet"])
+    parser.add_argument("--selection", default="strength", help="strength (DARTS) or perturbation (DARTS-PT)")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=None, help="where the run directories go (default: a temporary folder)")
     parser.add_argument("--overrides", nargs="*", default=CPU_SIZED, help="the CPU-sized setting (default: %(default)s)")
     args = parser.parse_args()
     table = pd.read_csv(args.table).set_index("arch")
     out = args.out or Path(tempfile.mkdtemp(prefix="bench-darts-"))
-    print(f"setting: {' '.join(args.overrides)}; runs in {out}\n")
+    print(f"setting: {' '.join(args.overrides)}; selection {args.selection}; runs in {out}\n")
     print("| relaxation | seed | derived cell | parameter-free edges | test_acc | minutes |")
     print("|---|---|---|---|---|---|")
     results: dict[str, list[float]] = {}
@@ -49,7 +50,8 @@ def main() -> None:
             run = out / f"{relaxation}-{seed}"
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=cifar10", f"dataset.root={args.root}",
-                            "space=nb201", "strategy=darts", f"strategy.relaxation={relaxation}", f"seed={seed}",
+                            "space=nb201", "strategy=darts", f"strategy.relaxation={relaxation}",
+                            f"strategy.selection={args.selection}", f"seed={seed}",
                             "retrain.enabled=false", f"run_dir={run}", *args.overrides],
                            check=True, stdout=subprocess.DEVNULL)
             minutes = (time.perf_counter() - start) / 60
