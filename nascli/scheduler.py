@@ -179,13 +179,24 @@ class Scheduler:
 
     def _deadline(self) -> Optional[float]:
         """The seconds of search after which the strategy proposes nothing more: search.max_seconds less the time
-        the confirming runs are expected to take at the pace measured so far (at most half of it)."""
+        the confirming runs, and the strategy's last trial, are expected to take (at most half of it)."""
         max_seconds = self.settings.max_seconds
-        finished = self.next_id - len(self.pending)
-        if max_seconds is None or not self.settings.confirm_top or finished == 0:
+        per_trial = self._recent_pace()
+        if max_seconds is None or not self.settings.confirm_top or per_trial is None:
             return max_seconds
-        runs = self.settings.confirm_top * self.settings.confirm_seeds
-        return max(max_seconds / 2, max_seconds - runs * self.elapsed() / finished)
+        runs = self.settings.confirm_top * self.settings.confirm_seeds + 1
+        return max(max_seconds / 2, max_seconds - runs * per_trial)
+
+    def _recent_pace(self) -> Optional[float]:
+        """Wall seconds per trial (all slots together) over the last confirm_top × confirm_seeds finished trials, or
+        all when fewer (None before the first): a search climbs towards its best, often its slowest, networks,
+        so its recent trials, not its first, show what confirming them will take."""
+        finished = sorted(t.elapsed for t in self.results if t.elapsed is not None)
+        if not finished:
+            return None
+        count = min(len(finished), self.settings.confirm_top * self.settings.confirm_seeds)
+        since = finished[-count - 1] if len(finished) > count else 0.0
+        return (finished[-1] - since) / count
 
     def _pace(self) -> Pace:
         """The trials this search is expected to run: its limit, or fewer where search.max_seconds runs out first

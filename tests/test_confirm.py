@@ -83,15 +83,21 @@ def test_the_luckiest_single_run_loses_to_a_better_mean_and_a_failed_repeat_rule
     assert _chosen(searched + failed)["hash"] == "lucky"
 
 
-def test_the_strategy_leaves_time_for_confirming_runs_but_keeps_half_the_budget(table: Path) -> None:
+def test_the_strategy_leaves_time_for_confirming_runs_at_the_recent_pace_but_keeps_half_the_budget(table: Path) -> None:
     scheduler = prepared_scheduler(["space=nb201", "evaluator=tabular", f"evaluator.table={table}",
-                                    "search.max_seconds=100", "search.confirm_top=2", "search.confirm_seeds=2"], [])
-    scheduler.next_id = 5
-    for elapsed, deadline in [(0.001, 100.0), (10.0, 92.0), (50.0, 60.0), (80.0, 50.0)]:
-        scheduler.elapsed = lambda: elapsed
-        assert scheduler._deadline() == pytest.approx(deadline, abs=0.01)
-    pace = scheduler._pace()  # 80 s spent, past the 50 s the strategy keeps: no more proposals
-    assert pace.trials == 5 and "time left to confirm the best" in pace.reason
+                                    "search.max_seconds=200", "search.confirm_top=2", "search.confirm_seeds=2"], [])
+    assert scheduler._deadline() == 200  # nothing measured yet
+    # trials that took 10 s each, then 20 s each: the 2 x 2 confirming runs and one more trial at 20 s
+    for finished, deadline in [([10.0], 150.0), ([10.0, 20.0, 30.0, 40.0, 60.0], 200 - 5 * 12.5),
+                               ([10.0, 20.0, 30.0, 40.0, 60.0, 80.0, 100.0, 120.0], 100.0),
+                               ([40.0, 100.0, 160.0, 220.0], 100.0)]:
+        scheduler.results = [_trial(i, f"a{i}", 50.0) for i in range(len(finished))]
+        for trial, elapsed in zip(scheduler.results, finished):
+            trial.elapsed = elapsed
+        assert scheduler._deadline() == pytest.approx(deadline)
+    scheduler.next_id, scheduler.elapsed = 4, lambda: 150.0
+    pace = scheduler._pace()  # 150 s spent, past the 100 s the strategy keeps: no more proposals
+    assert pace.trials == 4 and "time left to confirm the best" in pace.reason
 
 
 @pytest.mark.parametrize("args, message", [
