@@ -181,8 +181,10 @@ class Scheduler:
         """The seconds of search after which the strategy proposes nothing more: search.max_seconds less the time
         the confirming runs, and the strategy's last trial, are expected to take (at most half of it)."""
         max_seconds = self.settings.max_seconds
+        if max_seconds is None or not self.settings.confirm_top:
+            return max_seconds
         per_trial = self._recent_pace()
-        if max_seconds is None or not self.settings.confirm_top or per_trial is None:
+        if per_trial is None:
             return max_seconds
         runs = self.settings.confirm_top * self.settings.confirm_seeds + 1
         return max(max_seconds / 2, max_seconds - runs * per_trial)
