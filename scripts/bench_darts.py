@@ -3,10 +3,10 @@
 Usage: python scripts/bench_darts.py --table ../shared/benchmarks/nb201/cifar10.csv --root CIFAR_DIR
        [--relaxations softmax dirichlet] [--selection strength] [--seeds 0 1 2] [--out DIR] [--overrides KEY=VALUE ...]
 Runs `nas search dataset=cifar10 space=nb201 strategy=darts strategy.relaxation=R strategy.selection=SELECTION seed=S
-retrain.enabled=false` plus the CPU-sized overrides (default: one cell per stage, 8 stem channels, a fifth of the training pool split half
-for the weights and half for the architecture, 12 epochs), looks up the derived cell in the table and prints its
-test accuracy, how many of its six edges hold a parameter-free operation (skip, pooling, none: DARTS's collapse),
-and each relaxation's mean next to the table's random-search reference.
+retrain.enabled=false` plus the CPU-sized overrides (default: one cell per stage, 8 stem channels, a fifth of the
+training pool split half for the weights and half for the architecture, 12 epochs), looks up the derived cell in
+the table and prints its test accuracy, how many of its six edges hold a parameter-free operation (skip, pooling,
+none: DARTS's collapse), and each relaxation's mean next to the table's random-search reference.
 """
 
 from __future__ import annotations

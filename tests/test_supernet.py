@@ -176,6 +176,15 @@ def test_perturbation_selection_keeps_the_op_whose_removal_costs_most(nas, workd
         kept[p] for p in range(6)]
 
 
+@pytest.mark.parametrize("override, message", [
+    ("strategy.selection=largest", "selection must be one of strength, perturbation, got 'largest'"),
+    ("evaluator.selection_epochs=-1", "selection_epochs must be >= 0"),
+])
+def test_a_bad_selection_is_a_one_line_error(nas, override: str, message: str) -> None:
+    code, _, err = nas("search", "space=nb201", "strategy=darts", override)
+    assert_one_line_error(code, err, message)
+
+
 @pytest.mark.parametrize("selection", ["strength", "perturbation"])
 def test_an_interrupted_relaxation_resumes_where_it_stopped(nas, workdir: Path, monkeypatch, selection: str) -> None:
     darts = [o for o in TINY if not o.startswith("evaluator.")] + [

@@ -305,7 +305,6 @@ class SupernetEvaluator(Evaluator):
         order = torch.randperm(positions, generator=torch.Generator().manual_seed(derive_seed(seed, "selection")))
 
         def accuracy(mixture: Tensor) -> float:
-            self.net.eval()
             return evaluate_model(self.net.mix(mixture), data.val_x, data.val_y, self.hardware, "val")["val_acc"]
 
         steps: list[dict[str, Any]] = []
@@ -322,8 +321,7 @@ class SupernetEvaluator(Evaluator):
                 weights[position] = F.one_hot(torch.tensor(kept), len(choices)).to(weights)
                 steps.append({"position": position, "accuracy": whole, "drops": drops, "kept": choices[kept]})
                 if s.selection_epochs:
-                    fixed = weights.clone()
-                    train(_Mixed(self.net, fixed), data.train_x, data.train_y, s, self.hardware,
+                    train(_Mixed(self.net, weights), data.train_x, data.train_y, s, self.hardware,
                           derive_seed(seed, f"selection:{position}"), epochs=s.selection_epochs,
                           crop_padding=data.crop_padding, hflip=data.hflip)
                 bar.update(task, advance=1, description=f"perturbation selection: {choices[kept]} at {position}")
