@@ -94,10 +94,14 @@ class SearchSettings:
     warm_start: Optional[list[str]] = None  # earlier run or sweep directories (same space) whose trials guide this one
     warm_start_suggestions: int = 10  # at most this many of their best architectures are proposed first
     baselines: Optional[bool] = None  # also retrain the space's baselines (fusion: each input alone, late fusion); null: where it has them
-    # after the search, train the K best architectures again with `confirm_seeds` other seeds each and choose the
-    # best by its mean over every run: one training per candidate is noisy, and the top of a search is its luckiest
+    # after the search, train the K best architectures (and the space's references) again with `confirm_seeds` other
+    # seeds each and choose the best by its mean over every run: one training per candidate is noisy, and the top of
+    # a search is its luckiest
     confirm_top: int = 0
     confirm_seeds: int = 2
+    # confirming runs also validate on other held-out parts of the training data: a small validation set is
+    # itself something a search fits
+    confirm_folds: bool = True
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick

@@ -195,7 +195,7 @@ def _search(
             for trial in logged:
                 incumbents.add(trial)
             with progress() as bar:
-                total = cfg.search.max_trials + cfg.search.confirm_top * cfg.search.confirm_seeds
+                total = cfg.search.max_trials + scheduler.confirming_planned()
                 task = bar.add_task(f"search {cfg.strategy.name}", total=total, completed=len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)

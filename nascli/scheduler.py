@@ -170,11 +170,16 @@ class Scheduler:
                 if trial.hash not in best or value > self.goal.values(best[trial.hash].metrics)[0]:
                     best[trial.hash] = trial
         ranked = sorted(best.values(), key=lambda t: -self.goal.values(t.metrics)[0])[: self.settings.confirm_top]
+        chosen = {t.hash for t in ranked}
+        references = [best[key] for key in map(self.space.hash, self.space.references())
+                      if key in best and key not in chosen]
         runs = [{"arch": t.arch, "budget": t.budget, "repeat": r}
-                for r in range(1, self.settings.confirm_seeds + 1) for t in ranked]
+                for r in range(1, self.settings.confirm_seeds + 1) for t in ranked + references]
         if runs:
-            self.log(f"confirming the {len(ranked)} best architectures with {self.settings.confirm_seeds} more "
-                     f"seeds each ({len(runs)} trials; search.confirm_top)")
+            also = f" and {len(references)} of the space's references" if references else ""
+            folds = " and validation folds" if self.settings.confirm_folds else ""
+            self.log(f"confirming the {len(ranked)} best architectures{also} with {self.settings.confirm_seeds} "
+                     f"more seeds{folds} each ({len(runs)} trials; search.confirm_top)")
         return runs
 
     def _deadline(self) -> Optional[float]:
@@ -186,17 +191,22 @@ class Scheduler:
         per_trial = self._recent_pace()
         if per_trial is None:
             return max_seconds
-        runs = self.settings.confirm_top * self.settings.confirm_seeds + 1
-        return max(max_seconds / 2, max_seconds - runs * per_trial)
+        return max(max_seconds / 2, max_seconds - (self.confirming_planned() + 1) * per_trial)
+
+    def confirming_planned(self) -> int:
+        """At most how many confirming runs there will be: a round per extra seed of the K best and the references."""
+        if not self.settings.confirm_top:
+            return 0
+        return (self.settings.confirm_top + len(self.space.references())) * self.settings.confirm_seeds
 
     def _recent_pace(self) -> Optional[float]:
-        """Wall seconds per trial (all slots together) over the last confirm_top × confirm_seeds finished trials, or
+        """Wall seconds per trial (all slots together) over the last (planned confirming runs) finished trials, or
         all when fewer (None before the first): a search climbs towards its best, often its slowest, networks,
         so its recent trials, not its first, show what confirming them will take."""
         finished = sorted(t.elapsed for t in self.results if t.elapsed is not None)
         if not finished:
             return None
-        count = min(len(finished), self.settings.confirm_top * self.settings.confirm_seeds)
+        count = min(len(finished), self.confirming_planned())
         since = finished[-count - 1] if len(finished) > count else 0.0
         return (finished[-1] - since) / count
 
@@ -220,10 +230,11 @@ class Scheduler:
                          f"{per_trial:.1f} s per trial", spent)
 
     def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0, repeat: Optional[int] = None) -> Pending:
-        """Work for a slot; a confirming run (`repeat`) gets a seed of its own."""
+        """Work for a slot; a confirming run (`repeat`) gets a seed of its own and, with confirm_folds, its fold."""
         key = self.space.hash(proposal.arch)
         seed = derive_seed(self.seed, key if repeat is None else f"{key}/repeat{repeat}")
-        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, seed, repeat), attempts=attempts)
+        fold = repeat if repeat is not None and self.settings.confirm_folds else 0
+        return Pending(Task(trial_id, proposal.arch, key, proposal.budget, seed, repeat, fold), attempts=attempts)
 
     def _dispatch(self) -> None:
         """Start waiting proposals, oldest first, on free slots."""

@@ -56,11 +56,11 @@ def interrupt_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     original = TrainEvaluator.evaluate
     calls = []
 
-    def interrupted(self, arch, seed, budget=None):
+    def interrupted(self, arch, seed, budget=None, fold=0):
         calls.append(arch)
         if len(calls) == call:
             raise KeyboardInterrupt
-        return original(self, arch, seed, budget)
+        return original(self, arch, seed, budget, fold)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", interrupted)
 

@@ -20,12 +20,13 @@ def test_a_search_confirms_its_best_with_other_seeds_and_chooses_by_the_mean(nas
     code, out, err = nas("search", *TINY, "search.max_trials=4", "search.confirm_top=2", "search.confirm_seeds=2",
                          "retrain.enabled=false", "run_dir=run")
     assert code == 0, err
-    assert "confirming the 2 best architectures with 2 more seeds each" in out
+    assert "confirming the 2 best architectures with 2 more seeds and validation folds each" in out
     trials = read_trials(workdir / "run")
     searched, confirming = trials[:4], trials[4:]
     top = sorted(searched, key=lambda t: -t["metrics"]["val_acc"])[:2]
     assert [(t["hash"], t["repeat"]) for t in confirming] == [(t["hash"], r) for r in (1, 2) for t in top]
-    assert all("repeat" not in t for t in searched)
+    assert all("repeat" not in t and "val_fold" not in t["metrics"] for t in searched)
+    assert [t["metrics"]["val_fold"] for t in confirming] == [t["repeat"] for t in confirming]
     assert len({t["seed"] for t in trials}) == len(trials)  # every run of an architecture has a seed of its own
 
     def runs(trial: dict) -> list[float]:
@@ -47,6 +48,28 @@ def test_a_search_stopped_before_or_while_confirming_resumes_exactly(table: Path
     trials = list(prepared_scheduler(args, []).run())
     assert [t.repeat for t in trials] == [None] * 12 + [1, 1, 1, 2, 2, 2]
     assert_resumes_exactly(lambda states: prepared_scheduler(args, states), stop_after)
+
+
+def test_without_confirm_folds_confirming_runs_keep_the_validation_split(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *TINY, "search.max_trials=2", "search.confirm_top=1", "search.confirm_seeds=1",
+                         "search.confirm_folds=false", "retrain.enabled=false", "run_dir=run")
+    assert code == 0, err
+    assert "with 1 more seeds each" in out
+    assert all("val_fold" not in t["metrics"] for t in read_trials(workdir / "run"))
+
+
+def test_the_space_s_references_are_confirmed_beside_the_best(table: Path) -> None:
+    args = ["space=nb201", "evaluator=tabular", f"evaluator.table={table}", "search.max_trials=6",
+            "search.confirm_top=1", "search.confirm_seeds=2", "strategy=random"]
+    plain = list(prepared_scheduler(args, []).run())
+    worst = min(plain[:6], key=lambda t: t.metrics["val_acc"])
+    scheduler = prepared_scheduler(args, [])
+    scheduler.space.references = lambda: [worst.arch]
+    trials = list(scheduler.run())
+    assert trials[0].hash == worst.hash  # the strategy tries a reference first
+    best = max(trials[:6], key=lambda t: t.metrics["val_acc"])
+    assert [(t.hash, t.repeat) for t in trials[6:]] == [(h, r) for r in (1, 2) for h in (best.hash, worst.hash)]
+    assert scheduler.confirming_planned() == 4
 
 
 def _trial(id: int, arch: str, value: Optional[float], repeat: Optional[int] = None) -> Trial:

@@ -113,3 +113,32 @@ def test_train_per_class_keeps_that_many_of_each_class_the_same_every_time() -> 
     again = Digits(DigitsSettings(train_per_class=10, val_fraction=0.2)).load()
     assert torch.equal(few.train_x, again.train_x)
     assert torch.equal(few.test_y, Digits(DigitsSettings()).load().test_y)  # the test set is untouched
+
+
+@pytest.mark.parametrize("memory", [None, 1e-9])
+def test_resampled_folds_hold_out_disjoint_stratified_parts_of_training_and_train_on_the_validation(memory) -> None:
+    data = Synthetic(SyntheticSettings(num_samples=400, val_fraction=0.1, max_memory_gb=memory)).load()
+    assert data.resampled(0) is data
+
+    def rows(x) -> set[bytes]:
+        x = x[torch.arange(len(x))]  # streamed samples as a tensor
+        return {sample.numpy().tobytes() for sample in x}
+
+    everything = rows(data.train_x) | rows(data.val_x)
+    held = []
+    for fold in (1, 2):
+        other = data.resampled(fold)
+        assert type(other.train_x) is type(data.train_x) and torch.equal(other.test_y, data.test_y)
+        assert len(other.val_x) == pytest.approx(len(data.val_x), abs=2)
+        assert rows(other.train_x) | rows(other.val_x) == everything
+        assert rows(other.val_x).isdisjoint(rows(other.train_x)) and rows(data.val_x) <= rows(other.train_x)
+        assert sorted(torch.bincount(other.val_y).tolist()) == sorted(torch.bincount(data.val_y).tolist())
+        held.append(rows(other.val_x))
+    assert held[0].isdisjoint(held[1])
+    assert rows(data.resampled(1).val_x) == held[0]  # the same fold every time
+
+
+def test_validation_given_apart_is_kept_by_resampling() -> None:
+    data = Synthetic(SyntheticSettings(num_samples=100)).load()
+    data.val_held_out = False
+    assert data.resampled(3) is data

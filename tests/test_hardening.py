@@ -255,7 +255,7 @@ def test_search_where_no_trial_succeeds_exits_1_with_one_line(
 ) -> None:
     """When every trial fails the search exits 1 with one stderr line saying none succeeded."""
 
-    def fail(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None) -> dict[str, Any]:
+    def fail(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None, fold: int = 0) -> dict[str, Any]:
         raise TrialFailed("training diverged: loss is nan in epoch 1")
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", fail)
@@ -274,11 +274,11 @@ def test_memory_error_fails_one_trial_and_the_search_completes(
     original = TrainEvaluator.evaluate
     calls: list[Any] = []
 
-    def low_memory(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None) -> dict[str, Any]:
+    def low_memory(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None, fold: int = 0) -> dict[str, Any]:
         calls.append(arch)
         if len(calls) == 2:
             raise MemoryError
-        return original(self, arch, seed, budget)
+        return original(self, arch, seed, budget, fold)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", low_memory)
     code, _, err = nas("search", *tiny("retrain.enabled=false"), "run_dir=run")
@@ -306,9 +306,9 @@ def test_resume_after_a_crash_records_the_killing_trial_as_failed(
     set_status(run, "running")  # as a hard crash leaves it
     calls: list[Any] = []
 
-    def counted(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None) -> dict[str, Any]:
+    def counted(self: TrainEvaluator, arch: Any, seed: int, budget: Any = None, fold: int = 0) -> dict[str, Any]:
         calls.append(arch)
-        return original(self, arch, seed, budget)
+        return original(self, arch, seed, budget, fold)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", counted)
     code, _, err = nas("search", "--resume", str(run))

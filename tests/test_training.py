@@ -103,13 +103,13 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(nas, workdir: Path, m
     original = TrainEvaluator.evaluate
     calls = []
 
-    def flaky(self, arch, seed, budget=None):
+    def flaky(self, arch, seed, budget=None, fold=0):
         calls.append(arch)
         if len(calls) == 2:
             raise TrialFailed("out of memory")
         if len(calls) == 3:
             raise TrialFailed("training diverged: loss is nan in epoch 1")
-        return original(self, arch, seed, budget)
+        return original(self, arch, seed, budget, fold)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", flaky)
     code, out, err = nas("search", *TINY, "search.max_trials=5", "run_dir=run")
@@ -126,7 +126,7 @@ def test_search_where_every_trial_fails_records_why_and_exits_1(
 ) -> None:
     errors = iter([MemoryError(), RuntimeError("CUDA error: an illegal memory access\nmore"), ValueError("abc")])
 
-    def always_fail(self, arch, seed, budget=None):
+    def always_fail(self, arch, seed, budget=None, fold=0):
         raise next(errors)
 
     monkeypatch.setattr(TrainEvaluator, "evaluate", always_fail)

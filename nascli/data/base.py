@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -10,7 +11,7 @@ from typing import Any, Optional
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 
 from nascli.config import require
@@ -60,6 +61,7 @@ class DataSplits:
     hflip: bool = False
     # token data: the tokenizer, x holds ids into its "tokens"; multimodal data: each token input's, by name
     vocabulary: Optional[dict[str, Any]] = None
+    val_held_out: bool = True  # validation is a share held out of the training data (False: given apart, e.g. a dev set)
 
     @property
     def input_shape(self) -> InputShape:
@@ -88,6 +90,29 @@ class DataSplits:
     def streamed(self) -> bool:
         """Whether the inputs stay on the host and reach the device one batch at a time."""
         return isinstance(self.train_x, StreamedSamples)
+
+    def resampled(self, fold: int) -> DataSplits:
+        """The splits with validation set `fold` (0: these splits): the fold-th of disjoint stratified parts of the
+        training split, each the validation split's size, is held out instead, and the validation samples train.
+
+        Validation given apart from the training data (`val_held_out` False) is kept: the training data may
+        differ from it in kind (e.g. SST-2's phrases and its dev sentences).
+        """
+        if fold == 0 or not self.val_held_out:
+            return self
+        labels = self.train_y.cpu().numpy()
+        parts = max(2, min(len(labels) // max(1, len(self.val_y)), int(np.bincount(labels).max())))
+        with warnings.catch_warnings():  # a class with fewer samples than parts: sklearn warns, the split is fine
+            warnings.simplefilter("ignore", UserWarning)
+            folds = list(StratifiedKFold(parts, shuffle=True, random_state=SPLIT_SEED).split(labels, labels))
+        fit, held = (torch.from_numpy(rows).to(self.train_y.device) for rows in folds[(fold - 1) % parts])
+        return DataSplits(**{
+            **self.__dict__,
+            "train_x": joined(selected(self.train_x, fit), self.val_x),
+            "train_y": torch.cat([self.train_y[fit], self.val_y]),
+            "val_x": selected(self.train_x, held),
+            "val_y": self.train_y[held],
+        })
 
     def to(self, device: torch.device) -> DataSplits:
         """The same splits on `device` (streamed inputs: each batch will be moved there)."""
@@ -128,6 +153,10 @@ class StreamedSamples:
         """These samples followed by `other`'s (from the same array)."""
         return StreamedSamples(self.array, np.concatenate([self.rows, other.rows]), self.mean, self.std, self.device)
 
+    def selected(self, rows: Tensor) -> StreamedSamples:
+        """The samples at positions `rows`, still streamed."""
+        return StreamedSamples(self.array, self.rows[rows.cpu().numpy()], self.mean, self.std, self.device)
+
 
 class Modalities:
     """Several named inputs per sample (multimodal data), indexed, moved and joined together.
@@ -158,6 +187,10 @@ class Modalities:
     def joined(self, other: Modalities) -> Modalities:
         """These samples followed by `other`'s."""
         return Modalities({name: joined(part, other.parts[name]) for name, part in self.parts.items()}, self.kinds)
+
+    def selected(self, rows: Tensor) -> Modalities:
+        """The samples at positions `rows`."""
+        return Modalities({name: selected(part, rows) for name, part in self.parts.items()}, self.kinds)
 
 
 Inputs = Tensor | StreamedSamples | Modalities
@@ -202,6 +235,11 @@ def trim_padding(batch: Tensor) -> Tensor:
 def joined(first: Inputs, second: Inputs) -> Inputs:
     """Two splits' inputs as one (e.g. train and validation, for retraining)."""
     return first.joined(second) if isinstance(first, (StreamedSamples, Modalities)) else torch.cat([first, second])
+
+
+def selected(inputs: Inputs, rows: Tensor) -> Inputs:
+    """The samples of `inputs` at positions `rows` (streamed ones stay streamed)."""
+    return inputs.selected(rows) if isinstance(inputs, (StreamedSamples, Modalities)) else inputs[rows]
 
 
 def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:

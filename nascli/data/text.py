@@ -184,7 +184,7 @@ class TextDataset(Dataset):
             return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
         return DataSplits(x[fit], labels_of(y[fit]), x[val], labels_of(y[val]), test_x, labels_of(test_y),
-                          num_classes=len(classes), vocabulary=vocabulary)
+                          num_classes=len(classes), vocabulary=vocabulary, val_held_out=s.val is None)
 
 
 @register("dataset", "text")

@@ -62,5 +62,9 @@ class Evaluator(ABC):
         return {name: counts[name]() for name in wanted}
 
     @abstractmethod
-    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
-        """Metrics of `arch` (at least the objective); raises TrialFailed when the trial cannot finish."""
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
+        """Metrics of `arch` (at least the objective); raises TrialFailed when the trial cannot finish.
+
+        `fold` > 0 asks for validation on another held-out part of the training data (DataSplits.resampled);
+        evaluators that train use it, those that read scores (tables, proxies, supernets) score as for fold 0.
+        """

@@ -125,7 +125,7 @@ class ProxyEvaluator(Evaluator):
         """The value of the objective proxy (not rank_mean) for `arch` built and scored with `seed`."""
         return self._scores(self._build(arch, seed), seed)[self.settings.proxy]
 
-    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
         data = self.data
         try:
             model = self._build(arch, seed)

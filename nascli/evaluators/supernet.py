@@ -343,7 +343,7 @@ class SupernetEvaluator(Evaluator):
                             "architecture from; strategy=darts needs softmax or dirichlet")
         return self.net.derive(self.selected if self.selected is not None else self.operation_weights())
 
-    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
         data, hardware = self.data, self.hardware
         self.net.use(arch)
         generator = torch.Generator(device=data.train_x.device).manual_seed(seed)

@@ -84,7 +84,7 @@ class TabularEvaluator(Evaluator):
         row = self.rows.get(self.space.key(arch), {})
         return {name: row.get(name) for name in names if name in self.settings.costs}
 
-    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
         row = self.rows.get(self.space.key(arch))
         if row is None:
             raise TrialFailed(f"{self.space.key(arch)} is not in the table")

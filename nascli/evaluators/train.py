@@ -12,6 +12,7 @@ from typing import Any, Optional
 import torch
 
 from nascli.config import TrainSettings, require
+from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
@@ -52,6 +53,7 @@ class TrainEvaluator(Evaluator):
         super().__init__(settings, **dependencies)
         self.objective = settings.objective
         self._inherited_from: Optional[Callable[[Arch], dict[str, torch.Tensor]]] = None  # evaluator.init's weights
+        self._fold: tuple[int, Optional[DataSplits]] = (0, self.data)  # the splits of the last fold asked for
         if self.objective == "val_auc" and self.data is not None and self.data.num_classes != 2:
             raise UserError(f"evaluator.objective=val_auc needs two classes; this dataset has {self.data.num_classes}")
 
@@ -71,8 +73,14 @@ class TrainEvaluator(Evaluator):
         return measure_latency(model, data.input_shape, self.settings.latency_batch, self.hardware,
                                vocab_size=data.vocab_size)
 
-    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None) -> dict[str, Any]:
-        data, hardware = self.data, self.hardware
+    def _splits(self, fold: int) -> DataSplits:
+        """The data with validation set `fold`, kept for the next trial (confirming runs come fold by fold)."""
+        if self._fold[0] != fold:
+            self._fold = (fold, self.data.resampled(fold))
+        return self._fold[1]
+
+    def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
+        data, hardware = self._splits(fold), self.hardware
         epochs = max(1, round(budget)) if budget is not None else self.settings.epochs
         torch.manual_seed(seed)
         model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
@@ -104,4 +112,5 @@ class TrainEvaluator(Evaluator):
             "train_seconds": seconds,
             "epochs": epochs,
             **inherited,
+            **({"val_fold": fold} if data is not self.data else {}),
         }

@@ -19,7 +19,8 @@ from nascli.spaces.base import Arch
 
 @dataclass(frozen=True)
 class Task:
-    """One trial to run: its id, architecture (and its hash), budget, seed and, for a confirming run, its repeat."""
+    """One trial to run: its id, architecture (and its hash), budget, seed and, for a confirming run, its repeat and
+    the validation fold it is scored on (0: the validation split)."""
 
     id: int
     arch: Arch
@@ -27,6 +28,7 @@ class Task:
     budget: Optional[float]
     seed: int
     repeat: Optional[int] = None
+    fold: int = 0
 
     def trial(self, status: str, metrics: dict[str, Any], error: Optional[str] = None) -> Trial:
         """The record of this task's trial."""
@@ -52,7 +54,7 @@ def failure_reason(exc: Exception) -> str:
 def run_task(evaluator: Evaluator, task: Task) -> Trial:
     """Evaluate a task into a trial record; any error inside the trial is recorded as its failure, not raised."""
     try:
-        metrics = evaluator.evaluate(task.arch, task.seed, task.budget)
+        metrics = evaluator.evaluate(task.arch, task.seed, task.budget, task.fold)
     except Exception as exc:  # a trial's failure must never end the search
         return task.failed(failure_reason(exc))
     return task.trial("ok", metrics)
