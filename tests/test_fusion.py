@@ -41,6 +41,7 @@ def test_multimodal_samples_stay_aligned_through_indexing_joining_and_moving() -
     assert picked.parts["a"].flatten().tolist() == [4.0, 1.0] and picked.parts["b"].flatten().tolist() == [40.0, 10.0]
     both = inputs[:2].joined(inputs[5:]).to(torch.device("cpu"))
     assert len(both) == 3 and both.parts["b"].flatten().tolist() == [0.0, 10.0, 50.0]
+    assert inputs.selected(torch.tensor([3])).parts["b"].flatten().tolist() == [30.0]
     with pytest.raises(ValueError, match="align"):
         Modalities({"a": torch.zeros(3), "b": torch.zeros(4)}, {"a": "image", "b": "image"})
 
@@ -107,6 +108,7 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
         return {row.numpy().tobytes() for row in split.parts["audio"]}
 
     assert not recordings(data.train_x) & recordings(data.val_x)  # validation hears no training recording
+    assert data.resampled(1) is data  # search.confirm_folds keeps that validation
 
 
 @pytest.mark.parametrize("inputs", [None, WITH_TEXT])

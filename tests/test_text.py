@@ -66,6 +66,7 @@ def test_a_validation_file_is_the_validation_split_and_shapes_no_vocabulary(nas,
     tokens = splits.vocabulary["tokens"]
     assert "zebra" not in tokens and splits.val_x[0].tolist()[:2] == [1, tokens.index("good")]
     assert splits.val_y.tolist() == [0, 1] * 7
+    assert splits.resampled(1) is splits  # search.confirm_folds keeps a validation file
     code, _, err = nas("search", "dataset=text", "dataset.train=train.csv", "dataset.val=nodev.csv", *QUICK)
     assert_one_line_error(code, err, "dataset.val nodev.csv not found")
 

@@ -70,6 +70,7 @@ class AVDigits(MultimodalDataset):
     (or mnist/) and FSDD's recordings."""
 
     Settings = AVDigitsSettings
+    val_held_out = False  # validation images hear recordings training never does; a redrawn fold would not
 
     def _root(self) -> Path:
         return required_root(self.settings.root, "av_digits", "holding mnist.npz (or the MNIST IDX files) and "

@@ -21,6 +21,8 @@ Arrays = dict[str, np.ndarray]
 class MultimodalDataset(Dataset):
     """Named arrays of aligned samples; the base class splits them together and normalises each on its own."""
 
+    val_held_out = True  # whether validation is like any held-out share of training (DataSplits.resampled may redraw it)
+
     @abstractmethod
     def kinds(self) -> dict[str, str]:
         """Each input's name and kind ("image": (C, H, W) arrays; "tokens": texts), in the order networks take them."""
@@ -61,7 +63,7 @@ class MultimodalDataset(Dataset):
         labels = [torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (y[train], y[val], test_y)]
         return DataSplits(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2],
                           num_classes=int(max(y.max(), test_y.max()) + 1), crop_padding=self.settings.crop_padding,
-                          hflip=self.settings.hflip, vocabulary=vocabularies or None)
+                          hflip=self.settings.hflip, vocabulary=vocabularies or None, val_held_out=self.val_held_out)
 
 
 @dataclass
