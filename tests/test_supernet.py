@@ -142,7 +142,7 @@ def test_spos_passes_its_settings_to_the_inner_search(nas, workdir: Path) -> Non
 def test_darts_derives_one_architecture_and_logs_its_weights(nas, workdir: Path, relaxation: str, space) -> None:
     tiny = [o for o in TINY if not o.startswith("evaluator.")]
     code, _, err = nas("search", *tiny, *space, "strategy=darts", "strategy.epochs=2",
-                       f"strategy.relaxation={relaxation}", "run_dir=run")
+                       f"strategy.relaxation={relaxation}", "strategy.selection=strength", "run_dir=run")
     assert code == 0, err
     trials = read_trials(workdir / "run")
     assert len(trials) == 1 and trials[0]["metrics"]["one_shot"]
@@ -162,7 +162,7 @@ def test_darts_derives_one_architecture_and_logs_its_weights(nas, workdir: Path,
 def test_perturbation_selection_keeps_the_op_whose_removal_costs_most(nas, workdir: Path) -> None:
     tiny = [o for o in TINY if not o.startswith("evaluator.")]
     code, _, err = nas("search", *tiny, "space=nb201", "space.stem_channels=4", "space.cells_per_stage=1",
-                       "strategy=darts", "strategy.epochs=2", "strategy.selection=perturbation", "run_dir=run")
+                       "strategy=darts", "strategy.epochs=2", "run_dir=run")  # perturbation: the default
     assert code == 0, err
     weights = RunDir(workdir / "run").architecture_weights()
     ops, steps = weights["operations"], weights["selection"]
