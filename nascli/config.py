@@ -102,6 +102,9 @@ class SearchSettings:
     # confirming runs also validate on other held-out parts of the training data: a small validation set is
     # itself something a search fits
     confirm_folds: bool = True
+    # a confirmed reference of the space (e.g. Kim's CNN) stays the answer unless another architecture's mean beats
+    # its mean by more than this many standard errors of the difference (the one-standard-error rule; 0: best mean)
+    reference_margin: float = 1.0
 
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick
@@ -120,6 +123,8 @@ class SearchSettings:
             parse_pick(self.pick)
         require(self.confirm_top >= 0, f"confirm_top must be >= 0 (0: off), got {self.confirm_top}")
         require(self.confirm_seeds >= 1, f"confirm_seeds must be at least 1, got {self.confirm_seeds}")
+        require(math.isfinite(self.reference_margin) and self.reference_margin >= 0,
+                f"reference_margin must be a finite number >= 0, got {self.reference_margin}")
         require(self.confirm_top == 0 or len(self.objectives or []) <= 1,
                 "confirm_top works with one objective; with several, the Pareto front is the search's answer")
 

@@ -181,7 +181,9 @@ def _search(
         kind="search", dataset=evaluator.dataset_label or cfg.dataset.name, space=cfg.space.name,
         strategy=cfg.strategy.name, seed=cfg.seed, objective=goal.primary.metric,
     )
-    incumbents = Incumbents(goal, run, summary, cfg.space.name, evaluator.test_metric)
+    references = {parts.space.hash(arch) for arch in parts.space.references()}
+    incumbents = Incumbents(goal, run, summary, cfg.space.name, evaluator.test_metric, references,
+                            cfg.search.reference_margin)
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
         evaluator.prepare(run, cfg.seed)
@@ -224,11 +226,14 @@ class Incumbents:
     The best is the front member the goal's pick rule chooses (with one objective: the first trial with the
     best value); infeasible and failed trials never become it. Once confirming runs (search.confirm_top) have
     come in, the best is the confirmed architecture with the best mean objective over all its runs, none of
-    them failed.
+    them failed — or the best confirmed of the space's `references` where that mean beats the reference's by
+    no more than `margin` standard errors of the difference.
     """
 
-    def __init__(self, goal: Goal, run: RunDir, summary: Summary, space: str, test_metric: Optional[str]) -> None:
+    def __init__(self, goal: Goal, run: RunDir, summary: Summary, space: str, test_metric: Optional[str],
+                 references: Optional[set[str]] = None, margin: float = 0.0) -> None:
         self.goal, self.run, self.summary, self.space, self.test_metric = goal, run, summary, space, test_metric
+        self.references, self.margin = references or set(), margin
         self.trials: list[Trial] = []
         self.runs: dict[tuple[str, Optional[float]], list[Trial]] = {}  # every run of an architecture at a budget
         self.best: Optional[Trial] = None
@@ -262,18 +267,38 @@ class Incumbents:
             self._choose(self.trials[chosen], self.trials[chosen].metrics[self.summary.objective])
 
     def _confirm(self) -> None:
-        """Choose, among the architectures with confirming runs, the one with the best mean objective."""
+        """Choose, among the architectures with confirming runs, the one with the best mean objective; a reference
+        of the space within `margin` standard errors of it is chosen instead."""
         confirmed = [runs for runs in self.runs.values()
                      if len(runs) > 1 and all(t.ok for t in runs) and self.goal.feasible(runs[0].metrics)]
-        if confirmed:
-            runs = max(confirmed, key=lambda runs: np.mean([self.goal.values(t.metrics)[0] for t in runs]))
-            values = [t.metrics[self.summary.objective] for t in runs]
-            self._choose(runs[0], float(np.mean(values)), values)
+        if not confirmed:
+            return
 
-    def _choose(self, trial: Trial, value: float, confirmed: Optional[list[float]] = None) -> None:
-        """Make `trial` the best, worth `value` (its objective, or the mean of its runs when `confirmed`)."""
+        def scores(runs: list[Trial]) -> np.ndarray:
+            return np.array([self.goal.values(t.metrics)[0] for t in runs])
+
+        runs = max(confirmed, key=lambda runs: scores(runs).mean())
+        references = [r for r in confirmed if r[0].hash in self.references]
+        over = None
+        if references and runs[0].hash not in self.references:
+            reference = max(references, key=lambda runs: scores(runs).mean())
+            a, b = scores(runs), scores(reference)
+            error = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
+            if a.mean() - b.mean() <= self.margin * error:
+                over = {"hash": runs[0].hash, "mean": round(float(np.mean([t.metrics[self.summary.objective]
+                                                                           for t in runs])), 6),
+                        "standard_error": round(error, 6)}
+                runs = reference
+        values = [t.metrics[self.summary.objective] for t in runs]
+        self._choose(runs[0], float(np.mean(values)), values, over)
+
+    def _choose(self, trial: Trial, value: float, confirmed: Optional[list[float]] = None,
+                over: Optional[dict[str, Any]] = None) -> None:
+        """Make `trial` the best, worth `value` (its objective, or the mean of its runs when `confirmed`); `over`:
+        the architecture with a better mean that a reference was kept over."""
         self.best = trial
-        extra = {"confirmed": {"runs": len(confirmed), "mean": round(value, 6), "values": confirmed}} if confirmed else {}
+        extra = {"confirmed": {"runs": len(confirmed), "mean": round(value, 6), "values": confirmed,
+                               **({"reference_kept_over": over} if over else {})}} if confirmed else {}
         self.run.write_best({**trial.to_dict(), "space": self.space, **extra})
         self.summary.best = {"id": trial.id, "hash": trial.hash, self.summary.objective: value,
                              **({"runs": len(confirmed)} if confirmed else {})}

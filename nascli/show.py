@@ -61,6 +61,11 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
             confirmed = best["confirmed"]
             console.print(f"confirmed: {objective} {_cell(confirmed['mean'])} on average over {confirmed['runs']} runs "
                           f"({', '.join(_cell(v) for v in confirmed['values'])})", markup=False)
+            over = confirmed.get("reference_kept_over")
+            if isinstance(over, dict):
+                console.print(f"a reference of the space, kept over {over.get('hash')} (mean {_cell(over.get('mean'))}): "
+                              f"not better by more than search.reference_margin standard errors "
+                              f"({_cell(over.get('standard_error'))})", markup=False)
     if trials:
         ok = sorted((t for t in trials if t.value(objective) is not None), key=lambda t: -t.metrics[objective])
         console.rule(f"top {min(top, len(ok))} of {len(trials)} trials by {objective}")

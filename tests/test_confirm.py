@@ -87,9 +87,10 @@ class Written:
         self.best = best
 
 
-def _chosen(trials: list[Trial]) -> dict[str, Any]:
+def _chosen(trials: list[Trial], references: Optional[set[str]] = None, margin: float = 1.0) -> dict[str, Any]:
     run = Written()
-    incumbents = Incumbents(Goal.from_settings(SearchSettings(), "val_acc"), run, Summary(kind="search"), "chain", None)
+    incumbents = Incumbents(Goal.from_settings(SearchSettings(), "val_acc"), run, Summary(kind="search"), "chain", None,
+                            references, margin)
     for trial in trials:
         incumbents.add(trial)
     return run.best
@@ -123,7 +124,23 @@ def test_the_strategy_leaves_time_for_confirming_runs_at_the_recent_pace_but_kee
     assert pace.trials == 4 and "time left to confirm the best" in pace.reason
 
 
+def test_a_reference_stays_the_answer_unless_beaten_by_more_than_the_margin_of_standard_errors() -> None:
+    searched = [_trial(0, "kim", 84.0), _trial(1, "found", 86.0), _trial(2, "other", 70.0)]
+    close = [_trial(3, "found", 84.0, 1), _trial(4, "kim", 86.0, 1), _trial(5, "found", 88.0, 2),
+             _trial(6, "kim", 85.0, 2)]  # means 86 and 85; standard error of the difference sqrt(4/3 + 1/3) = 1.29
+    best = _chosen(searched + close, {"kim"})
+    assert best["hash"] == "kim" and best["confirmed"]["mean"] == 85.0
+    assert best["confirmed"]["reference_kept_over"] == {"hash": "found", "mean": 86.0, "standard_error": 1.290994}
+    assert _chosen(searched + close, {"kim"}, margin=0.7)["hash"] == "found"
+    assert "reference_kept_over" not in _chosen(searched + close, {"kim"}, margin=0.7)["confirmed"]
+    assert _chosen(searched + close)["hash"] == "found"  # no reference: the best mean
+    clear = [_trial(3, "found", 88.0, 1), _trial(4, "kim", 84.0, 1), _trial(5, "found", 87.0, 2),
+             _trial(6, "kim", 85.0, 2)]
+    assert _chosen(searched + clear, {"kim"})["hash"] == "found"
+
+
 @pytest.mark.parametrize("args, message", [
+    (["search.reference_margin=-1"], "reference_margin must be a finite number >= 0"),
     (["search.confirm_top=2", "search.objectives=[val_acc:max,params:min]"], "confirm_top works with one objective"),
     (["search.confirm_seeds=0"], "confirm_seeds must be at least 1"),
     (["search.confirm_top=-1"], "confirm_top must be >= 0"),
@@ -142,6 +159,11 @@ def test_show_and_report_read_a_confirmed_run_and_refuse_a_corrupt_confirmation(
     code, out, err = nas("report", "run", "--html", "report.html")
     assert code == 0, err
     best = json.loads((workdir / "run" / "best.json").read_text())
+    over = {"hash": "abc", "mean": 91.5, "standard_error": 0.8}
+    (workdir / "run" / "best.json").write_text(json.dumps(
+        {**best, "confirmed": {**best["confirmed"], "reference_kept_over": over}}))
+    code, out, err = nas("show", "run")
+    assert code == 0 and "a reference of the space, kept over abc (mean 91.5" in out, err
     (workdir / "run" / "best.json").write_text(json.dumps({**best, "confirmed": {"runs": "three"}}))
     code, out, err = nas("show", "run")
     assert code != 0 and "best.json 'confirmed' has no valid 'runs'; the file is corrupt" in err
