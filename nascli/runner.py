@@ -285,9 +285,8 @@ class Incumbents:
             a, b = scores(runs), scores(reference)
             error = float(np.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b)))
             if a.mean() - b.mean() <= self.margin * error:
-                over = {"hash": runs[0].hash, "mean": round(float(np.mean([t.metrics[self.summary.objective]
-                                                                           for t in runs])), 6),
-                        "standard_error": round(error, 6)}
+                mean = float(np.mean([t.metrics[self.summary.objective] for t in runs]))
+                over = {"hash": runs[0].hash, "mean": round(mean, 6), "standard_error": round(error, 6)}
                 runs = reference
         values = [t.metrics[self.summary.objective] for t in runs]
         self._choose(runs[0], float(np.mean(values)), values, over)
