@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
-from nascli.evaluators.supernet import SELECTIONS
+from nascli.evaluators.supernet import DEFAULT_SELECTION, SELECTIONS
 from nascli.goal import Goal
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace
@@ -31,9 +31,7 @@ class DARTSSettings:
 
     epochs: int = 50
     relaxation: str = "softmax"  # softmax (DARTS) or dirichlet (DrNAS)
-    # perturbation (DARTS-PT) or strength (the largest weight); see evaluator=supernet. Perturbation by measurement:
-    # on NAS-Bench-201 it derived cells at 87.4 against 67.8 (DARTS) and 82.2 (DrNAS) by strength (docs/benchmarks.md)
-    selection: str = "perturbation"
+    selection: str = DEFAULT_SELECTION  # perturbation (DARTS-PT) or strength (the largest weight); see evaluator=supernet
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, "epochs must be at least 1")
