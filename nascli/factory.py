@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Optional
 
@@ -49,13 +51,29 @@ def load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
     return cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
 
 
+# Under search.max_seconds, a trial trains at most this share of it unless evaluator.seconds says otherwise: a
+# budget that fits fewer trials leaves a strategy little beyond its initial design (docs/benchmarks.md, issue 15).
+TRIALS_PER_BUDGET = 40
+
+
+def trial_seconds(cfg: RunConfig) -> Optional[float]:
+    """The seconds a trial may train when the evaluator's `seconds` is null: a share of search.max_seconds, unless
+    the strategy sets each trial's length itself (multi-fidelity) or there is no time budget."""
+    if cfg.search.max_seconds is None or cfg.strategy.cls.sets_budgets:
+        return None
+    return cfg.search.max_seconds / TRIALS_PER_BUDGET
+
+
 def build_evaluator(
     cfg: RunConfig, space: SearchSpace, hardware: Hardware, data: Optional[DataSplits] = None
 ) -> Evaluator:
     """The evaluator, with the data it needs loaded onto the device unless given."""
     if data is None and cfg.evaluator.cls.needs_data:
         data = load_data(cfg, hardware)
-    return cfg.evaluator.cls(cfg.evaluator.settings, space=space, data=data, hardware=hardware)
+    settings = cfg.evaluator.settings
+    if getattr(settings, "seconds", math.inf) is None:
+        settings = dataclasses.replace(settings, seconds=trial_seconds(cfg))
+    return cfg.evaluator.cls(settings, space=space, data=data, hardware=hardware)
 
 
 def build_worker_evaluator(config: dict[str, Any], device: Optional[str], threads: Optional[int]) -> Evaluator:

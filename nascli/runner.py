@@ -22,8 +22,8 @@ from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import epoch_seconds, train
 from nascli.executors.base import failure_reason
-from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
-                            multi_objective_strategies)
+from nascli.factory import (TRIALS_PER_BUDGET, build_evaluator, build_executor, build_space, build_strategy,
+                            check_data, load_data, multi_objective_strategies)
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import console, print_result, progress
@@ -186,6 +186,10 @@ def _search(
                             cfg.search.reference_margin)
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
+        if getattr(evaluator.settings, "seconds", None) != getattr(cfg.evaluator.settings, "seconds", None):
+            console.print(f"trials: each trains at most {evaluator.settings.seconds:.3g} s (search.max_seconds / "
+                          f"{TRIALS_PER_BUDGET}), its schedule compressed to the steps that fit; evaluator.seconds "
+                          "sets it (inf: the epochs in full)")
         evaluator.prepare(run, cfg.seed)
         parts.strategy.prepare(evaluator, goal, parts.knowledge)
         parts.strategy.log = console.print

@@ -53,11 +53,47 @@ def test_a_training_projected_over_its_time_limit_stops_after_its_first_steps() 
     settings = TrainSettings(epochs=5, batch_size=4, augment=False)  # 500 steps: about 5 s
     model = Slow()
     with pytest.raises(TrialFailed, match=r"training would take about \d+ s, over evaluator.max_seconds=1$"):
-        train(model, x, y, settings, CPU, seed=0, limit=TimeLimit(1.0, "evaluator.max_seconds"))
+        train(model, x, y, settings, CPU, seed=0, limits=(TimeLimit(1.0, "evaluator.max_seconds"),))
     assert model.calls == TimeLimit.WARM_UP + TimeLimit.TIMED
     model = Slow()
-    train(model, x[:40], y[:40], settings, CPU, seed=0, limit=TimeLimit(10.0, "evaluator.max_seconds"))
+    train(model, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.max_seconds"),))
     assert model.calls == 50
+
+
+def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule_compressed() -> None:
+    x, y = torch.randn(400, 1, 2, 2), torch.randint(0, 2, (400,))
+    settings = TrainSettings(epochs=5, batch_size=4, augment=False)  # 500 steps of 10 ms: about 5 s
+    model, fit = Slow(), TimeLimit(0.5, "evaluator.seconds", shorten=True)
+    lrs: list[float] = []
+    step = torch.optim.SGD.step
+
+    def recording_step(self, *args, **kwargs):  # the learning rate of every step taken
+        lrs.append(self.param_groups[0]["lr"])
+        return step(self, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.optim.SGD, "step", recording_step)
+        train(model, x, y, settings, CPU, seed=0, limits=(fit, TimeLimit(1.0, "evaluator.max_seconds")))
+    assert fit.planned == 500 and TimeLimit.WARM_UP + TimeLimit.TIMED <= fit.total_steps < 60
+    assert model.calls == len(lrs) == fit.total_steps  # stopped inside the first epoch; the guard did not fire
+    peak = lrs.index(max(lrs))
+    assert peak > TimeLimit.WARM_UP + TimeLimit.TIMED - 1 and lrs[-1] < settings.lr / 100  # a whole, shorter cycle
+    within = Slow()
+    train(within, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.seconds", shorten=True),))
+    assert within.calls == 50  # a training that fits runs in full
+
+
+def test_time_budgeted_searches_shorten_their_trials_and_say_so(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_seconds=0.01", "search.max_trials=1",
+                         "run_dir=run")
+    assert code == 0, err
+    assert "trials: each trains at most 0.00025 s (search.max_seconds / 40)" in " ".join(out.split())
+    trial, = read_trials(workdir / "run")
+    assert 0 < trial["metrics"]["epochs"] < 1, trial  # the warm-up and timed steps only, of an epoch of 30+
+    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_seconds=0.01", "search.max_trials=1",
+                         "evaluator.seconds=inf", "run_dir=full")
+    assert code == 0 and "each trains at most" not in out, err
+    assert read_trials(workdir / "full")[0]["metrics"]["epochs"] == 1
 
 
 def test_trials_over_the_evaluators_time_limit_are_recorded_failed(nas, workdir: Path) -> None:

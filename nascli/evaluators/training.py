@@ -56,28 +56,40 @@ def optimizer_and_schedule(
     else:
         optimizer = torch.optim.SGD(groups, lr=settings.lr, momentum=0.9, nesterov=True,
                                     weight_decay=settings.weight_decay)
+    return optimizer, one_cycle(optimizer, peaks, total_steps)
+
+
+def one_cycle(
+    optimizer: torch.optim.Optimizer, peaks: list[float], total_steps: int, done: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """A one-cycle schedule over `total_steps` peaking at `peaks` (one per group), `done` steps into it."""
     # OneCycleLR divides by zero when its warm-up ends on step 0 (0.2 x 5 steps): warm up over 2+ steps then
     warm_up = 0.2 if total_steps < 4 else max(0.2, 2 / total_steps)
-    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
-                                                          pct_start=warm_up)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
+                                                   pct_start=warm_up)
+    for _ in range(done):
+        schedule.step()
+    return schedule
 
 
 class TimeLimit:
-    """Stops a training whose projected duration exceeds `seconds`: judged on steps 3-12 (after warm-up) and
-    again after each epoch, so an over-long trial costs seconds, not its whole duration."""
+    """Bounds a training's duration by `seconds`, judged on steps 3-12 (after warm-up). Projected over it, the
+    training stops (TrialFailed; judged again after each epoch, so an over-long trial costs seconds, not its whole
+    duration) or, with `shorten`, is cut to the steps that fit, its one-cycle schedule compressed to them."""
 
     WARM_UP, TIMED = 2, 10
 
-    def __init__(self, seconds: float, what: str) -> None:
-        self.seconds, self.what = seconds, what  # `what` names the setting in the failure's message
+    def __init__(self, seconds: float, what: str, shorten: bool = False) -> None:
+        self.seconds, self.what, self.shorten = seconds, what, shorten  # `what` names the setting in messages
 
     def begin(self, total_steps: int, hardware: Hardware) -> None:
         """Start the clock of a training of `total_steps` steps."""
-        self.total_steps, self.hardware, self.done = total_steps, hardware, 0
+        self.total_steps, self.planned, self.hardware, self.done = total_steps, total_steps, hardware, 0
         self.start = self.warm = time.perf_counter()
 
-    def after_step(self) -> None:
-        """Count a step; time the warm-up's end and, 10 steps later, judge the projected duration."""
+    def after_step(self) -> Optional[int]:
+        """Count a step; time the warm-up's end and, 10 steps later, judge the projected duration: the steps that
+        fit when the training is to be shortened to them, else None."""
         self.done += 1
         if self.done == self.WARM_UP:
             self.hardware.synchronize()
@@ -85,11 +97,19 @@ class TimeLimit:
         elif self.done == self.WARM_UP + self.TIMED:
             self.hardware.synchronize()
             now = time.perf_counter()
-            self._check(now - self.start + (now - self.warm) / self.TIMED * (self.total_steps - self.done))
+            per_step = (now - self.warm) / self.TIMED
+            if self.shorten:
+                fit = self.done + int((self.seconds - (now - self.start)) / per_step)
+                if fit < self.total_steps:
+                    self.total_steps = max(self.done, fit)
+                    return self.total_steps
+            else:
+                self._check(now - self.start + per_step * (self.total_steps - self.done))
+        return None
 
     def after_epoch(self) -> None:
         """Judge the projected duration again at the end of an epoch (the loop has synchronised)."""
-        if self.done < self.total_steps:
+        if not self.shorten and self.done < self.total_steps:
             self._check((time.perf_counter() - self.start) / self.done * self.total_steps)
 
     def _check(self, projected: float) -> None:
@@ -116,14 +136,15 @@ def train(
     resume: Optional[dict[str, Any]] = None,
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
     groups: Optional[list[dict[str, Any]]] = None,
-    limit: Optional[TimeLimit] = None,
+    limits: tuple[TimeLimit, ...] = (),
 ) -> float:
     """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
 
     `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
     `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
     `groups` (see optimizer_and_schedule) train only some parameters, or some at another learning rate.
-    `limit` stops the training (TrialFailed) once it is projected to take longer than the limit allows.
+    `limits` stop the training (TrialFailed) or shorten it once it is projected to take longer than they allow;
+    a shortened training ends inside an epoch, and the limit's `total_steps` says after how many steps.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -139,12 +160,14 @@ def train(
     model.train()
     hardware.synchronize()
     start = time.perf_counter()
-    if limit is not None:
-        limit.begin((epochs - first_epoch) * steps_per_epoch, hardware)
+    total, done = (epochs - first_epoch) * steps_per_epoch, 0
+    for limit in limits:
+        limit.begin(total, hardware)
     for epoch in range(first_epoch, epochs):
         order = torch.randperm(len(x), generator=generator, device=x.device)
         loss_sum = torch.zeros((), device=x.device)
-        for i in range(steps_per_epoch):
+        steps, i = min(steps_per_epoch, total - done), 0
+        while i < steps:
             idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
             inputs = network_inputs(x[idx], hardware.channels_last, transform)
             with hardware.autocast():
@@ -155,18 +178,26 @@ def train(
             optimizer.step()
             schedule.step()
             loss_sum += loss.detach()
-            if limit is not None:
-                limit.after_step()
-        mean_loss = loss_sum.item() / steps_per_epoch  # one sync per epoch, not per step
+            i, done = i + 1, done + 1
+            for limit in limits:
+                shortened = limit.after_step()
+                if shortened is not None:
+                    total, steps = shortened, min(steps, i + shortened - done)
+                    schedule = one_cycle(optimizer, [group["max_lr"] for group in optimizer.param_groups], total, done)
+                    for other in limits:
+                        other.total_steps = total
+        mean_loss = loss_sum.item() / steps  # one sync per epoch, not per step
         if not math.isfinite(mean_loss):
             raise TrialFailed(f"training diverged: loss is {mean_loss} in epoch {epoch + 1}")
-        if limit is not None:
+        for limit in limits:
             limit.after_epoch()
         if on_epoch is not None:
             on_epoch(epoch + 1, mean_loss)
         if checkpoint is not None:
             checkpoint({"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "generator": generator.get_state()})
+        if done == total:
+            break
     hardware.synchronize()
     return time.perf_counter() - start
 

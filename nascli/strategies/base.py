@@ -80,6 +80,7 @@ class Strategy(ABC):
     max_attempts = 200
     needs_evaluator: Optional[str] = None  # the evaluator a strategy works with, when it works with one only
     multi_objective: bool = False
+    sets_budgets: bool = False  # proposals carry each trial's length (multi-fidelity)
 
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
         self.settings = settings
