@@ -80,11 +80,14 @@ class HardwareSettings:
         require(self.executor in ("local", "ray"), f"executor must be local or ray, got {self.executor!r}")
 
 
+DEFAULT_MAX_TRIALS = 30
+
+
 @dataclass
 class SearchSettings:
     """When the search stops, and whether outcomes reach the strategy in proposal order (reproducible with workers)."""
 
-    max_trials: int = 30
+    max_trials: Optional[int] = None  # null: 30, or no limit with max_seconds (the search then runs until it is spent)
     max_seconds: Optional[float] = None  # no new trial starts after this many seconds of search
     ordered: bool = True  # tell outcomes in proposal order: the same search for any worker timing
     objectives: Optional[list[str]] = None  # metric:max|min, one or more; null: the evaluator's objective, maximised
@@ -109,7 +112,7 @@ class SearchSettings:
     def __post_init__(self) -> None:
         from nascli.goal import parse_constraints, parse_objective, parse_pick
 
-        require(self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
+        require(self.max_trials is None or self.max_trials >= 1, f"max_trials must be at least 1, got {self.max_trials}")
         require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
                 "max_seconds must be a positive finite number (or null)")
         require(self.warm_start_suggestions >= 0, "warm_start_suggestions must be >= 0")
@@ -127,6 +130,15 @@ class SearchSettings:
                 f"reference_margin must be a finite number >= 0, got {self.reference_margin}")
         require(self.confirm_top == 0 or len(self.objectives or []) <= 1,
                 "confirm_top works with one objective; with several, the Pareto front is the search's answer")
+
+
+    @property
+    def trial_limit(self) -> Optional[int]:
+        """The trials the search runs at most: max_trials, or by default 30 without a time budget and no limit with
+        one (None)."""
+        if self.max_trials is None and self.max_seconds is None:
+            return DEFAULT_MAX_TRIALS
+        return self.max_trials
 
 
 @dataclass

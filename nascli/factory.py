@@ -51,17 +51,13 @@ def load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
     return cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
 
 
-# Under search.max_seconds, a trial trains at most this share of it unless evaluator.seconds says otherwise: a
-# budget that fits fewer trials leaves a strategy little beyond its initial design (docs/benchmarks.md, issue 15).
-TRIALS_PER_BUDGET = 40
-
-
-def trial_seconds(cfg: RunConfig) -> Optional[float]:
-    """The seconds a trial may train when the evaluator's `seconds` is null: a share of search.max_seconds, unless
-    the strategy sets each trial's length itself (multi-fidelity) or there is no time budget."""
-    if cfg.search.max_seconds is None or cfg.strategy.cls.sets_budgets:
+def epoch_seconds_of_trials(cfg: RunConfig) -> Optional[float]:
+    """The seconds per epoch a trial may train when the evaluator's `epoch_seconds` is null: the retraining's,
+    retrain.max_seconds / retrain.epochs, so that a trial is a scaled-down retraining (None: no time limit)."""
+    retrain = cfg.retrain
+    if not retrain.enabled or retrain.max_seconds is None:
         return None
-    return cfg.search.max_seconds / TRIALS_PER_BUDGET
+    return retrain.max_seconds / retrain.epochs
 
 
 def build_evaluator(
@@ -71,8 +67,8 @@ def build_evaluator(
     if data is None and cfg.evaluator.cls.needs_data:
         data = load_data(cfg, hardware)
     settings = cfg.evaluator.settings
-    if getattr(settings, "seconds", math.inf) is None:
-        settings = dataclasses.replace(settings, seconds=trial_seconds(cfg))
+    if getattr(settings, "epoch_seconds", math.inf) is None:
+        settings = dataclasses.replace(settings, epoch_seconds=epoch_seconds_of_trials(cfg))
     return cfg.evaluator.cls(settings, space=space, data=data, hardware=hardware)
 
 

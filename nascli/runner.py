@@ -22,7 +22,7 @@ from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import epoch_seconds, train
 from nascli.executors.base import failure_reason
-from nascli.factory import (TRIALS_PER_BUDGET, build_evaluator, build_executor, build_space, build_strategy,
+from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy,
                             check_data, load_data, multi_objective_strategies)
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
@@ -186,10 +186,11 @@ def _search(
                             cfg.search.reference_margin)
 
     with _summary_written(run, summary, state["elapsed"] if state else 0.0):
-        if getattr(evaluator.settings, "seconds", None) != getattr(cfg.evaluator.settings, "seconds", None):
-            console.print(f"trials: each trains at most {evaluator.settings.seconds:.3g} s (search.max_seconds / "
-                          f"{TRIALS_PER_BUDGET}), its schedule compressed to the steps that fit; evaluator.seconds "
-                          "sets it (inf: the epochs in full)")
+        if getattr(evaluator.settings, "epoch_seconds", None) != getattr(cfg.evaluator.settings, "epoch_seconds", None):
+            console.print(f"trials: at most {evaluator.settings.epoch_seconds:.3g} s of training per epoch, as in the "
+                          f"retraining (retrain.max_seconds={cfg.retrain.max_seconds:g} over {cfg.retrain.epochs} "
+                          "epochs); longer ones are shortened to the steps that fit, their schedule compressed "
+                          "(evaluator.epoch_seconds sets it; inf: no limit)")
         evaluator.prepare(run, cfg.seed)
         parts.strategy.prepare(evaluator, goal, parts.knowledge)
         parts.strategy.log = console.print
@@ -201,7 +202,8 @@ def _search(
             for trial in logged:
                 incumbents.add(trial)
             with progress() as bar:
-                total = cfg.search.max_trials + scheduler.confirming_planned()
+                limit = cfg.search.trial_limit
+                total = None if limit is None else limit + scheduler.confirming_planned()
                 task = bar.add_task(f"search {cfg.strategy.name}", total=total, completed=len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)

@@ -150,7 +150,8 @@ class Scheduler:
     def _propose(self) -> None:
         """Ask the strategy for a proposal per free slot while the trial limit and the time budget last."""
         deadline = self._deadline()
-        while len(self.pending) < self.executor.slots and self.next_id < self.settings.max_trials:
+        limit = self.settings.trial_limit
+        while len(self.pending) < self.executor.slots and (limit is None or self.next_id < limit):
             if deadline is not None and self.elapsed() >= deadline:
                 break
             self.strategy.pace = self._pace()
@@ -213,18 +214,19 @@ class Scheduler:
     def _pace(self) -> Pace:
         """The trials this search is expected to run: its limit, or fewer where search.max_seconds runs out first
         at the pace measured so far (wall seconds per finished trial, all slots together)."""
-        limit, max_seconds = self.settings.max_trials, self.settings.max_seconds
+        limit, max_seconds = self.settings.trial_limit, self.settings.max_seconds
         finished = self.next_id - len(self.pending)
         if max_seconds is None:
             return Pace(limit, f"search.max_trials={limit}")
         deadline = self._deadline()
         spent = min(1.0, self.elapsed() / deadline)
+        at_limit = Pace(limit, f"search.max_trials={limit}" if limit else "no trial has finished yet", spent)
         if finished == 0:
-            return Pace(limit, f"search.max_trials={limit}", spent)
+            return at_limit
         per_trial = self.elapsed() / finished
         fit = self.next_id + int(max(0.0, deadline - self.elapsed()) / per_trial)
-        if fit >= limit:
-            return Pace(limit, f"search.max_trials={limit}", spent)
+        if limit is not None and fit >= limit:
+            return at_limit
         confirming = " with time left to confirm the best" if deadline < max_seconds else ""
         return Pace(fit, f"about {fit} trials fit in search.max_seconds={max_seconds:g}{confirming} at "
                          f"{per_trial:.1f} s per trial", spent)

@@ -190,6 +190,24 @@ def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
     assert pace(1000) == Pace(30, "search.max_trials=30", 0.04) and pace(None) == Pace(30, "search.max_trials=30")
 
 
+def test_a_time_budget_alone_sets_no_trial_limit() -> None:
+    """search.max_seconds without search.max_trials runs trials until the budget is spent; the pace then counts only
+    the trials that fit, and before any has finished it knows none (the initial design keeps its configured size)."""
+    from nascli.config import SearchSettings
+    from nascli.scheduler import Scheduler
+
+    assert SearchSettings().trial_limit == 30 and SearchSettings(max_seconds=60).trial_limit is None
+    assert SearchSettings(max_trials=5, max_seconds=60).trial_limit == 5
+    scheduler = Scheduler(make("bo"), build_space(load_config([])), None, 0, SearchSettings(max_seconds=1000), None)
+    scheduler.elapsed = lambda: 40.0
+    assert scheduler._pace() == Pace(None, "no trial has finished yet", 0.04)
+    scheduler.next_id = 5
+    assert scheduler._pace() == Pace(125, "about 125 trials fit in search.max_seconds=1000 at 8.0 s per trial", 0.04)
+    strategy = make("bo")
+    strategy.pace = Pace(None, "no trial has finished yet", 0.0)
+    assert strategy.in_initial_design(24, 25) and not strategy.in_initial_design(25, 25)
+
+
 def test_bo_divides_expected_improvement_by_expected_cost_while_the_time_budget_lasts() -> None:
     import random
 

@@ -63,7 +63,7 @@ def test_a_training_projected_over_its_time_limit_stops_after_its_first_steps() 
 def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule_compressed() -> None:
     x, y = torch.randn(400, 1, 2, 2), torch.randint(0, 2, (400,))
     settings = TrainSettings(epochs=5, batch_size=4, augment=False)  # 500 steps of 10 ms: about 5 s
-    model, fit = Slow(), TimeLimit(0.5, "evaluator.seconds", shorten=True)
+    model, fit = Slow(), TimeLimit(0.5, "evaluator.epoch_seconds", shorten=True)
     lrs: list[float] = []
     step = torch.optim.SGD.step
 
@@ -79,21 +79,24 @@ def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule
     peak = lrs.index(max(lrs))
     assert peak > TimeLimit.WARM_UP + TimeLimit.TIMED - 1 and lrs[-1] < settings.lr / 100  # a whole, shorter cycle
     within = Slow()
-    train(within, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.seconds", shorten=True),))
+    train(within, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.epoch_seconds", shorten=True),))
     assert within.calls == 50  # a training that fits runs in full
 
 
-def test_time_budgeted_searches_shorten_their_trials_and_say_so(nas, workdir: Path) -> None:
-    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_seconds=0.01", "search.max_trials=1",
-                         "run_dir=run")
+def test_trials_train_no_longer_per_epoch_than_the_time_limited_retraining_and_say_so(nas, workdir: Path) -> None:
+    budget = ["evaluator.batch_size=4", "search.max_trials=1", "retrain.epochs=2", "retrain.max_seconds=2e-4"]
+    code, out, err = nas("search", *TINY, *budget, "run_dir=run")
     assert code == 0, err
-    assert "trials: each trains at most 0.00025 s (search.max_seconds / 40)" in " ".join(out.split())
+    assert "trials: at most 0.0001 s of training per epoch, as in the retraining (retrain.max_seconds=0.0002 over 2" \
+           in " ".join(out.split())
     trial, = read_trials(workdir / "run")
     assert 0 < trial["metrics"]["epochs"] < 1, trial  # the warm-up and timed steps only, of an epoch of 30+
-    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_seconds=0.01", "search.max_trials=1",
-                         "evaluator.seconds=inf", "run_dir=full")
-    assert code == 0 and "each trains at most" not in out, err
+    code, out, err = nas("search", *TINY, *budget, "evaluator.epoch_seconds=inf", "run_dir=full")
+    assert code == 0 and "trials: at most" not in out, err
     assert read_trials(workdir / "full")[0]["metrics"]["epochs"] == 1
+    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_trials=1", "run_dir=free")
+    assert code == 0 and "trials: at most" not in out, err  # no retrain.max_seconds: no limit
+    assert read_trials(workdir / "free")[0]["metrics"]["epochs"] == 1
 
 
 def test_trials_over_the_evaluators_time_limit_are_recorded_failed(nas, workdir: Path) -> None:

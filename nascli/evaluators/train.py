@@ -33,10 +33,10 @@ class TrainEvaluatorSettings(TrainSettings):
     init: Optional[str] = None  # a run directory: each candidate inherits its model's (or supernet's) fitting weights
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
     max_seconds: Optional[float] = None  # a trial projected to train longer stops after its first steps, recorded failed
-    # a trial trains at most the steps that fit in this many seconds (timed on its first steps), its schedule
-    # compressed to them; null: with search.max_seconds, a share of it (nascli.factory.TRIALS_PER_BUDGET), else the
-    # epochs in full; inf: the epochs in full
-    seconds: Optional[float] = None
+    # a trial trains at most the steps that fit in this many seconds per epoch of its budget (timed on its first
+    # steps), its schedule compressed to them; null: as the retraining, retrain.max_seconds / retrain.epochs (no
+    # limit without retrain.max_seconds); inf: no limit
+    epoch_seconds: Optional[float] = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -45,8 +45,8 @@ class TrainEvaluatorSettings(TrainSettings):
         require(self.objective in OBJECTIVES, f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}")
         require(self.max_seconds is None or (math.isfinite(self.max_seconds) and self.max_seconds > 0),
                 "max_seconds must be a positive finite number (or null: no limit)")
-        require(self.seconds is None or self.seconds > 0,
-                "seconds must be positive (inf: no limit; null: a share of search.max_seconds)")
+        require(self.epoch_seconds is None or self.epoch_seconds > 0,
+                "epoch_seconds must be positive (inf: no limit; null: as the retraining)")
 
 
 @register("evaluator", "train")
@@ -97,8 +97,10 @@ class TrainEvaluator(Evaluator):
             transfer = initialise(model, self._inherited_from(arch), self.settings.init,
                                   input_channels(data), strict=False)
             inherited = {"inherited": len(transfer.copied) + len(transfer.adapted)}
-        fit_in, max_seconds = self.settings.seconds, self.settings.max_seconds
-        fit = TimeLimit(fit_in, "evaluator.seconds", shorten=True) if fit_in and math.isfinite(fit_in) else None
+        per_epoch, max_seconds = self.settings.epoch_seconds, self.settings.max_seconds
+        fit = None
+        if per_epoch is not None and math.isfinite(per_epoch):
+            fit = TimeLimit(per_epoch * epochs, "evaluator.epoch_seconds", shorten=True)
         limits = tuple(limit for limit in (fit, max_seconds and TimeLimit(max_seconds, "evaluator.max_seconds")) if limit)
         model = model.to(hardware.device)
         if hardware.channels_last:

@@ -73,9 +73,10 @@ def one_cycle(
 
 
 class TimeLimit:
-    """Bounds a training's duration by `seconds`, judged on steps 3-12 (after warm-up). Projected over it, the
-    training stops (TrialFailed; judged again after each epoch, so an over-long trial costs seconds, not its whole
-    duration) or, with `shorten`, is cut to the steps that fit, its one-cycle schedule compressed to them."""
+    """Bounds a training's duration by `seconds`, judged after steps 3-12 (after warm-up) and again whenever the
+    timed steps have doubled. Projected over it, the training stops (TrialFailed; judged after each epoch too, so
+    an over-long trial costs seconds, not its whole duration) or, with `shorten`, is cut to the steps that fit,
+    its one-cycle schedule compressed to them."""
 
     WARM_UP, TIMED = 2, 10
 
@@ -88,24 +89,27 @@ class TimeLimit:
         self.start = self.warm = time.perf_counter()
 
     def after_step(self) -> Optional[int]:
-        """Count a step; time the warm-up's end and, 10 steps later, judge the projected duration: the steps that
-        fit when the training is to be shortened to them, else None."""
+        """Count a step and, at a judging step, project the duration: the steps that fit when the training is to be
+        shortened to them, else None."""
         self.done += 1
-        if self.done == self.WARM_UP:
+        timed = self.done - self.WARM_UP
+        if timed == 0:
             self.hardware.synchronize()
             self.warm = time.perf_counter()
-        elif self.done == self.WARM_UP + self.TIMED:
-            self.hardware.synchronize()
-            now = time.perf_counter()
-            per_step = (now - self.warm) / self.TIMED
-            if self.shorten:
-                fit = self.done + int((self.seconds - (now - self.start)) / per_step)
-                if fit < self.total_steps:
-                    self.total_steps = max(self.done, fit)
-                    return self.total_steps
-            else:
-                self._check(now - self.start + per_step * (self.total_steps - self.done))
-        return None
+        rounds = timed // self.TIMED
+        if timed <= 0 or timed % self.TIMED or rounds & (rounds - 1) or self.done >= self.total_steps:
+            return None
+        self.hardware.synchronize()
+        now = time.perf_counter()
+        per_step = (now - self.warm) / timed
+        if not self.shorten:
+            self._check(now - self.start + per_step * (self.total_steps - self.done))
+            return None
+        fit = self.done + int((self.seconds - (now - self.start)) / per_step)
+        if fit >= self.total_steps:
+            return None
+        self.total_steps = max(self.done, fit)
+        return self.total_steps
 
     def after_epoch(self) -> None:
         """Judge the projected duration again at the end of an epoch (the loop has synchronised)."""

@@ -43,7 +43,7 @@ class Pace:
     """How many trials the search is expected to run in all, and why (its trial limit, or the time left); with
     search.max_seconds, the share of it spent so far."""
 
-    trials: int
+    trials: Optional[int]  # None: not known yet (no trial limit, and no trial has finished)
     reason: str
     spent: Optional[float] = None
 
@@ -80,7 +80,6 @@ class Strategy(ABC):
     max_attempts = 200
     needs_evaluator: Optional[str] = None  # the evaluator a strategy works with, when it works with one only
     multi_objective: bool = False
-    sets_budgets: bool = False  # proposals carry each trial's length (multi-fidelity)
 
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
         self.settings = settings
@@ -140,7 +139,7 @@ class Strategy(ABC):
         if self.initial_over:
             return False
         size = configured
-        if self.pace is not None:
+        if self.pace is not None and self.pace.trials is not None:
             size = min(configured, max(MIN_INITIAL, math.ceil(INITIAL_SHARE * self.pace.trials)))
         if done < size:
             return True

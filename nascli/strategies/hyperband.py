@@ -30,7 +30,6 @@ class Hyperband(Strategy):
     """Cycles through brackets; a bracket trains many architectures briefly and promotes the best."""
 
     Settings = HyperbandSettings
-    sets_budgets = True
 
     def __init__(self, settings: HyperbandSettings, space: Any, seed: int) -> None:
         super().__init__(settings, space, seed)
