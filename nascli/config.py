@@ -131,7 +131,6 @@ class SearchSettings:
         require(self.confirm_top == 0 or len(self.objectives or []) <= 1,
                 "confirm_top works with one objective; with several, the Pareto front is the search's answer")
 
-
     @property
     def trial_limit(self) -> Optional[int]:
         """The trials the search runs at most: max_trials, or by default 30 without a time budget and no limit with

@@ -402,8 +402,10 @@ def test_summary_that_is_a_list_is_one_line(nas: Nas, run: Path, command: str) -
 @pytest.mark.parametrize(
     "args, fragment",
     [(["=3"], "override"), (["run_dir="], "run_dir"), (["run_dir=afile"], "afile"),
-     (["run_dir=afile/sub"], "afile"), (["run_dir=/proc/nascli-test/run"], "/proc/nascli-test")],
-    ids=["no-key", "empty-run-dir", "run-dir-is-a-file", "run-dir-inside-a-file", "run-dir-uncreatable"],
+     (["run_dir=afile/sub"], "afile"), (["run_dir=/proc/nascli-test/run"], "/proc/nascli-test"),
+     (["evaluator.epoch_seconds=-1"], "epoch_seconds must be positive"), (["search.max_trials=0"], "max_trials")],
+    ids=["no-key", "empty-run-dir", "run-dir-is-a-file", "run-dir-inside-a-file", "run-dir-uncreatable",
+         "negative-epoch-seconds", "no-trials"],
 )
 def test_bad_search_arguments_are_one_line_and_create_nothing(
     nas: Nas, workdir: Path, args: list[str], fragment: str

@@ -96,7 +96,7 @@ class TimeLimit:
         if timed == 0:
             self.hardware.synchronize()
             self.warm = time.perf_counter()
-        rounds = timed // self.TIMED
+        rounds = timed // self.TIMED  # judged when 10, 20, 40, 80, ... steps have been timed
         if timed <= 0 or timed % self.TIMED or rounds & (rounds - 1) or self.done >= self.total_steps:
             return None
         self.hardware.synchronize()
