@@ -238,17 +238,3 @@ def test_bo_divides_expected_improvement_by_expected_cost_while_the_time_budget_
     assert strategy._cost(pool) == 1.0  # no time budget: plain EI
     strategy.settings.cost_aware, strategy.pace = False, Pace(40, "about 40 trials fit", spent=0.2)
     assert strategy._cost(pool) == 1.0
-
-
-def test_bos_initial_design_draws_about_half_its_samples_near_the_spaces_references() -> None:
-    space = build_space(load_config([]))
-    reference = {"blocks": [{"op": "conv3x3", "width": 32, "down": False}, {"op": "conv3x3", "width": 64, "down": True}]}
-    near = {space.hash(arch) for one in space.neighbours(reference) for arch in [one, *space.neighbours(one)]}
-    space.references = lambda: [reference]
-    strategy = make("bo", space=space)
-    proposals = drive(strategy, 21)
-    assert proposals[0] == reference
-    close = sum(space.hash(arch) in near for arch in proposals[1:])
-    assert 5 <= close <= 15, close  # uniform samples of a six-block space are almost never within two edits
-    plain = drive(make("bo"), 21)
-    assert sum(space.hash(arch) in near for arch in plain) <= 1

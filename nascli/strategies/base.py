@@ -50,7 +50,6 @@ class Pace:
 
 INITIAL_SHARE = 1 / 3  # an initial design takes at most this share of the trials the search is expected to run
 MIN_INITIAL = 4
-NEAR_REFERENCE = 0.5  # the share of an initial design drawn near the space's references, where it has any
 
 
 @dataclass
@@ -222,22 +221,6 @@ class Strategy(ABC):
     def _suggested(self) -> Optional[Arch]:
         """With a trusted warm start, the earlier tasks' best architecture not proposed yet (claimed); else None."""
         return self.knowledge.suggest(self._claim) if self.knowledge is not None else None
-
-    def _propose_initial(self) -> Optional[Proposal]:
-        """An initial design's next architecture: the space's references first; then, where the space has any,
-        about half the draws a random one- or two-edit variant of one (a hand-made design is prior knowledge, as an
-        earlier search is), the rest as `_propose_random` draws them."""
-        references = self.space.references()
-        tried = all(self.space.hash(arch) in self.seen for arch in references)
-        if references and tried and self.rng.random() < NEAR_REFERENCE:
-            def variant() -> Arch:
-                arch = self.space.mutate(self.rng.choice(references), self.rng)
-                return self.space.mutate(arch, self.rng) if self.rng.random() < 0.5 else arch
-
-            arch = self._unseen(variant)
-            if arch is not None:
-                return Proposal(arch)
-        return self._propose_random()
 
     def _propose_random(self) -> Optional[Proposal]:
         """A random architecture never proposed before, or None when none can be found."""

@@ -86,7 +86,7 @@ class BayesianOptimisation(Strategy):
 
     def ask(self) -> Optional[Proposal]:
         if self.in_initial_design(len(self.observed), self.settings.initial):
-            return self._propose_initial()
+            return self._propose_random()
         pool = self._pool_multi() if self.multi else self._pool()
         if not pool:
             return self._propose_random()
