@@ -97,6 +97,18 @@ def test_trials_train_no_longer_per_epoch_than_the_time_limited_retraining_and_s
     code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_trials=1", "run_dir=free")
     assert code == 0 and "trials: at most" not in out, err  # no retrain.max_seconds: no limit
     assert read_trials(workdir / "free")[0]["metrics"]["epochs"] == 1
+    code, out, err = nas("search", *TINY, "evaluator.batch_size=4", "search.max_trials=1", "evaluator.epoch_seconds=1e-6",
+                         "run_dir=set")
+    assert code == 0 and "trials: at most" not in out, err  # set by the user: applied without retrain.max_seconds
+    assert 0 < read_trials(workdir / "set")[0]["metrics"]["epochs"] < 1
+
+
+def test_a_time_budget_without_a_trial_limit_runs_trials_until_it_is_spent(nas, workdir: Path) -> None:
+    code, out, err = nas("search", *TINY, "search.max_trials=null", "search.max_seconds=2", "retrain.enabled=false",
+                         "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert len(trials) >= 2 and trials[-1]["elapsed"] >= 2.0  # stopped by the budget, not by a count
 
 
 def test_trials_over_the_evaluators_time_limit_are_recorded_failed(nas, workdir: Path) -> None:
