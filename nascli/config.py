@@ -146,7 +146,7 @@ class RetrainSettings(TrainSettings):
 
     enabled: bool = True
     epochs: int = 40
-    max_seconds: Optional[float] = None  # at most the epochs that fit in this many seconds (timed on a few steps)
+    max_seconds: Optional[float] = None  # the training fitted to this many seconds as it runs (at least one epoch)
     init: Optional[str] = None  # a run directory whose retrained model (or supernet) the weights start from
     finetune: str = "full"  # with init: full, head (only the new classifier trains) or last:K (and the last K layers)
     copied_lr: float = 1.0  # with init: the copied layers' learning rate, as a share of lr

@@ -20,7 +20,7 @@ from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
-from nascli.evaluators.training import epoch_seconds, train
+from nascli.evaluators.training import TimeLimit, batches_per_epoch, train
 from nascli.executors.base import failure_reason
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy,
                             check_data, load_data, multi_objective_strategies)
@@ -345,19 +345,6 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
         raise SystemExit(130)
 
 
-def _epochs_within(
-    model: torch.nn.Module, x: Any, y: torch.Tensor, cfg: RunConfig, data: DataSplits, hardware: Hardware, seed: int
-) -> int:
-    """retrain.epochs, or fewer (at least 1) where they would not fit in retrain.max_seconds; the log says so."""
-    settings = cfg.retrain
-    per_epoch = epoch_seconds(model, x, y, settings, hardware, seed, data.crop_padding, data.hflip)
-    epochs = max(1, min(settings.epochs, int(settings.max_seconds / per_epoch)))
-    if epochs < settings.epochs:
-        console.print(f"retrain: {epochs} of {settings.epochs} epochs fit in retrain.max_seconds="
-                      f"{settings.max_seconds:g} at {per_epoch:.1f} s per epoch")
-    return epochs
-
-
 def _retrained(
     arch: Arch, cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: Hardware, label: str = "retrain",
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
@@ -377,9 +364,10 @@ def _retrained(
         model = model.to(memory_format=torch.channels_last)
     x = joined(data.train_x, data.val_x)
     y = torch.cat([data.train_y, data.val_y])
-    epochs = cfg.retrain.epochs
-    if cfg.retrain.max_seconds is not None:
-        epochs = _epochs_within(model, x, y, cfg, data, hardware, seed)
+    epochs, limits = cfg.retrain.epochs, ()
+    if cfg.retrain.max_seconds is not None:  # at least one epoch, however short the budget
+        limits = (TimeLimit(cfg.retrain.max_seconds, "retrain.max_seconds", shorten=True,
+                            min_steps=batches_per_epoch(len(y), cfg.retrain.batch_size)),)
     with progress() as bar:
         task = bar.add_task(label, total=epochs)
 
@@ -388,8 +376,12 @@ def _retrained(
 
         seconds = train(
             model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
-            crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups,
+            crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups, limits=limits,
         )
+    if limits and limits[0].total_steps < limits[0].planned:
+        epochs = round(epochs * limits[0].total_steps / limits[0].planned, 3)
+        console.print(f"retrain: {epochs:g} of {cfg.retrain.epochs} epochs fit in retrain.max_seconds="
+                      f"{cfg.retrain.max_seconds:g} ({seconds:.0f} s of training)")
     scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
     return model, {
         **scores,

@@ -83,6 +83,31 @@ def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule
     assert within.calls == 50  # a training that fits runs in full
 
 
+class SlowFirst(Slow):
+    """A network whose first 12 forward passes take 50 ms each, and the later ones no extra time."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.calls < TimeLimit.WARM_UP + TimeLimit.TIMED:
+            time.sleep(0.05)
+        self.calls += 1
+        return self.linear(x.flatten(1))
+
+
+def test_a_fitted_training_is_stretched_again_when_its_steps_get_faster() -> None:
+    """Cut to about 60 steps after the first slow ones, the training grows back to all 200 as the pace is re-judged."""
+    x, y = torch.randn(400, 1, 2, 2), torch.randint(0, 2, (400,))
+    model, fit = SlowFirst(), TimeLimit(3.0, "retrain.max_seconds", shorten=True)
+    train(model, x, y, TrainSettings(epochs=2, batch_size=4, augment=False), CPU, seed=0, limits=(fit,))
+    assert model.calls == fit.total_steps == fit.planned == 200
+
+
+def test_a_fitted_training_keeps_its_minimum_steps() -> None:
+    x, y = torch.randn(400, 1, 2, 2), torch.randint(0, 2, (400,))
+    model, fit = Slow(), TimeLimit(1e-6, "retrain.max_seconds", shorten=True, min_steps=100)
+    train(model, x, y, TrainSettings(epochs=3, batch_size=4, augment=False), CPU, seed=0, limits=(fit,))
+    assert model.calls == fit.total_steps == 100 and fit.planned == 300
+
+
 def test_trials_train_no_longer_per_epoch_than_the_time_limited_retraining_and_say_so(nas, workdir: Path) -> None:
     budget = ["evaluator.batch_size=4", "search.max_trials=1", "retrain.epochs=2", "retrain.max_seconds=2e-4"]
     code, out, err = nas("search", *TINY, *budget, "run_dir=run")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable
@@ -75,13 +74,15 @@ def one_cycle(
 class TimeLimit:
     """Bounds a training's duration by `seconds`, judged after steps 3-12 (after warm-up) and again whenever the
     timed steps have doubled. Projected over it, the training stops (TrialFailed; judged after each epoch too, so
-    an over-long trial costs seconds, not its whole duration) or, with `shorten`, is cut to the steps that fit,
-    its one-cycle schedule compressed to them."""
+    an over-long trial costs seconds, not its whole duration) or, with `shorten`, is fitted to the steps that fit
+    (at least `min_steps`, at most those planned), its one-cycle schedule stretched or compressed to them at each
+    judging step."""
 
     WARM_UP, TIMED = 2, 10
 
-    def __init__(self, seconds: float, what: str, shorten: bool = False) -> None:
+    def __init__(self, seconds: float, what: str, shorten: bool = False, min_steps: int = 0) -> None:
         self.seconds, self.what, self.shorten = seconds, what, shorten  # `what` names the setting in messages
+        self.min_steps = min_steps
 
     def begin(self, total_steps: int, hardware: Hardware) -> None:
         """Start the clock of a training of `total_steps` steps."""
@@ -90,7 +91,7 @@ class TimeLimit:
 
     def after_step(self) -> Optional[int]:
         """Count a step and, at a judging step, project the duration: the steps that fit when the training is to be
-        shortened to them, else None."""
+        fitted to them anew, else None."""
         self.done += 1
         timed = self.done - self.WARM_UP
         if timed == 0:
@@ -106,10 +107,11 @@ class TimeLimit:
             self._check(now - self.start + per_step * (self.total_steps - self.done))
             return None
         fit = self.done + int((self.seconds - (now - self.start)) / per_step)
-        if fit >= self.total_steps:
+        fit = min(self.planned, max(self.done, self.min_steps, fit))
+        if fit == self.total_steps:
             return None
-        self.total_steps = max(self.done, fit)
-        return self.total_steps
+        self.total_steps = fit
+        return fit
 
     def after_epoch(self) -> None:
         """Judge the projected duration again at the end of an epoch (the loop has synchronised)."""
@@ -147,8 +149,8 @@ def train(
     `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
     `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
     `groups` (see optimizer_and_schedule) train only some parameters, or some at another learning rate.
-    `limits` stop the training (TrialFailed) or shorten it once it is projected to take longer than they allow;
-    a shortened training ends inside an epoch, and the limit's `total_steps` says after how many steps.
+    `limits` stop the training (TrialFailed) or fit it to the steps that they allow (see TimeLimit); a fitted
+    training may end inside an epoch, and the limit's `total_steps` says after how many steps.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -186,7 +188,7 @@ def train(
             for limit in limits:
                 shortened = limit.after_step()
                 if shortened is not None:
-                    total, steps = shortened, min(steps, i + shortened - done)
+                    total, steps = shortened, min(steps_per_epoch, i + shortened - done)
                     schedule = one_cycle(optimizer, [group["max_lr"] for group in optimizer.param_groups], total, done)
                     for other in limits:
                         other.total_steps = total
@@ -204,18 +206,3 @@ def train(
             break
     hardware.synchronize()
     return time.perf_counter() - start
-
-
-def epoch_seconds(
-    model: nn.Module, x: Inputs, y: Tensor, settings: TrainSettings, hardware: Hardware, seed: int,
-    crop_padding: int = 0, hflip: bool = False, steps: int = 8,
-) -> float:
-    """Seconds one epoch of `settings` takes, timed on a copy of `model` over `steps` steps after 2 untimed ones."""
-    trial = copy.deepcopy(model)
-    batch = settings.batch_size
-    common = dict(settings=settings, hardware=hardware, seed=seed, epochs=1, crop_padding=crop_padding, hflip=hflip)
-    train(trial, x[: 2 * batch], y[: 2 * batch], **common)
-    batches = batches_per_epoch(len(x), batch)
-    timed = min(steps, batches)
-    seconds = train(trial, x[: timed * batch], y[: timed * batch], **common)
-    return seconds / timed * batches
