@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import TINY
 from nascli.config import load_config
@@ -129,16 +130,21 @@ def test_fusion_space_operations_stay_in_the_space(inputs) -> None:
             space.validate(baseline)
 
 
-def test_searches_try_late_fusion_of_plain_encoders_first() -> None:
+def test_searches_try_late_fusion_and_the_ensemble_of_plain_encoders_first() -> None:
     from nascli.strategies.bo import BayesianOptimisation, BOSettings
 
     space = fusion_space(WITH_TEXT)
-    (late,) = space.references()
-    assert late["fusion"] == [{"taps": {"image": 0, "audio": 0, "caption": 0}, "op": "concat", "width": 128}]
+    late, ensemble = space.references()
+    taps = {"image": 0, "audio": 0, "caption": 0}
+    assert late["fusion"] == [{"taps": taps, "op": "concat", "width": 128}]
     assert [b["op"] for b in late["encoders"]["image"]["blocks"]] == ["conv3x3"] * 3
     assert late["encoders"]["caption"]["blocks"] == [{"op": "kim", "width": 128}]
-    assert BayesianOptimisation(BOSettings(), space, seed=0).ask().arch == late
+    assert ensemble == {"encoders": late["encoders"], "fusion": [{"taps": taps, "op": "ensemble", "width": 128}]}
+    strategy = BayesianOptimisation(BOSettings(), space, seed=0)
+    assert [strategy.ask().arch for _ in range(2)] == [late, ensemble]
     assert fusion_space(references=False).references() == [] and fusion_space(ops=["sum"]).references() == []
+    assert [d["fusion"][0]["op"] for d in fusion_space(ops=["concat"]).references()] == ["concat"]
+    assert [d["fusion"][0]["op"] for d in fusion_space({"image": "image"}).references()] == ["concat"]
 
 
 @pytest.mark.parametrize(
@@ -169,9 +175,9 @@ def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) 
                 "audio": {"blocks": [{"op": "sepconv3x3", "width": 32, "down": False},
                                      {"op": "maxpool3x3", "width": 16, "down": True}]},
                 "caption": {"embed": 64, "blocks": [{"op": "conv3", "width": 64}], "pool": "attention", "dropout": 0.0}}
-    arch = {"encoders": encoders,
-            "fusion": [{"taps": {"image": 1, "audio": 2, "caption": 1}, "op": "sum", "width": 32},
-                       {"taps": {"image": 0, "audio": 0, "caption": 0}, "op": op, "width": 64}]}
+    first = [{"taps": {"image": 1, "audio": 2, "caption": 1}, "op": "sum", "width": 32}] if op != "ensemble" else []
+    arch = {"encoders": encoders, "fusion": first + [{"taps": {"image": 0, "audio": 0, "caption": 0}, "op": op,
+                                                      "width": 64}]}
     arch = space.validate(json.loads(json.dumps(arch)))
     shapes, vocab_size = {"image": (1, 8, 8), "audio": (1, 6, 10), "caption": (7,)}, {"caption": 30}
     torch.manual_seed(0)
@@ -179,8 +185,7 @@ def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) 
     tokens = torch.randint(2, 30, (5, 7))
     tokens[1:, 4:] = 0  # padded sentences
     inputs = (torch.randn(5, 1, 8, 8), torch.randn(5, 1, 6, 10), tokens)
-    loss = torch.nn.functional.cross_entropy(net(*inputs), torch.tensor([0, 1, 2, 0, 1]))
-    loss.backward()
+    net.criterion(net(*inputs), torch.tensor([0, 1, 2, 0, 1])).backward()
     assert all(p.grad is not None for p in net.steps[-1].parameters())  # every part of the step is used
     rebuilt = space.build(space.validate(json.loads(json.dumps(arch))), shapes, 3, vocab_size)
     rebuilt.load_state_dict(net.state_dict())
@@ -354,6 +359,43 @@ def test_multimodal_data_larger_than_the_memory_budget_streams_with_the_same_res
     assert runs["memory"] == runs["streamed"]
 
 
+def test_an_ensemble_trains_each_input_on_its_own_loss_and_multiplies_their_probabilities() -> None:
+    space = fusion_space()
+    late, ensemble = space.references()
+    shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
+    torch.manual_seed(0)
+    net = space.build(ensemble, shapes, 3)
+    inputs, labels = (torch.randn(6, 1, 8, 8), torch.randn(6, 1, 6, 10)), torch.tensor([0, 1, 2, 0, 1, 2])
+    pooled = {name: net.encoders[name].pooled(0, net.encoders[name].layers(x)[0][-1], None)
+              for name, x in zip(("image", "audio"), inputs)}
+    experts = {name: net.steps[0].experts[name](f) for name, f in pooled.items()}
+    output = net(*inputs)
+    assert torch.allclose(output, sum(z.log_softmax(1) for z in experts.values()), atol=1e-6)
+    own = sum(F.cross_entropy(z, labels, label_smoothing=0.1) for z in experts.values())
+    assert torch.allclose(net.criterion(output, labels, 0.1), own, atol=1e-6)
+    net.criterion(output, labels).backward()
+    image_grads = [p.grad.clone() for p in net.encoders["image"].parameters()]
+    net.zero_grad()
+    net.criterion(net(inputs[0], 5 * torch.randn(6, 1, 6, 10)), labels).backward()  # other recordings
+    assert all(torch.allclose(a, p.grad, atol=1e-6) for a, p in zip(image_grads, net.encoders["image"].parameters()))
+    late_net = space.build(late, shapes, 3)
+    logits = late_net(*inputs)
+    assert torch.equal(late_net.criterion(logits, labels, 0.1), F.cross_entropy(logits, labels, label_smoothing=0.1))
+    with pytest.raises(ValueError, match="the ensemble op is a fusion's only step"):
+        space.validate({**ensemble, "fusion": ensemble["fusion"] + late["fusion"]})
+
+
+def test_the_ensemble_stays_a_fusion_s_only_step_through_every_search_operation() -> None:
+    space, rng = fusion_space(), random.Random(0)
+    archs = [space.sample(rng) for _ in range(200)]
+    assert any(a["fusion"][0]["op"] == "ensemble" for a in archs) and any(len(a["fusion"]) > 1 for a in archs)
+    archs += [space.mutate(a, rng) for a in archs] + [space.crossover(a, b, rng) for a, b in zip(archs, archs[1:])]
+    archs += [space.from_decisions([rng.randrange(k) for k in space.decisions()]) for _ in range(200)]
+    archs += [n for a in space.references() for n in space.neighbours(a)]
+    for arch in archs:
+        space.validate(arch)
+
+
 def test_a_fusion_supernet_path_computes_what_its_extracted_network_computes() -> None:
     space, rng = fusion_space(max_steps=3), random.Random(2)
     shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
@@ -366,7 +408,9 @@ def test_a_fusion_supernet_path_computes_what_its_extracted_network_computes() -
     supernet.eval()
     archs = [space.sample(rng) for _ in range(25)]
     archs += [baseline for arch in archs[:5] for baseline in space.baselines(arch).values()]
-    archs += [{**archs[0], "fusion": [{**step, "op": op} for step in archs[0]["fusion"]]} for op in FUSION_OPS]
+    archs += [{**archs[0], "fusion": [{**step, "op": op} for step in archs[0]["fusion"]][: 1 if op == "ensemble" else 3]}
+              for op in FUSION_OPS]
+    assert any(arch["fusion"][0]["op"] == "ensemble" for arch in archs[:25])
     with torch.no_grad():
         for arch in archs:
             expected = supernet.use(arch)(*inputs)

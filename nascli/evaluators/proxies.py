@@ -95,10 +95,10 @@ def _weight_grads(net: nn.Module) -> list[tuple[Tensor, Tensor]]:
 
 
 def _loss_backward(model: nn.Module, inputs: Inputs, labels: Tensor) -> nn.Module:
-    """A copy of `model` holding the gradients of the batch's cross-entropy, computed in training mode."""
+    """A copy of `model` holding the gradients of the batch's training loss (cross-entropy), computed in training mode."""
     net = _copy(model).train()
     with torch.enable_grad(), _rng_kept(labels.device):
-        F.cross_entropy(net(*_parts(inputs)), labels).backward()
+        getattr(net, "criterion", F.cross_entropy)(net(*_parts(inputs)), labels).backward()
     return net
 
 

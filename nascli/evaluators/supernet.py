@@ -91,6 +91,10 @@ class RandomPaths(nn.Module):
             self.supernet.use(self.space.sample(self.rng))
         return self.supernet(*inputs)
 
+    def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """The loss of the path taken: the supernet's own where it has one (a fusion ensemble's), else cross-entropy."""
+        return getattr(self.supernet, "criterion", F.cross_entropy)(output, targets, label_smoothing=label_smoothing)
+
 
 class _Mixed(nn.Module):
     """A supernet that always sums its operations with the same weights (a relaxation's fixed mixture)."""

@@ -162,6 +162,7 @@ def train(
         schedule.load_state_dict(resume["schedule"])
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
+    criterion = getattr(model, "criterion", F.cross_entropy)  # a network may train on its own loss
     transform = partial(augment, crop_padding=crop_padding, hflip=hflip, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
@@ -178,7 +179,7 @@ def train(
             inputs = network_inputs(x[idx], hardware.channels_last, transform)
             with hardware.autocast():
                 logits = model(*inputs)
-                loss = F.cross_entropy(logits.float(), y[idx], label_smoothing=settings.label_smoothing)
+                loss = criterion(logits.float(), y[idx], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -6,6 +6,8 @@ ids. Each fusion step takes one layer of every encoder (`taps`, counted from the
 block, and the encoder's depth is its stem or embedding), combines them with its `op` and the previous step's
 output into `width` features; the last step feeds the classifier. A text layer is pooled over its tokens as
 its architecture's `pool` says (then its `dropout`); attention attends to its tokens, never to padding.
+The `ensemble` op, a fusion's only step, makes each tapped layer an expert with its own classifier and loss
+(a uni-modal ensemble, Du et al. 2023); the network's output is the sum of their log-probabilities.
 """
 
 from __future__ import annotations
@@ -28,13 +30,14 @@ from nascli.spaces.chain import DRAW_COLOURS as CHAIN_COLOURS, ChainSettings, Ch
 from nascli.spaces.pooling import global_avg_pool
 from nascli.spaces.text import DRAW_COLOURS as TEXT_COLOURS, TextLayers, TextSpace, TextSpaceSettings, pool_over_time
 
-FUSION_OPS = ("concat", "sum", "product", "gated", "attention")
+FUSION_OPS = ("concat", "sum", "product", "gated", "attention", "ensemble")
+ENSEMBLE = "ensemble"  # a fusion's only step: each tapped layer its own classifier, trained on its own loss
 INPUT_KINDS = ("image", "tokens")
 # smaller than a lone network's: there is one per input
 ENCODER_DEFAULTS = {"image": {"min_blocks": 1, "max_blocks": 4},
                     "tokens": {"min_blocks": 1, "max_blocks": 2, "widths": [64, 128], "embed_dims": [64, 128]}}
 FUSION_COLOURS = {"concat": "#bcbddc", "sum": "#9e9ac8", "product": "#fc9272", "gated": "#c7e9c0",
-                  "attention": "#fdd49e"}
+                  "attention": "#fdd49e", "ensemble": "#fdae6b"}
 ATTENTION_HEADS = 4
 ATTENTION_SIDE = 8  # attention sees a tapped map average-pooled to at most this many positions per side
 
@@ -205,6 +208,35 @@ class FusionStep(nn.Module):
         return self.out(attended.reshape(batch, width))
 
 
+class Experts(nn.Module):
+    """The ensemble op: each tapped layer, pooled, its own classifier (a hidden layer of `width`, as a one-input
+    concat step and the head); the output is the sum of their log-probabilities, a product of experts."""
+
+    def __init__(self, channels: dict[str, int], width: int, num_classes: int) -> None:
+        super().__init__()
+        self.op = ENSEMBLE
+        self.experts = nn.ModuleDict({name: nn.Sequential(nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU(),
+                                                          nn.Linear(width, num_classes))
+                                      for name, c in channels.items()})
+
+    def forward(self, features: dict[str, Tensor]) -> Tensor:
+        return torch.stack([self.experts[name](f).log_softmax(1) for name, f in features.items()]).sum(0)
+
+
+def experts_loss(log_probs: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """The sum of the experts' cross-entropies, from the sum of their log-probabilities: each expert learns from
+    its own loss alone, as if trained apart (no renormalisation of the sum)."""
+    nll = -log_probs.gather(1, targets[:, None]).squeeze(1)
+    return ((1 - label_smoothing) * nll - label_smoothing * log_probs.mean(1)).mean()
+
+
+def fusion_loss(output: Tensor, targets: Tensor, label_smoothing: float, ensemble: bool) -> Tensor:
+    """A fusion network's training loss: cross-entropy, or for an ensemble the sum of its experts' losses."""
+    if ensemble:
+        return experts_loss(output, targets, label_smoothing)
+    return F.cross_entropy(output, targets, label_smoothing=label_smoothing)
+
+
 def step_features(op: str, tapped: dict[str, tuple[Any, int, Tensor, Optional[Tensor]]]) -> dict[str, Any]:
     """What a step with `op` takes of each tapped layer, given as (its encoder, depth, features, mask)."""
     if op == "attention":
@@ -233,9 +265,17 @@ class FusionNet(nn.Module):
         previous = None
         for step in arch["fusion"]:
             tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
-            self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
+            if step["op"] == ENSEMBLE:
+                self.steps.append(Experts(tapped, step["width"], num_classes))
+            else:
+                self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
             previous = step["width"]
-        self.head = nn.Linear(previous, num_classes)
+        self.ensemble = arch["fusion"][-1]["op"] == ENSEMBLE
+        self.head = nn.Identity() if self.ensemble else nn.Linear(previous, num_classes)
+
+    def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """The training loss of `output` (see fusion_loss)."""
+        return fusion_loss(output, targets, label_smoothing, self.ensemble)
 
     def forward(self, *inputs: Tensor) -> Tensor:
         layers = {name: self.encoders[name].layers(x) for name, x in zip(self.order, inputs) if name in self.encoders}
@@ -243,7 +283,8 @@ class FusionNet(nn.Module):
         for step, taps in zip(self.steps, self.taps):
             tapped = {name: (self.encoders[name], depth, layers[name][0][-1 - depth], layers[name][1])
                       for name, depth in taps.items()}
-            fused = step(step_features(step.op, tapped), fused)
+            features = step_features(step.op, tapped)
+            fused = step(features) if step.op == ENSEMBLE else step(features, fused)
         return self.head(fused)
 
 
@@ -270,19 +311,29 @@ class FusionSpace(SearchSpace):
         """The space of input `name`'s encoder: a chain space, or a text space for token ids."""
         return self._encoders[name]
 
-    def _step(self, rng: random.Random, encoders: dict[str, Arch]) -> dict[str, Any]:
+    def _step(self, rng: random.Random, encoders: dict[str, Arch], ops: list[str]) -> dict[str, Any]:
         return {"taps": {name: rng.randint(0, len(enc["blocks"])) for name, enc in encoders.items()},
-                "op": rng.choice(self.s.ops), "width": rng.choice(self.s.widths)}
+                "op": rng.choice(ops), "width": rng.choice(self.s.widths)}
+
+    def _chained_ops(self) -> list[str]:
+        """The ops a fusion of several steps may use: all but the ensemble."""
+        return [op for op in self.s.ops if op != ENSEMBLE]
 
     def sample(self, rng: random.Random) -> Arch:
         encoders = {name: self._encoders[name].sample(rng) for name in self.inputs}
-        steps = [self._step(rng, encoders) for _ in range(rng.randint(self.s.min_steps, self.s.max_steps))]
-        return {"encoders": encoders, "fusion": steps}
+        count = rng.randint(self.s.min_steps, self.s.max_steps if self._chained_ops() else 1)
+        ops = self.s.ops if count == 1 else self._chained_ops()
+        return {"encoders": encoders, "fusion": [self._step(rng, encoders, ops) for _ in range(count)]}
+
+    def _fits(self, steps: list[dict[str, Any]]) -> bool:
+        """Whether fusion steps keep the ensemble to a fusion's only step."""
+        return len(steps) == 1 or all(step["op"] != ENSEMBLE for step in steps)
 
     def references(self) -> list[Arch]:
         """Late fusion (one concatenation of the last layers, at the widest width) of plain encoders — each
         image-like input a chain of up to three 3x3 convolutions that halve the map and widen, each text Kim's
-        convolution layer with max pooling: the hand-made design multimodal work starts from, tried first."""
+        convolution layer with max pooling — and, with several inputs, the uni-modal ensemble of the same
+        encoders: the hand-made designs multimodal work starts from, tried first."""
         if not self.s.references:
             return []
         encoders = {}
@@ -295,12 +346,15 @@ class FusionSpace(SearchSpace):
                 depth, widths = min(s.max_blocks, max(s.min_blocks, 3)), sorted(s.widths)
                 encoders[name] = {"blocks": [{"op": "conv3x3", "width": widths[max(0, len(widths) - depth + i)],
                                               "down": i < s.max_downsamples} for i in range(depth)]}
-        late = {"encoders": encoders,
-                "fusion": [{"taps": {name: 0 for name in self.inputs}, "op": "concat", "width": max(self.s.widths)}]}
-        try:
-            return [self.validate(late)]
-        except ValueError:  # the settings leave it out (no 3x3 convolution, no concatenation, ...)
-            return []
+        designs = []
+        for op in ("concat", ENSEMBLE) if len(self.inputs) > 1 else ("concat",):
+            design = {"encoders": copy.deepcopy(encoders),
+                      "fusion": [{"taps": {name: 0 for name in self.inputs}, "op": op, "width": max(self.s.widths)}]}
+            try:
+                designs.append(self.validate(design))
+            except ValueError:  # the settings leave it out (no 3x3 convolution, not this op, ...)
+                pass
+        return designs
 
     def baselines(self, arch: Arch) -> dict[str, Arch]:
         """Each input's encoder alone and plain late fusion (one concatenation of the last layers), with
@@ -351,7 +405,7 @@ class FusionSpace(SearchSpace):
                                for i in range(len(steps) + 1) for op in self.s.ops for w in self.s.widths]
         if len(steps) > self.s.min_steps:
             edits["remove"] = [with_steps(steps[:i] + steps[i + 1:]) for i in range(len(steps))]
-        return edits
+        return {kind: [v for v in variants if self._fits(v["fusion"])] for kind, variants in edits.items()}
 
     def mutate(self, arch: Arch, rng: random.Random) -> Arch:
         kind = rng.choice(["encoder", "fusion"])
@@ -372,7 +426,7 @@ class FusionSpace(SearchSpace):
         """Each input's encoder from either parent, the fusion steps cut and joined at one point each."""
         encoders = {name: copy.deepcopy(rng.choice([a, b])["encoders"][name]) for name in a["encoders"]}
         steps = a["fusion"][: rng.randint(0, len(a["fusion"]))] + b["fusion"][rng.randint(0, len(b["fusion"])):]
-        if not self.s.min_steps <= len(steps) <= self.s.max_steps:
+        if not (self.s.min_steps <= len(steps) <= self.s.max_steps and self._fits(steps)):
             steps = a["fusion"]
         return self._repaired({"encoders": encoders, "fusion": copy.deepcopy(steps)})
 
@@ -409,6 +463,8 @@ class FusionSpace(SearchSpace):
         for i in range(self.s.min_steps + choices[at]):
             op, width, *taps = choices[at + 1 + i * per_step : at + 1 + (i + 1) * per_step]
             steps.append({"taps": dict(zip(self.inputs, taps)), "op": self.s.ops[op], "width": self.s.widths[width]})
+        if not self._fits(steps):  # an ensemble among several steps: the first of the other ops in its place
+            steps = [{**step, "op": self._chained_ops()[0]} if step["op"] == ENSEMBLE else step for step in steps]
         return self._repaired({"encoders": encoders, "fusion": steps})
 
     def validate(self, arch: Arch) -> Arch:
@@ -434,6 +490,7 @@ class FusionSpace(SearchSpace):
                 depth_max = len(encoders[name]["blocks"])
                 require(isinstance(depth, int) and not isinstance(depth, bool) and 0 <= depth <= depth_max,
                         f"step {i}: tap {name}={depth!r} is not a layer of its encoder (0..{depth_max})")
+        require(self._fits(steps), f"the {ENSEMBLE} op is a fusion's only step")
         return arch
 
     def supernet(self, input_shape: Any, num_classes: int, vocab_size: Any = None) -> Supernet:
@@ -498,7 +555,7 @@ class FusionSpace(SearchSpace):
             if i:
                 arrow((x - 0.36, middle + 0.4), (x - 0.04, middle + 0.4))
         head_x = fusion_x + 1.5 * len(arch["fusion"])
-        box(head_x, middle, "linear", "#d9d9d9")
+        box(head_x, middle, "sum of\nlog-probs" if arch["fusion"][-1]["op"] == ENSEMBLE else "linear", "#d9d9d9")
         arrow((head_x - 0.36, middle + 0.4), (head_x - 0.04, middle + 0.4))
         ax.set_xlim(-1.2, head_x + 1.4)
         ax.set_ylim(-1.0, 1.4 * (rows - 1) + 1.8)

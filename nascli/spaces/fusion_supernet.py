@@ -18,7 +18,8 @@ from torch.func import functional_call
 from nascli.errors import UserError
 from nascli.spaces.base import Arch, Supernet
 from nascli.spaces.chain import ChainSupernet
-from nascli.spaces.fusion import ChainEncoder, FusionNet, FusionSpace, FusionStep, step_features
+from nascli.spaces.fusion import (ENSEMBLE, ChainEncoder, Experts, FusionNet, FusionSpace, FusionStep, fusion_loss,
+                                  step_features)
 
 Sizes = tuple[str, tuple[tuple[str, int], ...], int, Optional[int]]  # op, tapped (input, channels), width, previous
 
@@ -35,10 +36,11 @@ class FusionSupernet(Supernet):
                                        for name in space.inputs})
         self.channels = {name: max(s.stem_width, *s.widths)
                          for name, s in ((n, space.encoder_space(n).s) for n in space.inputs)}
-        self.width = max(space.s.widths)
-        self.steps = nn.ModuleList(
-            nn.ModuleDict({op: FusionStep(op, self.channels, self.width, self.width if i else None)
-                           for op in space.s.ops})
+        self.width, self.num_classes = max(space.s.widths), num_classes
+        self.steps = nn.ModuleList(  # the ensemble only at the first position: it is a fusion's only step
+            nn.ModuleDict({op: Experts(self.channels, self.width, num_classes) if op == ENSEMBLE
+                           else FusionStep(op, self.channels, self.width, self.width if i else None)
+                           for op in space.s.ops if op != ENSEMBLE or i == 0})
             for i in range(space.s.max_steps)
         )
         self.head = nn.Linear(self.width, num_classes)
@@ -52,19 +54,28 @@ class FusionSupernet(Supernet):
     def derive(self, weights: Tensor) -> Arch:
         return self.relaxation()
 
-    def _template(self, sizes: Sizes) -> FusionStep:
+    def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+        """The training loss of the current path's output, as its extracted network trains (see fusion_loss)."""
+        return fusion_loss(output, targets, label_smoothing, self.path["fusion"][-1]["op"] == ENSEMBLE)
+
+    def _template(self, sizes: Sizes) -> FusionStep | Experts:
         if sizes not in self._templates:
             op, tapped, width, previous = sizes
-            self._templates[sizes] = FusionStep(op, dict(tapped), width, previous)
+            self._templates[sizes] = (Experts(dict(tapped), width, self.num_classes) if op == ENSEMBLE
+                                      else FusionStep(op, dict(tapped), width, previous))
         return self._templates[sizes]
 
-    def _selectors(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int], device: torch.device
+    def _selectors(self, unit: nn.Module, template: nn.Module, tapped: dict[str, int], device: torch.device
                    ) -> dict[str, list[Any]]:
         """For each of the template's weights, the index of each dimension that cuts it out of the unit's:
         leading slices, and block-wise where a layer concatenates inputs (concat), keys and values (attention)
         or gates per input (gated). Computed once per sizes and device: they depend on nothing else."""
         key = (unit.op, tuple(tapped.items()), tuple(p.shape for p in template.parameters()), str(device))
         if key in self._selections:
+            return self._selections[key]
+        if unit.op == ENSEMBLE:  # each expert's own layers: leading slices
+            self._selections[key] = {name: [slice(0, n) for n in weight.shape]
+                                     for name, weight in template.named_parameters()}
             return self._selections[key]
         width, full = template.norm.normalized_shape[0], self.width
         rows = torch.tensor([list(self.channels).index(name) for name in tapped])  # the tapped inputs' places
@@ -91,7 +102,7 @@ class FusionSupernet(Supernet):
         self._selections[key] = selectors
         return selectors
 
-    def _sliced(self, unit: FusionStep, template: FusionStep, tapped: dict[str, int]) -> dict[str, Tensor]:
+    def _sliced(self, unit: nn.Module, template: nn.Module, tapped: dict[str, int]) -> dict[str, Tensor]:
         """The unit's weights cut to the template's sizes."""
         own = dict(unit.named_parameters())
         sliced = {}
@@ -103,7 +114,7 @@ class FusionSupernet(Supernet):
         return sliced
 
     def _step(self, i: int, step: dict[str, Any], maps: dict[str, Tensor], previous: Optional[Tensor]
-              ) -> tuple[FusionStep, dict[str, Tensor]]:
+              ) -> tuple[nn.Module, dict[str, Tensor]]:
         tapped = {name: f.shape[1] for name, f in maps.items()}
         sizes = (step["op"], tuple(tapped.items()), step["width"], None if previous is None else previous.shape[1])
         template = self._template(sizes)
@@ -121,6 +132,8 @@ class FusionSupernet(Supernet):
             template, weights = self._step(i, step, maps, fused)
             features = step_features(step["op"], {name: (ChainEncoder, step["taps"][name], f, None)
                                                   for name, f in maps.items()})
+            if step["op"] == ENSEMBLE:
+                return functional_call(template, weights, (features,))
             fused = functional_call(template, weights, (features, fused))
         return F.linear(fused, self.head.weight[:, : fused.shape[1]], self.head.bias)
 
@@ -140,6 +153,7 @@ class FusionSupernet(Supernet):
             tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
             target.load_state_dict(self._sliced(self.steps[i][step["op"]], target, tapped))
             previous = step["width"]
-        net.head.weight.copy_(self.head.weight[:, :previous])
-        net.head.bias.copy_(self.head.bias)
+        if not net.ensemble:
+            net.head.weight.copy_(self.head.weight[:, :previous])
+            net.head.bias.copy_(self.head.bias)
         return net
