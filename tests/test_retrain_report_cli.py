@@ -99,7 +99,7 @@ def test_retrain_max_seconds_cuts_the_epochs_to_what_fits(nas, workdir: Path) ->
     code, out, err = nas("retrain", "arch.json", *TINY, "retrain.epochs=3", "retrain.batch_size=4",
                          "retrain.max_seconds=1e-6", "run_dir=short")
     assert code == 0, err
-    assert "retrain: 1 of 3 epochs fit in retrain.max_seconds=1e-06 (" in out
+    assert "retrain: 1.0 of 3 epochs fit in retrain.max_seconds=1e-06 (" in out
     assert json.loads((workdir / "short" / "retrain" / "metrics.json").read_text())["epochs"] == 1
     code, out, err = nas("retrain", "arch.json", *TINY, "retrain.epochs=3", "retrain.max_seconds=1e6", "run_dir=long")
     assert code == 0 and "epochs fit" not in out, err

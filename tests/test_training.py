@@ -76,8 +76,8 @@ def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule
         train(model, x, y, settings, CPU, seed=0, limits=(fit, TimeLimit(1.0, "evaluator.max_seconds")))
     assert fit.planned == 500 and TimeLimit.WARM_UP + TimeLimit.TIMED <= fit.total_steps < 60
     assert model.calls == len(lrs) == fit.total_steps  # stopped inside the first epoch; the guard did not fire
-    peak = lrs.index(max(lrs))
-    assert peak > TimeLimit.WARM_UP + TimeLimit.TIMED - 1 and lrs[-1] < settings.lr / 100  # a whole, shorter cycle
+    # a whole, shorter cycle: its peak reached (the 500-step one warms up over 100 steps) and its end annealed
+    assert max(lrs) > settings.lr / 2 and lrs[-1] < settings.lr / 100
     within = Slow()
     train(within, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.epoch_seconds", shorten=True),))
     assert within.calls == 50  # a training that fits runs in full

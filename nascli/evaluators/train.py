@@ -110,8 +110,8 @@ class TrainEvaluator(Evaluator):
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
                 epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip, limits=limits,
             )
-            if fit is not None and fit.total_steps < fit.planned:
-                epochs = round(epochs * fit.total_steps / fit.planned, 3)
+            if fit is not None:
+                epochs = fit.fitted_epochs(epochs)
             scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
             latency = self._latency(model)
         except torch.OutOfMemoryError:

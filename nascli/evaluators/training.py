@@ -75,8 +75,8 @@ class TimeLimit:
     """Bounds a training's duration by `seconds`, judged after steps 3-12 (after warm-up) and again whenever the
     timed steps have doubled. Projected over it, the training stops (TrialFailed; judged after each epoch too, so
     an over-long trial costs seconds, not its whole duration) or, with `shorten`, is fitted to the steps that fit
-    (at least `min_steps`, at most those planned), its one-cycle schedule stretched or compressed to them at each
-    judging step."""
+    (at least `min_steps` and 10 past the judging step, at most those planned), its one-cycle schedule stretched or
+    compressed to them at each judging step."""
 
     WARM_UP, TIMED = 2, 10
 
@@ -107,11 +107,15 @@ class TimeLimit:
             self._check(now - self.start + per_step * (self.total_steps - self.done))
             return None
         fit = self.done + int((self.seconds - (now - self.start)) / per_step)
-        fit = min(self.planned, max(self.done, self.min_steps, fit))
+        fit = min(self.planned, max(self.done + self.TIMED, self.min_steps, fit))  # 10 more steps: an annealed end
         if fit == self.total_steps:
             return None
         self.total_steps = fit
         return fit
+
+    def fitted_epochs(self, epochs: float) -> float:
+        """`epochs` scaled to the share of the planned steps the training was fitted to (3 decimals)."""
+        return epochs if self.total_steps >= self.planned else round(epochs * self.total_steps / self.planned, 3)
 
     def after_epoch(self) -> None:
         """Judge the projected duration again at the end of an epoch (the loop has synchronised)."""
