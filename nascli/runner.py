@@ -378,8 +378,9 @@ def _retrained(
             model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
             crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups, limits=limits,
         )
-    if limits and limits[0].fitted_epochs(epochs) < epochs:
-        epochs = limits[0].fitted_epochs(epochs)
+    fitted = limits[0].fitted_epochs(epochs) if limits else epochs
+    if fitted < epochs:
+        epochs = fitted
         console.print(f"retrain: {epochs:.1f} of {cfg.retrain.epochs} epochs fit in retrain.max_seconds="
                       f"{cfg.retrain.max_seconds:g} ({seconds:.0f} s of training)")
     scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)

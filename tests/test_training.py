@@ -14,7 +14,7 @@ from conftest import TINY, interrupt_on_call, read_trials
 from nascli.config import TrainSettings
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
-from nascli.evaluators.training import TimeLimit, augment, batches_per_epoch, train
+from nascli.evaluators.training import TimeLimit, augment, batches_per_epoch, one_cycle, train
 from nascli.hardware import Hardware
 
 CPU = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
@@ -81,6 +81,17 @@ def test_a_training_projected_over_its_time_budget_is_shortened_and_its_schedule
     within = Slow()
     train(within, x[:40], y[:40], settings, CPU, seed=0, limits=(TimeLimit(10.0, "evaluator.epoch_seconds", shorten=True),))
     assert within.calls == 50  # a training that fits runs in full
+
+
+def test_a_schedule_placed_partway_equals_one_stepped_there() -> None:
+    stepped_optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    stepped = one_cycle(stepped_optimizer, [0.1], 50)
+    for _ in range(17):
+        stepped.step()
+    placed_optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1, momentum=0.9)
+    one_cycle(placed_optimizer, [0.1], 50, done=17)
+    for key in ("lr", "momentum"):
+        assert placed_optimizer.param_groups[0][key] == stepped_optimizer.param_groups[0][key]
 
 
 class SlowFirst(Slow):

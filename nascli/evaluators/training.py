@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import Any, Optional
@@ -66,8 +67,11 @@ def one_cycle(
     warm_up = 0.2 if total_steps < 4 else max(0.2, 2 / total_steps)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=peaks, total_steps=total_steps,
                                                    pct_start=warm_up)
-    for _ in range(done):
-        schedule.step()
+    if done:  # its rate depends on the step count alone: placed there at once, not stepped through
+        schedule.last_epoch = done - 1
+        with warnings.catch_warnings():  # the optimizer has stepped, but not since this schedule wrapped it
+            warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+            schedule.step()
     return schedule
 
 
@@ -191,9 +195,9 @@ def train(
             loss_sum += loss.detach()
             i, done = i + 1, done + 1
             for limit in limits:
-                shortened = limit.after_step()
-                if shortened is not None:
-                    total, steps = shortened, min(steps_per_epoch, i + shortened - done)
+                fitted = limit.after_step()
+                if fitted is not None:
+                    total, steps = fitted, min(steps_per_epoch, i + fitted - done)
                     schedule = one_cycle(optimizer, [group["max_lr"] for group in optimizer.param_groups], total, done)
                     for other in limits:
                         other.total_steps = total

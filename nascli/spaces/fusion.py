@@ -219,7 +219,8 @@ class Experts(nn.Module):
                                                           nn.Linear(width, num_classes))
                                       for name, c in channels.items()})
 
-    def forward(self, features: dict[str, Tensor]) -> Tensor:
+    def forward(self, features: dict[str, Tensor], previous: Optional[Tensor] = None) -> Tensor:
+        """`previous` is always None: the ensemble is a fusion's only step."""
         return torch.stack([self.experts[name](f).log_softmax(1) for name, f in features.items()]).sum(0)
 
 
@@ -283,8 +284,7 @@ class FusionNet(nn.Module):
         for step, taps in zip(self.steps, self.taps):
             tapped = {name: (self.encoders[name], depth, layers[name][0][-1 - depth], layers[name][1])
                       for name, depth in taps.items()}
-            features = step_features(step.op, tapped)
-            fused = step(features) if step.op == ENSEMBLE else step(features, fused)
+            fused = step(step_features(step.op, tapped), fused)
         return self.head(fused)
 
 

@@ -132,9 +132,9 @@ class FusionSupernet(Supernet):
             template, weights = self._step(i, step, maps, fused)
             features = step_features(step["op"], {name: (ChainEncoder, step["taps"][name], f, None)
                                                   for name, f in maps.items()})
-            if step["op"] == ENSEMBLE:
-                return functional_call(template, weights, (features,))
             fused = functional_call(template, weights, (features, fused))
+        if arch["fusion"][-1]["op"] == ENSEMBLE:  # the experts' summed log-probabilities: no head
+            return fused
         return F.linear(fused, self.head.weight[:, : fused.shape[1]], self.head.bias)
 
     @torch.no_grad()
