@@ -23,7 +23,7 @@ from nascli.errors import UserError
 from nascli.executors.base import Task
 from nascli.executors.processes import ProcessExecutor
 from nascli.factory import build_space
-from nascli.hardware import trial_devices
+from nascli.hardware import resolve_hardware, trial_devices
 
 TABULAR = ["space=nb201", "evaluator=tabular", "search.max_trials=12"]
 
@@ -91,6 +91,13 @@ def test_joblib_sweep_runs_jobs_in_parallel(nas, workdir: Path, table: Path) -> 
 
 @pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
                     reason="hydra-submitit-launcher is not installed")
+@pytest.mark.parametrize("preset", ["auto", "cpu"])
+def test_every_cpu_preset_trains_in_channels_last(preset: str) -> None:
+    """hardware=cpu keeps the fast layout that hardware=auto chooses on the CPU (it had switched it off)."""
+    hardware = resolve_hardware(load_config([f"hardware={preset}", "hardware.threads=1"]).hardware, device="cpu")
+    assert hardware.channels_last and hardware.amp_dtype is None
+
+
 def test_slurm_launcher_config_composes() -> None:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True)
