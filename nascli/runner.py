@@ -18,7 +18,7 @@ from nascli.config import RunConfig, resume_config, validate
 from nascli.data.base import DataSplits, joined
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
-from nascli.evaluators.profile import count_flops, count_params, measure_latency
+from nascli.evaluators.profile import LATENCY_BATCH, count_flops, count_params, measure_latency
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import TimeLimit, batches_per_epoch, train
 from nascli.executors.base import failure_reason
@@ -384,12 +384,12 @@ def _retrained(
         console.print(f"retrain: {epochs:.1f} of {cfg.retrain.epochs} epochs fit in retrain.max_seconds="
                       f"{cfg.retrain.max_seconds:g} ({seconds:.0f} s of training)")
     scores = evaluate_model(model, data.test_x, data.test_y, hardware, "test", confusion=True)
+    latency_batch = getattr(cfg.evaluator.settings, "latency_batch", LATENCY_BATCH)  # as the trials measure it
     return model, {
         **scores,
         "params": count_params(model),
         "flops": count_flops(model, data.input_shape, hardware.device, vocab_size=data.vocab_size),
-        "latency_ms": measure_latency(model, data.input_shape, cfg.retrain.batch_size, hardware,
-                                      vocab_size=data.vocab_size),
+        "latency_ms": measure_latency(model, data.input_shape, latency_batch, hardware, vocab_size=data.vocab_size),
         "train_seconds": seconds,
         "epochs": epochs,
         **({"init": {**transfer.summary(), "finetune": cfg.retrain.finetune}} if transfer else {}),

@@ -10,6 +10,8 @@ import hydra.core.utils
 import pandas as pd
 import torch
 
+import nascli.evaluators.train
+import nascli.runner
 from conftest import TINY
 
 
@@ -27,6 +29,22 @@ def test_retrain_a_search_run_with_other_settings(nas, workdir: Path) -> None:
     assert torch.load(again / "retrain" / "model.pt", weights_only=True)["input_shape"] == [1, 8, 8]
     record = json.loads((again / "run.json").read_text())
     assert "dataset=synthetic" in record["overrides"] and "retrain.epochs=2" in record["overrides"]
+
+
+def test_trials_and_the_retraining_time_the_same_batch(nas, workdir: Path, monkeypatch) -> None:
+    """Latency is per `evaluator.latency_batch` samples (default one request) in the trials and the retraining."""
+    batches = []
+
+    def recorded(model, input_shape, batch, *args, **kwargs) -> float:
+        batches.append(batch)
+        return 1.0
+
+    for module in (nascli.evaluators.train, nascli.runner):
+        monkeypatch.setattr(module, "measure_latency", recorded)
+    assert nas("search", *TINY, "search.max_trials=1", "evaluator.latency_batch=3", "run_dir=run")[0] == 0
+    assert batches == [3, 3]
+    assert nas("search", *[o for o in TINY if "latency" not in o], "search.max_trials=1", "run_dir=default")[0] == 0
+    assert batches[2:] == [1, 1]
 
 
 class TickingClock:

@@ -13,6 +13,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from nascli.data.base import InputShape
 from nascli.hardware import Hardware
 
+# Samples per timed forward pass: one request, as deployed (the latency FBNet, ProxylessNAS and HW-NAS-Bench use)
+LATENCY_BATCH = 1
+
 
 def count_params(model: nn.Module) -> int:
     """Trainable parameters."""

@@ -16,7 +16,8 @@ from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
-from nascli.evaluators.profile import count_flops, count_params, measure_latency, measure_latency_onnxruntime
+from nascli.evaluators.profile import (LATENCY_BATCH, count_flops, count_params, measure_latency,
+                                      measure_latency_onnxruntime)
 from nascli.evaluators.training import TimeLimit, train
 from nascli.registry import register
 from nascli.rundir import RunDir
@@ -28,7 +29,7 @@ from nascli.spaces.base import Arch
 class TrainEvaluatorSettings(TrainSettings):
     """Training settings per candidate, plus the batch size at which latency is measured."""
 
-    latency_batch: int = 64
+    latency_batch: int = LATENCY_BATCH
     latency: str = "torch"  # torch: the network on the run's device; onnxruntime: exported to ONNX, ONNX Runtime (CPU)
     init: Optional[str] = None  # a run directory: each candidate inherits its model's (or supernet's) fitting weights
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
