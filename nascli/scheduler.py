@@ -232,9 +232,13 @@ class Scheduler:
                          f"{per_trial:.1f} s per trial", spent)
 
     def _pending(self, trial_id: int, proposal: Proposal, attempts: int = 0, repeat: Optional[int] = None) -> Pending:
-        """Work for a slot; a confirming run (`repeat`) gets a seed of its own and, with confirm_folds, its fold."""
+        """Work for a slot; a confirming run (`repeat`) gets a seed of its own and, with confirm_folds, its fold.
+
+        Every architecture trains with the same seed (each repeat with its own): common random numbers, as
+        NAS-Bench-201 trains every cell with the same seeds, so that trials differ by their architecture and
+        not by the draw of initial weights and batches."""
         key = self.space.hash(proposal.arch)
-        seed = derive_seed(self.seed, key if repeat is None else f"{key}/repeat{repeat}")
+        seed = derive_seed(self.seed, "trial" if repeat is None else f"repeat{repeat}")
         fold = repeat if repeat is not None and self.settings.confirm_folds else 0
         return Pending(Task(trial_id, proposal.arch, key, proposal.budget, seed, repeat, fold), attempts=attempts)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from pathlib import Path
@@ -383,6 +384,31 @@ def test_an_ensemble_trains_each_input_on_its_own_loss_and_multiplies_their_prob
     assert torch.equal(late_net.criterion(logits, labels, 0.1), F.cross_entropy(logits, labels, label_smoothing=0.1))
     with pytest.raises(ValueError, match="the ensemble op is a fusion's only step"):
         space.validate({**ensemble, "fusion": ensemble["fusion"] + late["fusion"]})
+
+
+def test_an_encoder_starts_alike_in_every_fusion_and_an_expert_as_its_input_s_network_alone() -> None:
+    space = fusion_space()
+    late, ensemble = space.references()
+    shapes = {"image": (1, 8, 8), "audio": (1, 6, 10)}
+
+    def built(arch: dict) -> torch.nn.Module:
+        torch.manual_seed(3)
+        return space.build(arch, shapes, 3)
+
+    nets = {"late": built(late), "ensemble": built(ensemble), **{k: built(a) for k, a in space.baselines(late).items()}}
+    deeper = copy.deepcopy(late)
+    deeper["encoders"]["image"]["blocks"].append({"op": "conv3x3", "width": 16, "down": False})
+    nets["deeper image"] = built(deeper)
+    for name, count in (("image", 4), ("audio", 5)):  # the deeper image encoder leaves the audio encoder as it was
+        alike = [net.encoders[name].state_dict() for key, net in nets.items()
+                 if name in net.encoders and not (name == "image" and key == "deeper image")]
+        assert len(alike) == count and all(torch.equal(a[k], alike[0][k]) for a in alike[1:] for k in alike[0])
+        alone = nets[f"{name}_only"]
+        expert = nets["ensemble"].steps[0].experts[name]
+        assert torch.equal(expert[0].weight, alone.steps[0].mix.weight) and torch.equal(expert[3].weight, alone.head.weight)
+    torch.manual_seed(4)  # another trial seed, other initial weights
+    other = space.build(late, shapes, 3)
+    assert not torch.equal(next(other.encoders["image"].parameters()), next(nets["late"].encoders["image"].parameters()))
 
 
 def test_the_ensemble_stays_a_fusion_s_only_step_through_every_search_operation() -> None:

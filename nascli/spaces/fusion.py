@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 import math
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -25,6 +27,7 @@ from torch import Tensor, nn
 from nascli.config import require
 from nascli.errors import UserError
 from nascli.registry import register
+from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash
 from nascli.spaces.chain import DRAW_COLOURS as CHAIN_COLOURS, ChainSettings, ChainSpace
 from nascli.spaces.pooling import global_avg_pool
@@ -208,16 +211,34 @@ class FusionStep(nn.Module):
         return self.out(attended.reshape(batch, width))
 
 
+@contextmanager
+def initialised(base: Optional[int], role: str) -> Iterator[None]:
+    """Layers made inside start from torch's generator seeded by `base` and their role (an encoder of one input,
+    the classifier over some inputs), then the generator goes on as before; `base` None leaves it as it is.
+
+    So an encoder starts alike in every fusion network of a trial seed, and an ensemble's expert as the network
+    of its input alone: comparisons between fusions are not confounded by the draw of initial weights (common
+    random numbers)."""
+    if base is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(derive_seed(base, role))
+        yield
+
+
 class Experts(nn.Module):
     """The ensemble op: each tapped layer, pooled, its own classifier (a hidden layer of `width`, as a one-input
     concat step and the head); the output is the sum of their log-probabilities, a product of experts."""
 
-    def __init__(self, channels: dict[str, int], width: int, num_classes: int) -> None:
+    def __init__(self, channels: dict[str, int], width: int, num_classes: int, base: Optional[int] = None) -> None:
         super().__init__()
         self.op = ENSEMBLE
-        self.experts = nn.ModuleDict({name: nn.Sequential(nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU(),
-                                                          nn.Linear(width, num_classes))
-                                      for name, c in channels.items()})
+        self.experts = nn.ModuleDict()
+        for name, c in channels.items():
+            with initialised(base, f"classifier:{name}"):
+                self.experts[name] = nn.Sequential(nn.Linear(c, width), nn.LayerNorm(width), nn.ReLU(),
+                                                   nn.Linear(width, num_classes))
 
     def forward(self, features: dict[str, Tensor], previous: Optional[Tensor] = None) -> Tensor:
         """`previous` is always None: the ensemble is a fusion's only step."""
@@ -254,25 +275,30 @@ class FusionNet(nn.Module):
         self.order = list(input_shape)
         self.encoders = nn.ModuleDict()
         channels: dict[str, list[int]] = {}
+        base = int(torch.randint(2**31, ()))  # one draw whatever the architecture: each part's seed derives from it
         for name, encoder in arch["encoders"].items():
-            if space.modality[name] == "tokens":
-                self.encoders[name] = TextEncoder(encoder, (vocab_size or {})[name])
-                channels[name] = self.encoders[name].widths
-            else:
-                stages, channels[name] = space.encoder_space(name).stages(encoder, input_shape[name])
-                self.encoders[name] = ChainEncoder(stages)
+            with initialised(base, f"encoder:{name}"):
+                if space.modality[name] == "tokens":
+                    self.encoders[name] = TextEncoder(encoder, (vocab_size or {})[name])
+                    channels[name] = self.encoders[name].widths
+                else:
+                    stages, channels[name] = space.encoder_space(name).stages(encoder, input_shape[name])
+                    self.encoders[name] = ChainEncoder(stages)
         self.taps = [step["taps"] for step in arch["fusion"]]
         self.steps = nn.ModuleList()
-        previous = None
-        for step in arch["fusion"]:
-            tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
-            if step["op"] == ENSEMBLE:
-                self.steps.append(Experts(tapped, step["width"], num_classes))
-            else:
-                self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
-            previous = step["width"]
         self.ensemble = arch["fusion"][-1]["op"] == ENSEMBLE
-        self.head = nn.Identity() if self.ensemble else nn.Linear(previous, num_classes)
+        if self.ensemble:  # each expert starts as the classifier of its input's network alone (below)
+            tapped = {name: channels[name][-1 - depth] for name, depth in self.taps[0].items()}
+            self.steps.append(Experts(tapped, arch["fusion"][0]["width"], num_classes, base))
+            self.head: nn.Module = nn.Identity()
+            return
+        with initialised(base, "classifier:" + "+".join(sorted(arch["encoders"]))):
+            previous = None
+            for step in arch["fusion"]:
+                tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
+                self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
+                previous = step["width"]
+            self.head = nn.Linear(previous, num_classes)
 
     def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
         """The training loss of `output` (see fusion_loss)."""
