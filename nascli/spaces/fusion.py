@@ -287,18 +287,18 @@ class FusionNet(nn.Module):
         self.taps = [step["taps"] for step in arch["fusion"]]
         self.steps = nn.ModuleList()
         self.ensemble = arch["fusion"][-1]["op"] == ENSEMBLE
-        if self.ensemble:  # each expert starts as the classifier of its input's network alone (below)
+        if self.ensemble:  # each expert starts as the classifier of its input's network alone
             tapped = {name: channels[name][-1 - depth] for name, depth in self.taps[0].items()}
             self.steps.append(Experts(tapped, arch["fusion"][0]["width"], num_classes, base))
             self.head: nn.Module = nn.Identity()
-            return
-        with initialised(base, "classifier:" + "+".join(sorted(arch["encoders"]))):
-            previous = None
-            for step in arch["fusion"]:
-                tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
-                self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
-                previous = step["width"]
-            self.head = nn.Linear(previous, num_classes)
+        else:
+            with initialised(base, "classifier:" + "+".join(sorted(arch["encoders"]))):
+                previous = None
+                for step in arch["fusion"]:
+                    tapped = {name: channels[name][-1 - depth] for name, depth in step["taps"].items()}
+                    self.steps.append(FusionStep(step["op"], tapped, step["width"], previous))
+                    previous = step["width"]
+                self.head = nn.Linear(previous, num_classes)
 
     def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
         """The training loss of `output` (see fusion_loss)."""
