@@ -38,11 +38,11 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from nascli.evaluators.profile import count_params
+from nascli.evaluators.training import training_loss
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -98,7 +98,7 @@ def _loss_backward(model: nn.Module, inputs: Inputs, labels: Tensor) -> nn.Modul
     """A copy of `model` holding the gradients of the batch's training loss (cross-entropy), computed in training mode."""
     net = _copy(model).train()
     with torch.enable_grad(), _rng_kept(labels.device):
-        getattr(net, "criterion", F.cross_entropy)(net(*_parts(inputs)), labels).backward()
+        training_loss(net)(net(*_parts(inputs)), labels).backward()
     return net
 
 

@@ -27,7 +27,8 @@ from nascli.errors import TrialFailed, UserError, warn
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
 from nascli.evaluators.profile import count_flops, count_params
-from nascli.evaluators.training import batches_per_epoch, every_parameter, optimizer_and_schedule, train
+from nascli.evaluators.training import (batches_per_epoch, every_parameter, optimizer_and_schedule, train,
+                                       training_loss)
 from nascli.printout import progress
 from nascli.registry import register
 from nascli.rundir import SUPERNET, RunDir
@@ -93,7 +94,7 @@ class RandomPaths(nn.Module):
 
     def criterion(self, output: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
         """The loss of the path taken: the supernet's own where it has one (a fusion ensemble's), else cross-entropy."""
-        return getattr(self.supernet, "criterion", F.cross_entropy)(output, targets, label_smoothing=label_smoothing)
+        return training_loss(self.supernet)(output, targets, label_smoothing=label_smoothing)
 
 
 class _Mixed(nn.Module):

@@ -37,6 +37,11 @@ def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generato
     return x
 
 
+def training_loss(model: nn.Module) -> Callable[..., Tensor]:
+    """The loss a network trains on: its own `criterion` where it has one (a fusion ensemble's), else cross-entropy."""
+    return getattr(model, "criterion", F.cross_entropy)
+
+
 def every_parameter(module: nn.Module) -> list[dict[str, Any]]:
     """All of a module's parameters as one optimizer group at the full learning rate."""
     return [{"params": list(module.parameters()), "lr_factor": 1.0}]
@@ -170,7 +175,7 @@ def train(
         schedule.load_state_dict(resume["schedule"])
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
-    criterion = getattr(model, "criterion", F.cross_entropy)  # a network may train on its own loss
+    criterion = training_loss(model)
     transform = partial(augment, crop_padding=crop_padding, hflip=hflip, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
