@@ -12,10 +12,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import nascli.runner
 from conftest import TINY
 from nascli.config import load_config
 from nascli.data.av_digits import paired, weakened
 from nascli.data.base import Modalities
+from nascli.seeding import derive_seed
 from nascli.spaces.fusion import FUSION_OPS, FusionSettings, FusionSpace
 from test_errors import assert_one_line_error
 
@@ -202,9 +204,13 @@ def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) 
     assert np.abs(got - expected.numpy()).max() < 1e-4
 
 
-def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retrain(nas, workdir: Path) -> None:
+def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retrain(nas, workdir: Path, monkeypatch) -> None:
+    seeds = []
+    real_train = nascli.runner.train
+    monkeypatch.setattr(nascli.runner, "train", lambda *args, **kw: seeds.append(args[5]) or real_train(*args, **kw))
     code, out, err = nas("search", *QUICK, THREE, "run_dir=run")
     assert code == 0, err
+    assert seeds == [derive_seed(0, "retrain")] * 5  # found and baselines on common random numbers
     metrics = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())
     assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion"}
     best = json.loads((workdir / "run" / "best.json").read_text())["arch"]

@@ -24,7 +24,6 @@ from nascli.evaluators.profile import count_flops, count_params
 from nascli.evaluators.proxies import DATA_FREE, PROXIES
 from nascli.hardware import Hardware
 from nascli.registry import register
-from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 
 RANK_MEAN = "rank_mean"
@@ -112,12 +111,11 @@ class ProxyEvaluator(Evaluator):
         return scores
 
     def reference(self) -> dict[str, list[float]]:
-        """Each proxy's scores of `reference` random architectures, each built and scored with its own fixed seed."""
+        """Each proxy's scores of `reference` random architectures, all built and scored with one fixed seed."""
         if self._reference is None:
             rng = random.Random(REFERENCE_SEED)
             archs = [self.space.sample(rng) for _ in range(self.settings.reference)]
-            scored = [self._scores(self._build(arch, REFERENCE_SEED + i), REFERENCE_SEED + i)
-                      for i, arch in enumerate(archs)]
+            scored = [self._scores(self._build(arch, REFERENCE_SEED), REFERENCE_SEED) for arch in archs]
             self._reference = {name: [s[name] for s in scored] for name in self.settings.proxies}
         return self._reference
 
@@ -145,15 +143,18 @@ class ProxyEvaluator(Evaluator):
                 "params": count_params(model), "flops": flops}
 
 
-def proxy_scorer(name: str, space: SearchSpace, data: Optional[DataSplits], hardware: Hardware) -> Callable[[Arch], float]:
-    """A function that scores an architecture by one proxy (the same value every time; -inf when it has none)."""
+def proxy_scorer(
+    name: str, space: SearchSpace, data: Optional[DataSplits], hardware: Hardware, seed: int
+) -> Callable[[Arch], float]:
+    """A function that scores an architecture by one proxy, every architecture built and scored with `seed` (common
+    random numbers: the same value every time; -inf when it has none)."""
     if data is None:
         raise UserError("strategy.prescreen scores networks on the dataset's samples, and this search loads none")
     evaluator = ProxyEvaluator(ProxyEvaluatorSettings(proxy=name, proxies=[name]), space=space, data=data,
                                hardware=hardware)
 
     def score(arch: Arch) -> float:
-        value = evaluator.score(arch, derive_seed(0, space.hash(arch)))
+        value = evaluator.score(arch, seed)
         return value if math.isfinite(value) else -math.inf
 
     return score

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from nascli.config import require
 from nascli.goal import Goal
+from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ class Strategy(ABC):
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
         self.settings = settings
         self.space = space
+        self.seed = seed
         self.rng = random.Random(seed)
         self.seen: set[str] = set()
         self.screen: Optional[Callable[[Arch], float]] = None  # the pre-screening proxy, once prepared
@@ -114,7 +116,8 @@ class Strategy(ABC):
         if name is not None:
             from nascli.evaluators.proxy import proxy_scorer
 
-            self.screen = proxy_scorer(name, self.space, evaluator.data, evaluator.hardware)
+            self.screen = proxy_scorer(name, self.space, evaluator.data, evaluator.hardware,
+                                       derive_seed(self.seed, "prescreen"))
         self.goal = goal
         if goal is not None:
             names = [m for m in goal.metrics if m in evaluator.pre_training_metrics()]
