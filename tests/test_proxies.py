@@ -20,10 +20,10 @@ from nascli.config import load_config
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed
 from nascli.evaluators.proxies import JACOV_K, PROXIES, grad_norm, jacov, snip, synflow
-from nascli.seeding import derive_seed
 from nascli.evaluators.proxy import ProxyEvaluator, ProxyEvaluatorSettings, percentile, proxy_scorer, rank_mean
 from nascli.factory import build_space, build_strategy, load_data
 from nascli.hardware import Hardware, resolve_hardware
+from nascli.seeding import derive_seed
 from nascli.spaces.chain import ChainSettings, ChainSpace
 from nascli.spaces.text import TextSpace, TextSpaceSettings
 from test_errors import assert_one_line_error
