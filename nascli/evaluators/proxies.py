@@ -95,7 +95,7 @@ def _weight_grads(net: nn.Module) -> list[tuple[Tensor, Tensor]]:
 
 
 def _loss_backward(model: nn.Module, inputs: Inputs, labels: Tensor) -> nn.Module:
-    """A copy of `model` holding the gradients of the batch's training loss (cross-entropy), computed in training mode."""
+    """A copy of `model` holding the gradients of the batch's training loss (see training_loss), computed in training mode."""
     net = _copy(model).train()
     with torch.enable_grad(), _rng_kept(labels.device):
         training_loss(net)(net(*_parts(inputs)), labels).backward()
