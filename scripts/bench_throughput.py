@@ -7,7 +7,9 @@ Usage: python scripts/bench_throughput.py [--trials 10] [--epochs 5] [--repeats 
     bare loop that trains the same architectures on the same data with the same optimiser, schedule and
     epochs and scores them on the validation split. Per repeat (seed), an untimed search finds the
     architectures and warms the kernel caches, then runner and bare loop alternate for --rounds rounds.
-    The ratio of their fastest rounds is the runner's overhead: another tenant's work only adds time.
+    Another tenant's work only adds time, so each loop's cost is its fastest: of whole rounds, and (less
+    noisy) the sum over its parts of each part's fastest round, the parts being every trial (the runner's
+    from its trial log) and the rest (the runner's run directory and data, the bare loop's data).
 (b) GPU, when CUDA is available: `nas search hardware=gpu` with 1-epoch trials (data on the device, bf16,
     channels_last, several trials per GPU) against a naive loop over the same architectures (a CPU
     DataLoader, fp32, one trial at a time): trials per hour and mean GPU utilisation (nvidia-smi) of each.
@@ -25,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
@@ -37,22 +39,39 @@ from nascli.rundir import RunDir
 from nascli.runner import search
 
 
-def run_search(overrides: list[str], run_dir: Path) -> tuple[float, list[dict[str, Any]]]:
-    """Seconds of `nas search` with these overrides (in-process, after imports) and the architectures it tried."""
+class Timing(NamedTuple):
+    """Seconds of one loop over the architectures: in all, per architecture, and of each in its training loop."""
+
+    total: float
+    each: list[float]
+    training: list[float]
+
+
+def run_search(overrides: list[str], run_dir: Path) -> tuple[Timing, list[dict[str, Any]]]:
+    """`nas search` with these overrides timed in-process, after imports (each trial from the previous trial's
+    logging to its own, the first from the start of the trial clock), and the architectures it tried."""
     cfg = load_config(overrides)
     start = time.perf_counter()
     search(cfg, run_dir, overrides)
     seconds = time.perf_counter() - start
-    return seconds, [trial.arch for trial in RunDir(run_dir).trials()]
+    trials = RunDir(run_dir).trials()
+    logged = [0.0, *(trial.elapsed for trial in trials)]
+    each = [b - a for a, b in zip(logged, logged[1:])]
+    return Timing(seconds, each, [trial.metrics["train_seconds"] for trial in trials]), [trial.arch for trial in trials]
 
 
-def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device: torch.device) -> torch.nn.Module:
-    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32, in the layout nascli trains in."""
-    settings = cfg.evaluator.settings
-    data_shape, classes = batches.input_shape, batches.num_classes
-    layout = torch.channels_last if cfg.hardware.channels_last != "off" else torch.contiguous_format
+def _layout(cfg: RunConfig) -> torch.memory_format:
+    return torch.channels_last if cfg.hardware.channels_last != "off" else torch.contiguous_format
+
+
+def _built(cfg: RunConfig, arch: dict, batches: Any, device: torch.device) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_space(cfg).build(arch, data_shape, classes).to(device, memory_format=layout)
+    return build_space(cfg).build(arch, batches.input_shape, batches.num_classes).to(device, memory_format=_layout(cfg))
+
+
+def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: int, device: torch.device) -> None:
+    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32, in the layout nascli trains in."""
+    settings, layout = cfg.evaluator.settings, _layout(cfg)
     optimizer, schedule = optimizer_and_schedule(every_parameter(model), settings, settings.epochs * steps_per_epoch)
     model.train()
     for _ in range(settings.epochs):
@@ -63,7 +82,6 @@ def _fit(cfg: RunConfig, arch: dict, batches: Any, steps_per_epoch: int, device:
             loss.backward()
             optimizer.step()
             schedule.step()
-    return model
 
 
 @torch.no_grad()
@@ -97,18 +115,24 @@ class LoaderBatches(torch.utils.data.DataLoader):
         self.num_classes, self.input_shape = num_classes, tuple(x.shape[1:])
 
 
-def bare_loop(overrides: list[str], archs: list[dict], batches_class: type, device: torch.device) -> float:
-    """Seconds to load the data, then train and score every architecture one after another."""
+def bare_loop(overrides: list[str], archs: list[dict], batches_class: type, device: torch.device) -> Timing:
+    """Load the data, then train and score every architecture one after another, timed."""
     cfg = load_config(overrides)
     start = time.perf_counter()
     data = cfg.dataset.cls(cfg.dataset.settings).load()
     batches = batches_class(data.train_x, data.train_y, cfg.evaluator.settings.batch_size, data.num_classes)
+    each, training = [], []
     for arch in archs:
-        model = _fit(cfg, arch, batches, len(batches), device)
+        began = time.perf_counter()
+        model = _built(cfg, arch, batches, device)
+        fit_from = time.perf_counter()
+        _fit(cfg, model, batches, len(batches), device)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        training.append(time.perf_counter() - fit_from)
         _val_accuracy(model, data.val_x, data.val_y, device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
+        each.append(time.perf_counter() - began)
+    return Timing(time.perf_counter() - start, each, training)
 
 
 class GpuUtilisation:
@@ -140,31 +164,48 @@ def cpu_overhead(args: argparse.Namespace, out: Path) -> None:
     overrides = [f"dataset={args.dataset}", "hardware=cpu", f"hardware.threads={threads}", "strategy=random",
                  f"search.max_trials={args.trials}", f"evaluator.epochs={args.epochs}", "evaluator.augment=false",
                  "retrain.enabled=false"]
-    timings: list[dict[str, list[float]]] = []
+    timings: list[dict[str, list[Timing]]] = []  # per seed and loop, each round's
     for repeat in range(args.repeats):
         seed = [*overrides, f"seed={repeat}"]
-        _, archs = run_search(seed, out / f"cpu-{repeat}-warm-up")  # finds the architectures; warms kernel caches
-        seconds: dict[str, list[float]] = {"runner": [], "bare": []}
+        archs = run_search(seed, out / f"cpu-{repeat}-warm-up")[1]  # finds the architectures; warms kernel caches
+        rounds: dict[str, list[Timing]] = {"runner": [], "bare": []}
         for round_ in range(args.rounds):  # alternating, so that drift hits both alike
             for loop in ("runner", "bare") if round_ % 2 == 0 else ("bare", "runner"):
                 if loop == "runner":
-                    seconds["runner"].append(run_search(seed, out / f"cpu-{repeat}-{round_}")[0])
+                    rounds[loop].append(run_search(seed, out / f"cpu-{repeat}-{round_}")[0])
                 else:
-                    seconds["bare"].append(bare_loop(overrides, archs, TensorBatches, torch.device("cpu")))
-        timings.append(seconds)
-    # Another tenant's work only ever adds time, so each loop's fastest round is its cost (as timeit advises).
-    ratios = [min(t["runner"]) / min(t["bare"]) for t in timings]
-    pooled = sum(min(t["runner"]) for t in timings) / sum(min(t["bare"]) for t in timings)
+                    rounds[loop].append(bare_loop(overrides, archs, TensorBatches, torch.device("cpu")))
+        timings.append(rounds)
+
+    def fastest_round(rounds: list[Timing]) -> float:
+        return min(timing.total for timing in rounds)
+
+    def fastest_parts(rounds: list[Timing]) -> float:  # the rest (run directory, data) and each trial
+        return sum(min(part) for part in zip(*([t.total - sum(t.each), *t.each] for t in rounds)))
+
+    def beyond_training(rounds: list[Timing]) -> float:  # median seconds of a trial outside its training loop
+        return statistics.median(e - t for timing in rounds for e, t in zip(timing.each, timing.training))
+
     print(f"\n(a) CPU, {threads} threads: {args.trials} trials of {args.epochs} epochs on {args.dataset}, "
-          f"seeds 0-{args.repeats - 1}, the fastest of {args.rounds} alternating rounds per loop and seed\n")
-    print("| seed | bare loop: s per trial (fastest; all rounds) | runner: s per trial (fastest; all rounds) | ratio |")
-    print("|---|---|---|---|")
-    for repeat, (t, ratio) in enumerate(zip(timings, ratios)):
-        rounds = {loop: ", ".join(f"{s / args.trials:.3f}" for s in t[loop]) for loop in t}
-        print(f"| {repeat} | {min(t['bare']) / args.trials:.3f} ({rounds['bare']}) | "
-              f"{min(t['runner']) / args.trials:.3f} ({rounds['runner']}) | {ratio:.3f} |")
-    print(f"\nrunner overhead: {100 * (pooled - 1):+.1f}% (sum of the fastest rounds); per seed "
-          f"{', '.join(f'{100 * (r - 1):+.1f}%' for r in ratios)}")
+          f"seeds 0-{args.repeats - 1}, {args.rounds} alternating rounds per loop and seed\n")
+    print("| seed | bare loop: s per trial (fastest round; all rounds) | runner: s per trial (fastest round; all rounds) "
+          "| ratio of the fastest rounds | ratio of the sums of the fastest parts | ms per trial outside the training "
+          "loop: bare, runner |")
+    print("|---|---|---|---|---|---|")
+    for repeat, seed in enumerate(timings):
+        each = {loop: ", ".join(f"{t.total / args.trials:.3f}" for t in seed[loop]) for loop in seed}
+        bare, runner = seed["bare"], seed["runner"]
+        print(f"| {repeat} | {fastest_round(bare) / args.trials:.3f} ({each['bare']}) | "
+              f"{fastest_round(runner) / args.trials:.3f} ({each['runner']}) | "
+              f"{fastest_round(runner) / fastest_round(bare):.3f} | {fastest_parts(runner) / fastest_parts(bare):.3f} | "
+              f"{1000 * beyond_training(bare):.1f}, {1000 * beyond_training(runner):.1f} |")
+    for name, cost in (("fastest rounds", fastest_round), ("fastest parts", fastest_parts)):
+        pooled = sum(cost(seed["runner"]) for seed in timings) / sum(cost(seed["bare"]) for seed in timings)
+        print(f"\nrunner overhead by the {name}: {100 * (pooled - 1):+.1f}% (pooled over the seeds)")
+    extra = statistics.median(beyond_training(seed["runner"]) - beyond_training(seed["bare"]) for seed in timings)
+    trial = statistics.median(fastest_parts(seed["bare"]) / args.trials for seed in timings)
+    print(f"the runner's work per trial beyond the bare loop's, outside the training loop: {1000 * extra:.1f} ms, "
+          f"{100 * extra / trial:.1f}% of the bare loop's trial (medians over the seeds)")
 
 
 def gpu_throughput(args: argparse.Namespace, out: Path) -> None:
@@ -175,11 +216,11 @@ def gpu_throughput(args: argparse.Namespace, out: Path) -> None:
                  f"hardware.trials_per_gpu={args.trials_per_gpu}", "strategy=random",
                  f"search.max_trials={args.gpu_trials}", "evaluator.epochs=1", "retrain.enabled=false"]
     with GpuUtilisation() as nascli_util:
-        nascli_s, archs = run_search(overrides, out / "gpu")
+        nascli, archs = run_search(overrides, out / "gpu")
     naive_overrides = [*overrides, "hardware.amp=off", "hardware.channels_last=off"]
     with GpuUtilisation() as naive_util:
-        naive_s = bare_loop(naive_overrides, archs, LoaderBatches, torch.device("cuda:0"))
-    per_hour = {"naive": 3600 * len(archs) / naive_s, "nascli": 3600 * len(archs) / nascli_s}
+        naive = bare_loop(naive_overrides, archs, LoaderBatches, torch.device("cuda:0"))
+    per_hour = {"naive": 3600 * len(archs) / naive.total, "nascli": 3600 * len(archs) / nascli.total}
 
     def util(sampler: GpuUtilisation) -> str:
         return f"{sampler.mean:.0f}%" if sampler.mean is not None else "n/a"

@@ -39,9 +39,8 @@ from contextlib import AbstractContextManager
 
 import torch
 from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
 
-from nascli.evaluators.profile import count_params
+from nascli.evaluators.profile import count_params, forward_flops
 from nascli.evaluators.training import training_loss
 
 WEIGHTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
@@ -172,11 +171,7 @@ def params(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
 
 def flops(model: nn.Module, inputs: Inputs, labels: Tensor) -> float:
     """FLOPs of one sample's forward pass."""
-    net, parts = _copy(model).eval(), _parts(inputs)
-    counter = FlopCounterMode(display=False)
-    with counter, torch.no_grad():
-        net(*(part[:1] for part in parts))
-    return float(counter.get_total_flops())
+    return float(forward_flops(_copy(model).eval(), tuple(part[:1] for part in _parts(inputs))))
 
 
 PROXIES: dict[str, Proxy] = {"synflow": synflow, "snip": snip, "grad_norm": grad_norm, "jacov": jacov,
