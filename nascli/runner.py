@@ -376,7 +376,7 @@ def _retrained(
 
         seconds = train(
             model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
-            crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch, groups=groups, limits=limits,
+            augmentation=data.augmentation, on_epoch=on_epoch, groups=groups, limits=limits,
         )
     fitted = limits[0].fitted_epochs(epochs) if limits else epochs
     if fitted < epochs:

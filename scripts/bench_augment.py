@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nascli.data.base import Augmentation
 from nascli.evaluators.training import augment
 
 
@@ -69,7 +70,7 @@ def main() -> None:
     generators = {name: torch.Generator(device=device).manual_seed(0) for name in ("old", "new")}
     calls = {
         "old": lambda: old_augment(x, args.padding, args.hflip, generators["old"]),
-        "new": lambda: augment(x, args.padding, args.hflip, generators["new"]),
+        "new": lambda: augment(x, Augmentation(args.padding, args.hflip), generators["new"]),
     }
     for _ in range(args.warmup):
         if not torch.equal(calls["old"](), calls["new"]()):

@@ -107,7 +107,7 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
             model = model.to(memory_format=torch.channels_last)
         flops = count_flops(model, data.input_shape, hardware.device)
         common = dict(settings=settings, hardware=hardware, seed=0, epochs=1,
-                      crop_padding=data.crop_padding, hflip=data.hflip)
+                      augmentation=data.augmentation)
         train(model, x[: 2 * settings.batch_size], y[: 2 * settings.batch_size], **common)
         seconds = train(model, x, y, **common)
         rates.append(len(x) / seconds)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.evaluators.profile import measure_latency
+from nascli.data.base import Augmentation
 from nascli.evaluators.training import augment
 from nascli.hardware import Hardware
 
@@ -36,7 +37,7 @@ def shifts_of(out: Tensor, x: Tensor, p: int, flips: bool = False) -> list[list[
 def test_each_sample_is_a_crop_at_the_drawn_shift(p: int, channels_last: bool) -> None:
     x = torch.rand(24, 3, 6, 9) + 1  # no zeros, so that a crop matches at exactly one shift
     x = x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-    out = augment(x, p, hflip=False, generator=torch.Generator().manual_seed(3))
+    out = augment(x, Augmentation(p, False), generator=torch.Generator().manual_seed(3))
     assert out.shape == x.shape and out.dtype == x.dtype
     # The shifts are the generator's first draw, as in the masked-copy crop before it, so seeded runs reproduce.
     drawn = torch.randint(0, 2 * p + 1, (len(x), 2), generator=torch.Generator().manual_seed(3))
@@ -46,7 +47,7 @@ def test_each_sample_is_a_crop_at_the_drawn_shift(p: int, channels_last: bool) -
 def test_shifts_cover_the_whole_range() -> None:
     p = 2
     x = torch.rand(300, 1, 4, 4) + 1
-    out = augment(x, p, hflip=False, generator=torch.Generator().manual_seed(0))
+    out = augment(x, Augmentation(p, False), generator=torch.Generator().manual_seed(0))
     seen = {matches[0][:2] for matches in shifts_of(out, x, p)}
     assert seen == {(dy, dx) for dy in range(2 * p + 1) for dx in range(2 * p + 1)}
 
@@ -54,7 +55,7 @@ def test_shifts_cover_the_whole_range() -> None:
 def test_crop_and_flip() -> None:
     p = 1
     x = torch.rand(64, 2, 5, 5) + 1
-    out = augment(x, p, hflip=True, generator=torch.Generator().manual_seed(1))
+    out = augment(x, Augmentation(p, True), generator=torch.Generator().manual_seed(1))
     found = shifts_of(out, x, p, flips=True)
     assert all(len(matches) == 1 for matches in found)
     assert {matches[0][2] for matches in found} == {False, True}
@@ -64,7 +65,7 @@ def test_same_seed_same_batch_other_seed_other_batch() -> None:
     x = torch.rand(32, 3, 8, 8)
 
     def run(seed: int) -> Tensor:
-        return augment(x, 2, hflip=True, generator=torch.Generator().manual_seed(seed))
+        return augment(x, Augmentation(2, True), generator=torch.Generator().manual_seed(seed))
 
     assert torch.equal(run(5), run(5))
     assert not torch.equal(run(5), run(6))
@@ -72,8 +73,8 @@ def test_same_seed_same_batch_other_seed_other_batch() -> None:
 
 def test_without_padding() -> None:
     x = torch.rand(40, 3, 4, 4)
-    assert torch.equal(augment(x, 0, hflip=False, generator=torch.Generator().manual_seed(0)), x)
-    out = augment(x, 0, hflip=True, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(augment(x, Augmentation(0, False), generator=torch.Generator().manual_seed(0)), x)
+    out = augment(x, Augmentation(0, True), generator=torch.Generator().manual_seed(0))
     flipped = [torch.equal(o, s.flip(-1)) for o, s in zip(out, x)]
     assert all(f or torch.equal(o, s) for f, o, s in zip(flipped, out, x))
     assert any(flipped) and not all(flipped)

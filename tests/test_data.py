@@ -64,7 +64,7 @@ def test_cifar10_from_dataset_root(tmp_path: Path) -> None:
         batch = {b"data": np.full((20, 3072), 7, dtype=np.uint8), b"labels": list(np.arange(20) % 10)}
         (folder / name).write_bytes(pickle.dumps(batch))
     data = CIFAR10(FileDatasetSettings(root=str(tmp_path), val_fraction=0.1, hflip=True)).load()
-    assert data.input_shape == (3, 32, 32) and len(data.test_x) == 20 and data.hflip
+    assert data.input_shape == (3, 32, 32) and len(data.test_x) == 20 and data.augmentation.hflip
 
 
 @pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(), reason="dataset-fashion-mnist not installed")

@@ -12,8 +12,10 @@ import torch
 
 from conftest import TINY
 from nascli.config import load_config
-from nascli.data.base import trim_padding
+from nascli.data.base import Augmentation, trim_padding
 from nascli.data.text import encode
+from nascli.evaluators.training import augment
+from nascli.errors import UserError
 from nascli.factory import build_space, build_strategy
 from nascli.spaces.text import KIM_CNN
 from test_errors import assert_one_line_error
@@ -176,6 +178,26 @@ def test_batches_of_tokens_lose_only_trailing_padding() -> None:
     assert trim_padding(torch.zeros(2, 4, dtype=torch.long)).shape == (2, 1)
     images = torch.zeros(2, 1, 3, 3)
     assert trim_padding(images) is images
+
+
+def test_word_dropout_makes_only_words_unknown_at_its_rate_and_is_on_by_default(workdir: Path) -> None:
+    ids = torch.randint(2, 50, (400, 30))
+    ids[:, 20:] = 0  # padding
+    ids[:, 0] = 1  # words already unknown
+    dropped = augment(ids, Augmentation(word_dropout=0.25), torch.Generator().manual_seed(0))
+    changed = dropped != ids
+    assert (dropped[changed] == 1).all() and not changed[:, 20:].any() and not changed[:, 0].any()
+    assert 0.23 < changed[:, 1:20].float().mean().item() < 0.27
+    again = augment(ids, Augmentation(word_dropout=0.25), torch.Generator().manual_seed(0))
+    assert torch.equal(dropped, again)  # reproducible for a seed
+    assert torch.equal(augment(ids, Augmentation(), torch.Generator()), ids)
+    sentences(40, 0).to_csv(workdir / "train.csv", index=False)
+    cfg = load_config(["dataset=text", "dataset.train=train.csv", "dataset.test_fraction=0.2"])
+    assert cfg.dataset.cls(cfg.dataset.settings).load().augmentation == Augmentation(word_dropout=0.1)  # the default
+    cfg = load_config(["dataset=text", "dataset.train=train.csv", "dataset.test_fraction=0.2", "dataset.word_dropout=0"])
+    assert cfg.dataset.cls(cfg.dataset.settings).load().augmentation == Augmentation()
+    with pytest.raises(UserError, match="word_dropout must be in"):
+        load_config(["dataset=text", "dataset.train=train.csv", "dataset.word_dropout=1"])
 
 
 @pytest.mark.parametrize("strategy", ["random", "bo", "evolution", "local", "hyperband"])

@@ -12,6 +12,7 @@ from torch import nn
 
 from conftest import TINY, interrupt_on_call, read_trials
 from nascli.config import TrainSettings
+from nascli.data.base import Augmentation
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
 from nascli.evaluators.training import TimeLimit, augment, batches_per_epoch, one_cycle, train
@@ -181,9 +182,9 @@ def test_the_schedule_takes_any_number_of_steps(steps: int) -> None:
 
 def test_augment_shifts_and_flips_within_bounds() -> None:
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).reshape(2, 1, 4, 4)
-    out = augment(x, crop_padding=1, hflip=True, generator=torch.Generator().manual_seed(0))
+    out = augment(x, Augmentation(crop_padding=1, hflip=True), generator=torch.Generator().manual_seed(0))
     assert out.shape == x.shape
-    assert augment(x, 0, False, torch.Generator()).equal(x)
+    assert augment(x, Augmentation(), torch.Generator()).equal(x)
 
 
 def test_failed_trials_are_recorded_and_the_search_goes_on(nas, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -276,7 +277,7 @@ def test_channels_last_training_stays_within_rounding_of_the_standard_layout() -
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         hardware = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=channels_last)
-        train(model, x, y, TrainSettings(epochs=2, batch_size=32), hardware, seed=0, crop_padding=1, hflip=True)
+        train(model, x, y, TrainSettings(epochs=2, batch_size=32), hardware, seed=0, augmentation=Augmentation(crop_padding=1, hflip=True))
         return model
 
     try:

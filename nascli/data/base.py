@@ -6,7 +6,7 @@ import os
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import numpy as np
@@ -18,8 +18,18 @@ from nascli.config import require
 from nascli.errors import UserError
 
 SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
+UNKNOWN_ID = 1  # the token id of a word outside the vocabulary (0 pads)
 MEMORY_SHARE = 0.5  # without dataset.max_memory_gb, data larger than this share of the device's memory streams
 STATS_CHUNK = 4096  # samples per chunk when computing channel statistics
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training batches vary: images shifted by up to `crop_padding` pixels and flipped, words made unknown."""
+
+    crop_padding: int = 0
+    hflip: bool = False
+    word_dropout: float = 0.0  # the chance that a training sentence's word is replaced by the unknown token
 
 
 @dataclass
@@ -44,6 +54,10 @@ class DatasetSettings:
         require(self.crop_padding >= 0, "crop_padding must be >= 0")
         require(self.max_memory_gb is None or self.max_memory_gb > 0, "max_memory_gb must be positive (or null)")
 
+    def augmentation(self) -> Augmentation:
+        """The augmentation of training batches these settings ask for."""
+        return Augmentation(self.crop_padding, self.hflip)
+
 
 @dataclass
 class DataSplits:
@@ -57,8 +71,7 @@ class DataSplits:
     test_x: Inputs
     test_y: Tensor
     num_classes: int
-    crop_padding: int = 0
-    hflip: bool = False
+    augmentation: Augmentation = field(default_factory=Augmentation)
     # token data: the tokenizer, x holds ids into its "tokens"; multimodal data: each token input's, by name
     vocabulary: Optional[dict[str, Any]] = None
     val_held_out: bool = True  # validation is a share held out of the training data (False: given apart, e.g. a dev set)
@@ -307,8 +320,7 @@ class ArrayDataset(Dataset):
         return DataSplits(
             *splits_of(x, test_x, y, test_y, train, val, stream),
             num_classes=int(max(y.max(), test_y.max()) + 1),
-            crop_padding=self.settings.crop_padding,
-            hflip=self.settings.hflip,
+            augmentation=self.settings.augmentation(),
         )
 
 

@@ -62,8 +62,8 @@ class MultimodalDataset(Dataset):
         inputs = [Modalities({name: parts[name][i] for name in kinds}, kinds) for i in range(3)]
         labels = [torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (y[train], y[val], test_y)]
         return DataSplits(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2],
-                          num_classes=int(max(y.max(), test_y.max()) + 1), crop_padding=self.settings.crop_padding,
-                          hflip=self.settings.hflip, vocabulary=vocabularies or None, val_held_out=self.val_held_out)
+                          num_classes=int(max(y.max(), test_y.max()) + 1), augmentation=self.settings.augmentation(),
+                          vocabulary=vocabularies or None, val_held_out=self.val_held_out)
 
 
 @dataclass

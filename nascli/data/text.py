@@ -13,8 +13,8 @@ import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
 from nascli.config import require
-from nascli.data.base import (DataSplits, Dataset, DatasetSettings, kept_classes, stratified_split,
-                              training_pool, train_and_validation)
+from nascli.data.base import (UNKNOWN_ID, Augmentation, DataSplits, Dataset, DatasetSettings, kept_classes,
+                              stratified_split, training_pool, train_and_validation)
 from nascli.errors import UserError
 from nascli.registry import register
 
@@ -29,11 +29,16 @@ class TokenSettings(DatasetSettings):
     min_freq: int = 1  # tokens in fewer training texts are unknown
     max_length: int = 64  # tokens kept per text; shorter ones are padded
     lowercase: bool = True
+    word_dropout: float = 0.1  # training words made unknown at random, so that the unknown token learns what they mean
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require(self.min_freq >= 1, "min_freq must be at least 1")
         require(self.max_length >= 1, "max_length must be at least 1")
+        require(0 <= self.word_dropout < 1, "word_dropout must be in [0, 1)")
+
+    def augmentation(self) -> Augmentation:
+        return Augmentation(self.crop_padding, self.hflip, self.word_dropout)
 
 
 @dataclass
@@ -72,7 +77,7 @@ def token_ids(sentences: list[list[str]], vocabulary: dict[str, Any], length: in
     ids = {token: i for i, token in enumerate(vocabulary["tokens"])}
     out = np.zeros((len(sentences), length), dtype=np.int64)
     for row, tokens in enumerate(sentences):
-        row_ids = [ids.get(token, 1) for token in tokens][:length]
+        row_ids = [ids.get(token, UNKNOWN_ID) for token in tokens][:length]
         out[row, : len(row_ids)] = row_ids
     return out
 
@@ -184,7 +189,8 @@ class TextDataset(Dataset):
             return torch.from_numpy(np.asarray(a, dtype=np.int64))
 
         return DataSplits(x[fit], labels_of(y[fit]), x[val], labels_of(y[val]), test_x, labels_of(test_y),
-                          num_classes=len(classes), vocabulary=vocabulary, val_held_out=s.val is None)
+                          num_classes=len(classes), augmentation=s.augmentation(), vocabulary=vocabulary,
+                          val_held_out=s.val is None)
 
 
 @register("dataset", "text")

@@ -223,7 +223,7 @@ class SupernetEvaluator(Evaluator):
 
             try:
                 train(paths, data.train_x, data.train_y, self.settings, self.hardware, derive_seed(seed, "supernet"),
-                      epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip, on_epoch=on_epoch,
+                      epochs=epochs, augmentation=data.augmentation, on_epoch=on_epoch,
                       resume=state if "optimizer" in state else None, checkpoint=save)
             except TrialFailed as exc:
                 raise UserError(f"supernet training failed: {exc}") from None
@@ -331,7 +331,7 @@ class SupernetEvaluator(Evaluator):
                 if s.selection_epochs:
                     train(_Mixed(self.net, weights), data.train_x, data.train_y, s, self.hardware,
                           derive_seed(seed, f"selection:{position}"), epochs=s.selection_epochs,
-                          crop_padding=data.crop_padding, hflip=data.hflip)
+                          augmentation=data.augmentation)
                 bar.update(task, advance=1, description=f"perturbation selection: {choices[kept]} at {position}")
         recorded = run.architecture_weights() or {"operations": choices, "epochs": []}
         run.write_architecture_weights({**recorded, "selection": steps})

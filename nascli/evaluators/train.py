@@ -109,7 +109,7 @@ class TrainEvaluator(Evaluator):
         try:
             seconds = train(
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
-                epochs=epochs, crop_padding=data.crop_padding, hflip=data.hflip, limits=limits,
+                epochs=epochs, augmentation=data.augmentation, limits=limits,
             )
             if fit is not None:
                 epochs = fit.fitted_epochs(epochs)

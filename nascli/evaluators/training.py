@@ -14,13 +14,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
-from nascli.data.base import Inputs, network_inputs
+from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
 
-def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generator) -> Tensor:
-    """Random translations (pad and crop) and horizontal flips of image batches, per sample, on the batch's device."""
+def augment(x: Tensor, augmentation: Augmentation, generator: torch.Generator) -> Tensor:
+    """A training batch varied per sample, on its device: token ids with words made unknown at random; images
+    randomly translated (pad and crop) and flipped horizontally."""
+    if not x.is_floating_point():
+        return drop_words(x, augmentation.word_dropout, generator)
+    crop_padding, hflip = augmentation.crop_padding, augmentation.hflip
     if (not crop_padding and not hflip) or x.dim() != 4:
         return x
     n, c, h, w = x.shape
@@ -35,6 +39,15 @@ def augment(x: Tensor, crop_padding: int, hflip: bool, generator: torch.Generato
         flip = torch.rand(n, generator=generator, device=x.device) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     return x
+
+
+def drop_words(ids: Tensor, rate: float, generator: torch.Generator) -> Tensor:
+    """Token ids with each word (not the padding) replaced by the unknown token with probability `rate` (word
+    dropout, Iyyer et al. 2015): the unknown token, which stands for every word the training never saw, learns."""
+    if not rate:
+        return ids
+    dropped = (torch.rand(ids.shape, generator=generator, device=ids.device) < rate) & (ids > UNKNOWN_ID)
+    return ids.masked_fill(dropped, UNKNOWN_ID)
 
 
 def training_loss(model: nn.Module) -> Callable[..., Tensor]:
@@ -149,8 +162,7 @@ def train(
     hardware: Hardware,
     seed: int,
     epochs: Optional[int] = None,
-    crop_padding: int = 0,
-    hflip: bool = False,
+    augmentation: Augmentation = Augmentation(),
     on_epoch: Optional[Callable[[int, float], None]] = None,
     resume: Optional[dict[str, Any]] = None,
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
@@ -176,7 +188,7 @@ def train(
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
     criterion = training_loss(model)
-    transform = partial(augment, crop_padding=crop_padding, hflip=hflip, generator=generator) if settings.augment else None
+    transform = partial(augment, augmentation=augmentation, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
     start = time.perf_counter()
