@@ -64,7 +64,7 @@ class HardwareSettings:
     trials_per_gpu: int = 1  # trials that share one GPU at once, each in its own worker process
     workers: int = 1  # on the CPU: trials at once, each in its own worker process
     threads: Optional[int] = None  # CPU threads per trial; null: the cores shared out among the workers
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, off on the CPU
+    amp: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else off
     channels_last: str = "auto"  # auto: image networks train in channels_last on every device
     executor: str = "local"  # local: this machine; ray: a Ray cluster
     ray_address: Optional[str] = None  # null: start Ray here; "auto" or "ray://host:10001": join a cluster

@@ -89,13 +89,15 @@ def test_joblib_sweep_runs_jobs_in_parallel(nas, workdir: Path, table: Path) -> 
         assert len(read_trials(run)) == 12
 
 
-@pytest.mark.skipif(importlib.util.find_spec("hydra_plugins.hydra_submitit_launcher") is None,
-                    reason="hydra-submitit-launcher is not installed")
+@pytest.mark.parametrize("amx", [True, False])
 @pytest.mark.parametrize("preset", ["auto", "cpu"])
-def test_every_cpu_preset_trains_in_channels_last(preset: str) -> None:
-    """hardware=cpu keeps the fast layout that hardware=auto chooses on the CPU (it had switched it off)."""
+def test_every_cpu_preset_trains_in_channels_last_and_in_bf16_with_amx(preset: str, amx: bool, monkeypatch) -> None:
+    """hardware=cpu keeps the fast layout and precision that hardware=auto chooses on the CPU."""
+    monkeypatch.setattr("nascli.hardware.cpu_has_amx", lambda: amx)
     hardware = resolve_hardware(load_config([f"hardware={preset}", "hardware.threads=1"]).hardware, device="cpu")
-    assert hardware.channels_last and hardware.amp_dtype is None
+    assert hardware.channels_last and hardware.amp_dtype == (torch.bfloat16 if amx else None)
+    off = resolve_hardware(load_config([f"hardware={preset}", "hardware.amp=off"]).hardware, device="cpu")
+    assert off.amp_dtype is None
 
 
 def test_slurm_launcher_config_composes() -> None:

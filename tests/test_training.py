@@ -259,6 +259,53 @@ def test_fast_pooling_matches_pytorchs_values_and_gradients(stride: int, channel
         assert mine.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+def test_depthwise_convolutions_run_in_fp32_under_the_cpus_bf16_autocast() -> None:
+    """oneDNN's bf16 depthwise backward is slow, so these layers leave autocast; elsewhere they are F.conv2d."""
+    import torch.nn.functional as F
+
+    from nascli.spaces.depthwise import DepthwiseConv2d
+    from nascli.spaces.pooling import avg_pool3x3
+
+    layer = DepthwiseConv2d(6, 3, stride=2)
+    assert layer.state_dict().keys() == nn.Conv2d(6, 6, 3, bias=False).state_dict().keys()
+    x = torch.randn(2, 6, 9, 9).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    expected = F.conv2d(x, layer.weight, None, 2, 1, 1, 6)
+    assert torch.equal(layer(x), expected)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed, pooled = layer(x.bfloat16()), avg_pool3x3(x.bfloat16())
+        assert F.conv2d(x, torch.randn(4, 6, 1, 1)).dtype == torch.bfloat16  # autocast is on for the others
+    assert mixed.dtype == pooled.dtype == torch.float32
+    assert torch.equal(mixed, F.conv2d(x.bfloat16().float(), layer.weight, None, 2, 1, 1, 6))
+    mixed.sum().backward()
+    assert layer.weight.grad.dtype == torch.float32 and x.grad is not None
+
+
+def test_bf16_training_is_deterministic_and_learns_as_fp32_does() -> None:
+    """bf16 autocast (the CPU's default with AMX) repeats exactly for a seed, and predicts as fp32 training does."""
+    from nascli.spaces.chain import ChainSettings, ChainSpace
+
+    space = ChainSpace(ChainSettings())
+    arch = {"blocks": [{"op": "conv3x3", "width": 16, "down": False}, {"op": "sepconv3x3", "width": 32, "down": True},
+                       {"op": "avgpool3x3", "width": 32, "down": False}]}
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2048, 1, 8, 8, generator=generator)
+    y = (x.mean((1, 2, 3)) > 0).long()
+
+    def fit(amp: torch.dtype | None) -> nn.Module:
+        torch.manual_seed(0)
+        model = space.build(arch, (1, 8, 8), 2).to(memory_format=torch.channels_last)
+        hardware = Hardware(device=torch.device("cpu"), amp_dtype=amp, channels_last=True)
+        train(model, x[:1536], y[:1536], TrainSettings(epochs=4, batch_size=64, lr=0.1), hardware, seed=0)
+        return model.eval()
+
+    mixed, full = fit(torch.bfloat16), fit(None)
+    assert all(torch.equal(p, q) for p, q in zip(mixed.parameters(), fit(torch.bfloat16).parameters()))
+    with torch.no_grad():
+        bf16, fp32 = mixed(x[1536:]).argmax(1), full(x[1536:]).argmax(1)
+    assert (bf16 == y[1536:]).float().mean() > 0.88 and (fp32 == y[1536:]).float().mean() > 0.88  # 0.92 and 0.92
+    assert (bf16 == fp32).float().mean() > 0.94  # 0.98
+
+
 def test_channels_last_training_stays_within_rounding_of_the_standard_layout() -> None:
     """Training in channels_last (the default on every device) gives the same weights as NCHW, up to rounding."""
     from nascli.spaces.chain import ChainSpace, ChainSettings

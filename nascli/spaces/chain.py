@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from nascli.config import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
+from nascli.spaces.depthwise import DepthwiseConv2d
 from nascli.spaces.pooling import GlobalAvgPool, avg_pool3x3, global_avg_pool
 from nascli.spaces.sliced import SlicedBatchNorm2d, SlicedConv2d
 from nascli.registry import register
@@ -41,9 +42,11 @@ class ChainSettings:
         require(self.max_downsamples >= 0, "max_downsamples must be >= 0")
 
 
-def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, groups: int = 1) -> list[nn.Module]:
+def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int, depthwise: bool = False) -> list[nn.Module]:
+    conv = DepthwiseConv2d(c_in, kernel, stride) if depthwise else \
+        nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False)
     return [
-        nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, groups=groups, bias=False),
+        conv,
         nn.BatchNorm2d(c_out),
         nn.ReLU(inplace=True),
     ]
@@ -73,7 +76,7 @@ class Block(nn.Module):
         if op in CONV_KERNELS:
             layers = _conv_bn_relu(c_in, c_out, CONV_KERNELS[op], stride)
         elif op == "sepconv3x3":
-            layers = _conv_bn_relu(c_in, c_in, 3, stride, groups=c_in) + _conv_bn_relu(c_in, c_out, 1, 1)
+            layers = _conv_bn_relu(c_in, c_in, 3, stride, depthwise=True) + _conv_bn_relu(c_in, c_out, 1, 1)
         self.body = nn.Sequential(*layers)
         reshaped = stride > 1 or c_in != c_out
         self.project = nn.Sequential(nn.Conv2d(c_in, c_out, 1, bias=False), nn.BatchNorm2d(c_out)) if reshaped \

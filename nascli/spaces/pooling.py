@@ -17,6 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nascli.spaces.depthwise import depthwise_conv2d
+
 
 def avg_pool3x3(x: Tensor, stride: int = 1) -> Tensor:
     """The mean of each 3x3 window of `x` (zero-padded by 1), over the cells inside the image."""
@@ -26,8 +28,8 @@ def avg_pool3x3(x: Tensor, stride: int = 1) -> Tensor:
     kernel = torch.ones(channels, 1, 3, 3, dtype=x.dtype, device=x.device)
     if x.is_contiguous(memory_format=torch.channels_last):
         kernel = kernel.contiguous(memory_format=torch.channels_last)
-    sums = F.conv2d(x, kernel, stride=stride, padding=1, groups=channels)
-    return sums / _window_counts(height, width, stride, x.dtype, x.device)
+    sums = depthwise_conv2d(x, kernel, stride)
+    return sums / _window_counts(height, width, stride, sums.dtype, x.device)
 
 
 @functools.lru_cache(maxsize=64)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from nascli.spaces.depthwise import depthwise_conv2d
+
 
 class SlicedConv2d(nn.Conv2d):
     """A bias-free convolution of the widest shape; a narrower one uses the first input and output channels."""
@@ -18,8 +20,10 @@ class SlicedConv2d(nn.Conv2d):
         return self.weight[:c_in] if self.depthwise else self.weight[:c_out, :c_in]
 
     def forward(self, x: Tensor, c_out: int, stride: int = 1) -> Tensor:
-        c_in = x.shape[1]
-        return F.conv2d(x, self.weight_for(c_in, c_out), None, stride, self.padding, 1, c_in if self.depthwise else 1)
+        weight = self.weight_for(x.shape[1], c_out)
+        if self.depthwise:
+            return depthwise_conv2d(x, weight, stride, self.padding)
+        return F.conv2d(x, weight, None, stride, self.padding)
 
 
 class SlicedBatchNorm2d(nn.BatchNorm2d):
