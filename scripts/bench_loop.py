@@ -9,12 +9,14 @@ A fixed, seeded set of candidates (`--chains` chain architectures spread over th
 `--steps` steps on each dataset, after two untimed warm-up steps. Per candidate and as medians it
 prints images per second and achieved GFLOP/s (forward FLOPs of convolutions and linear layers,
 x3 for forward + backward). The machine's references are measured in the same run: an fp32 matrix
-multiply and a dense 3x3 convolution (32 -> 32 channels, 28x28, fwd + bwd) at the loop's batch size.
+multiply and a dense 3x3 convolution (32 -> 32 channels, 28x28, fwd + bwd) at the loop's batch size, in fp32
+and in the loop's precision (bf16 where `hardware.amp` turns autocast on); "% of conv" is against the latter.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
@@ -29,7 +31,7 @@ from nascli.config import load_config
 from nascli.evaluators.profile import count_flops
 from nascli.evaluators.training import train
 from nascli.factory import build_space, load_data
-from nascli.hardware import resolve_hardware
+from nascli.hardware import Hardware, resolve_hardware
 
 
 def candidates(chains: int, cells: int, seed: int = 0) -> list[tuple[str, dict[str, Any]]]:
@@ -58,22 +60,27 @@ def timed(work: Any, device: torch.device, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def references(batch: int, device: torch.device) -> dict[str, float]:
+def references(batch: int, hardware: Hardware) -> dict[str, float]:
     """GFLOP/s of an fp32 matrix multiply (2048^3) and of a dense 3x3 convolution's forward + backward (both
-    input and weight gradients, as in a middle layer), in the faster of the two memory layouts."""
+    input and weight gradients, as in a middle layer), in the faster of the two memory layouts: in fp32, and in
+    the loop's precision (its autocast, when it has one), which is what the loop is compared with."""
+    device = hardware.device
     a, b = torch.randn(2048, 2048, device=device), torch.randn(2048, 2048, device=device)
     matmul = 2 * 2048**3 / timed(lambda: a @ b, device) / 1e9
     conv_flops = 3 * 2 * batch * 32 * 32 * 9 * 28 * 28
-    conv = 0.0
+    conv = {"fp32": 0.0, "loop": 0.0}
     for layout in (torch.contiguous_format, torch.channels_last):
         x = torch.randn(batch, 32, 28, 28, device=device).contiguous(memory_format=layout).requires_grad_(True)
         weight = torch.randn(32, 32, 3, 3, device=device).contiguous(memory_format=layout).requires_grad_(True)
+        for precision, context in (("fp32", contextlib.nullcontext), ("loop", hardware.autocast)):
 
-        def conv_step() -> None:
-            F.conv2d(x, weight, padding=1).sum().backward()
+            def conv_step() -> None:
+                with context():
+                    out = F.conv2d(x, weight, padding=1)
+                out.float().sum().backward()
 
-        conv = max(conv, conv_flops / timed(conv_step, device) / 1e9)
-    return {"matmul": matmul, "conv3x3": conv}
+            conv[precision] = max(conv[precision], conv_flops / timed(conv_step, device) / 1e9)
+    return {"matmul": matmul, "conv3x3_fp32": conv["fp32"], "conv3x3": conv["loop"]}
 
 
 def describe(kind: str, arch: dict[str, Any]) -> str:
@@ -91,11 +98,13 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
     settings = cfg.evaluator.settings
     images = args.steps * settings.batch_size
     x, y = data.train_x[:images], data.train_y[:images]
-    reference = references(settings.batch_size, hardware.device)
+    reference = references(settings.batch_size, hardware)
     print(f"\n## {name}: {len(picked)} candidates, {args.steps} steps of {settings.batch_size} images, "
           f"{data.input_shape}, device {hardware.device}, {torch.get_num_threads()} threads")
+    precision = str(hardware.amp_dtype).replace("torch.", "") if hardware.amp_dtype else "fp32"
     print(f"references: fp32 matmul {reference['matmul']:.1f} GFLOP/s, dense 3x3 conv fwd+bwd "
-          f"{reference['conv3x3']:.1f} GFLOP/s (batch {settings.batch_size})\n")
+          f"{reference['conv3x3_fp32']:.1f} GFLOP/s in fp32, {reference['conv3x3']:.1f} GFLOP/s in the loop's "
+          f"precision ({precision}; batch {settings.batch_size})\n")
     print("| candidate | MFLOPs/image | images/s | GFLOP/s | % of conv |")
     print("|---|---|---|---|---|")
     rates, gflops = [], []
