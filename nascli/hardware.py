@@ -94,7 +94,7 @@ def keep_freed_memory() -> None:
 
 
 def cpu_has_amx() -> bool:
-    """Whether the CPU has AMX tiles: there oneDNN trains convolutions and matrix products 3-5x faster in bf16.
+    """Whether the CPU has AMX tiles: there oneDNN trains convolutions 2.6-5.5x faster in bf16.
 
     Without AMX (AVX512-BF16 alone, as on AMD EPYC) bf16 autocast gained nothing (docs/benchmarks.md).
     """
