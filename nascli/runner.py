@@ -428,15 +428,28 @@ def _retrain_into(
     if cfg.retrain.init:
         console.print("baselines: skipped, as retrain.init starts the found network from other weights")
         return
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
+    # on common random numbers an architecture retrains to the same scores: one met before is not retrained
+    retrained = {space.hash(arch): ("found", metrics)}
     for name, baseline in baselines.items():
-        try:
-            _, scores = _retrained(baseline, cfg, space, data, hardware, label=f"baseline {name}")
-            results[name] = {"arch": baseline, **{k: v for k, v in scores.items() if k != "confusion_matrix"}}
-        except (TrialFailed, MemoryError, RuntimeError) as exc:
-            results[name] = {"arch": baseline, "error": failure_reason(exc)}
+        key = space.hash(baseline)
+        if key in retrained:
+            same, scores = retrained[key]
+            results[name] = {"arch": baseline, **_scores(scores), "same_as": same}
+            console.print(f"baseline {name}: the same network as {same}, not retrained")
+        else:
+            try:
+                _, scores = _retrained(baseline, cfg, space, data, hardware, label=f"baseline {name}")
+                results[name], retrained[key] = {"arch": baseline, **_scores(scores)}, (name, scores)
+            except (TrialFailed, MemoryError, RuntimeError) as exc:
+                results[name] = {"arch": baseline, "error": failure_reason(exc)}
         run.write_retrain_metrics({**metrics, "baselines": results})  # each as it ends: an interruption keeps them
     summary.baselines = {name: result.get("test_acc") for name, result in results.items()}
+
+
+def _scores(metrics: dict[str, Any]) -> dict[str, Any]:
+    """A retraining's metrics as a baseline records them: without the confusion matrix."""
+    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
 
 
 def read_architecture(source: Path, pick: Optional[int] = None) -> Arch:

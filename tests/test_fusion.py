@@ -210,12 +210,18 @@ def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retr
     monkeypatch.setattr(nascli.runner, "train", lambda *args, **kw: seeds.append(args[5]) or real_train(*args, **kw))
     code, out, err = nas("search", *QUICK, THREE, "run_dir=run")
     assert code == 0, err
-    assert seeds == [derive_seed(0, "retrain")] * 5  # found and baselines on common random numbers
     metrics = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())
-    assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion"}
+    assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion", "handmade_late_fusion"}
     best = json.loads((workdir / "run" / "best.json").read_text())["arch"]
     late = metrics["baselines"]["late_fusion"]
     assert late["arch"]["encoders"] == best["encoders"] and late["arch"]["fusion"][0]["op"] == "concat"
+    space = FusionSpace(FusionSettings(inputs={"image": "image", "audio": "image", "depth": "image"}))
+    assert metrics["baselines"]["handmade_late_fusion"]["arch"] == space.references()[0]
+    # found and baselines on common random numbers, each architecture retrained once
+    archs = [best] + [result["arch"] for result in metrics["baselines"].values()]
+    assert seeds == [derive_seed(0, "retrain")] * len({space.hash(arch) for arch in archs})
+    same = [result for result in metrics["baselines"].values() if space.hash(result["arch"]) == space.hash(best)]
+    assert same and all(r["same_as"] == "found" and r["test_acc"] == metrics["test_acc"] for r in same)
     assert all(result["test_acc"] is not None for result in metrics["baselines"].values())
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert set(summary["baselines"]) == set(metrics["baselines"]) and "baselines (test_acc" in out
@@ -405,7 +411,7 @@ def test_an_encoder_starts_alike_in_every_fusion_and_an_expert_as_its_input_s_ne
     deeper = copy.deepcopy(late)
     deeper["encoders"]["image"]["blocks"].append({"op": "conv3x3", "width": 16, "down": False})
     nets["deeper image"] = built(deeper)
-    for name, count in (("image", 4), ("audio", 5)):  # the deeper image encoder leaves the audio encoder as it was
+    for name, count in (("image", 5), ("audio", 6)):  # the deeper image encoder leaves the audio encoder as it was
         alike = [net.encoders[name].state_dict() for key, net in nets.items()
                  if name in net.encoders and not (name == "image" and key == "deeper image")]
         assert len(alike) == count and all(torch.equal(a[k], alike[0][k]) for a in alike[1:] for k in alike[0])

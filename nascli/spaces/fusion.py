@@ -356,12 +356,17 @@ class FusionSpace(SearchSpace):
         return len(steps) == 1 or all(step["op"] != ENSEMBLE for step in steps)
 
     def references(self) -> list[Arch]:
-        """Late fusion (one concatenation of the last layers, at the widest width) of plain encoders — each
-        image-like input a chain of up to three 3x3 convolutions that halve the map and widen, each text Kim's
-        convolution layer with max pooling — and, with several inputs, the uni-modal ensemble of the same
-        encoders: the hand-made designs multimodal work starts from, tried first."""
+        """The hand-made designs multimodal work starts from, tried first: late fusion of plain encoders and,
+        with several inputs, the uni-modal ensemble of the same encoders (see `_handmade`)."""
         if not self.s.references:
             return []
+        designs = [self._handmade("concat")] + ([self._handmade(ENSEMBLE)] if len(self.inputs) > 1 else [])
+        return [design for design in designs if design is not None]
+
+    def _handmade(self, op: str) -> Optional[Arch]:
+        """One step of `op` on the last layers, at the widest width, of plain encoders — each image-like input a
+        chain of up to three 3x3 convolutions that halve the map and widen, each text Kim's convolution layer
+        with max pooling — or None where the settings leave it out (no 3x3 convolution, not this op, ...)."""
         encoders = {}
         for name in self.inputs:
             s = self._encoders[name].s
@@ -372,19 +377,17 @@ class FusionSpace(SearchSpace):
                 depth, widths = min(s.max_blocks, max(s.min_blocks, 3)), sorted(s.widths)
                 encoders[name] = {"blocks": [{"op": "conv3x3", "width": widths[max(0, len(widths) - depth + i)],
                                               "down": i < s.max_downsamples} for i in range(depth)]}
-        designs = []
-        for op in ("concat", ENSEMBLE) if len(self.inputs) > 1 else ("concat",):
-            design = {"encoders": copy.deepcopy(encoders),
-                      "fusion": [{"taps": {name: 0 for name in self.inputs}, "op": op, "width": max(self.s.widths)}]}
-            try:
-                designs.append(self.validate(design))
-            except ValueError:  # the settings leave it out (no 3x3 convolution, not this op, ...)
-                pass
-        return designs
+        design = {"encoders": encoders,
+                  "fusion": [{"taps": {name: 0 for name in self.inputs}, "op": op, "width": max(self.s.widths)}]}
+        try:
+            return self.validate(design)
+        except ValueError:
+            return None
 
     def baselines(self, arch: Arch) -> dict[str, Arch]:
         """Each input's encoder alone and plain late fusion (one concatenation of the last layers), with
-        `arch`'s encoders and its first step's width: what the searched fusion is compared with."""
+        `arch`'s encoders and its first step's width, and with several inputs the hand-made late fusion of plain
+        encoders: what the searched fusion, and the search as a whole, are compared with."""
         width = arch["fusion"][0]["width"]
 
         def last_layers(names: list[str]) -> Arch:
@@ -392,7 +395,11 @@ class FusionSpace(SearchSpace):
                     "fusion": [{"taps": {name: 0 for name in names}, "op": "concat", "width": width}]}
 
         found = {f"{name}_only": last_layers([name]) for name in arch["encoders"]}
-        return {**found, "late_fusion": last_layers(list(arch["encoders"]))} if len(arch["encoders"]) > 1 else found
+        if len(arch["encoders"]) == 1:
+            return found
+        handmade = self._handmade("concat")
+        return {**found, "late_fusion": last_layers(list(arch["encoders"])),
+                **({"handmade_late_fusion": handmade} if handmade is not None else {})}
 
     @staticmethod
     def _repaired(arch: Arch) -> Arch:
