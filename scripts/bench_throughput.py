@@ -4,9 +4,9 @@ Usage: python scripts/bench_throughput.py [--trials 10] [--epochs 5] [--repeats 
            [--gpu-trials 40] [--trials-per-gpu 4] [--gpu-dataset fashion_mnist] [--out DIR]
 
 (a) CPU: `nas search` (random strategy, retraining off, augmentation off) is timed in-process against a
-    bare loop that trains the same architectures on the same data with the same optimiser, schedule and
-    epochs and scores them on the validation split. Per repeat (seed), an untimed search finds the
-    architectures and warms the kernel caches, then runner and bare loop alternate for --rounds rounds.
+    bare loop that trains the same architectures on the same data with the same optimiser, schedule, epochs,
+    precision and memory layout and scores them on the validation split. Per repeat (seed), an untimed search
+    finds the architectures and warms the kernel caches, then runner and bare loop alternate for --rounds rounds.
     Another tenant's work only adds time, so each loop's cost is its fastest: of whole rounds, and (less
     noisy) the sum over its parts of each part's fastest round, the parts being every trial (the runner's
     from its trial log) and the rest (the runner's run directory and data, the bare loop's data).
@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from nascli.config import RunConfig, load_config
 from nascli.evaluators.training import every_parameter, optimizer_and_schedule
 from nascli.factory import build_space
+from nascli.hardware import Hardware, resolve_hardware
 from nascli.rundir import RunDir
 from nascli.runner import search
 
@@ -60,24 +61,26 @@ def run_search(overrides: list[str], run_dir: Path) -> tuple[Timing, list[dict[s
     return Timing(seconds, each, [trial.metrics["train_seconds"] for trial in trials]), [trial.arch for trial in trials]
 
 
-def _layout(cfg: RunConfig) -> torch.memory_format:
-    return torch.channels_last if cfg.hardware.channels_last != "off" else torch.contiguous_format
-
-
-def _built(cfg: RunConfig, arch: dict, batches: Any, device: torch.device) -> torch.nn.Module:
+def _built(cfg: RunConfig, arch: dict, batches: Any, hardware: Hardware) -> torch.nn.Module:
     torch.manual_seed(0)
-    return build_space(cfg).build(arch, batches.input_shape, batches.num_classes).to(device, memory_format=_layout(cfg))
+    layout = torch.channels_last if hardware.channels_last else torch.contiguous_format
+    model = build_space(cfg).build(arch, batches.input_shape, batches.num_classes)
+    return model.to(hardware.device, memory_format=layout)
 
 
-def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: int, device: torch.device) -> None:
-    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, fp32, in the layout nascli trains in."""
-    settings, layout = cfg.evaluator.settings, _layout(cfg)
+def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: int, hardware: Hardware) -> None:
+    """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, in the precision and layout nascli
+    trains in on `hardware`."""
+    settings = cfg.evaluator.settings
+    layout = torch.channels_last if hardware.channels_last else torch.contiguous_format
     optimizer, schedule = optimizer_and_schedule(every_parameter(model), settings, settings.epochs * steps_per_epoch)
     model.train()
     for _ in range(settings.epochs):
         for x, y in batches:
-            inputs = x.to(device).contiguous(memory_format=layout)
-            loss = F.cross_entropy(model(inputs), y.to(device), label_smoothing=settings.label_smoothing)
+            inputs = x.to(hardware.device).contiguous(memory_format=layout)
+            with hardware.autocast():
+                logits = model(inputs)
+            loss = F.cross_entropy(logits.float(), y.to(hardware.device), label_smoothing=settings.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -85,9 +88,11 @@ def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: 
 
 
 @torch.no_grad()
-def _val_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device) -> float:
+def _val_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hardware: Hardware) -> float:
     model.eval()
-    return (model(x.to(device)).argmax(1).cpu() == y).float().mean().item()
+    with hardware.autocast():
+        logits = model(x.to(hardware.device))
+    return (logits.argmax(1).cpu() == y).float().mean().item()
 
 
 class TensorBatches:
@@ -118,19 +123,20 @@ class LoaderBatches(torch.utils.data.DataLoader):
 def bare_loop(overrides: list[str], archs: list[dict], batches_class: type, device: torch.device) -> Timing:
     """Load the data, then train and score every architecture one after another, timed."""
     cfg = load_config(overrides)
+    hardware = resolve_hardware(cfg.hardware, str(device))
     start = time.perf_counter()
     data = cfg.dataset.cls(cfg.dataset.settings).load()
     batches = batches_class(data.train_x, data.train_y, cfg.evaluator.settings.batch_size, data.num_classes)
     each, training = [], []
     for arch in archs:
         began = time.perf_counter()
-        model = _built(cfg, arch, batches, device)
+        model = _built(cfg, arch, batches, hardware)
         fit_from = time.perf_counter()
-        _fit(cfg, model, batches, len(batches), device)
+        _fit(cfg, model, batches, len(batches), hardware)
         if device.type == "cuda":
             torch.cuda.synchronize()
         training.append(time.perf_counter() - fit_from)
-        _val_accuracy(model, data.val_x, data.val_y, device)
+        _val_accuracy(model, data.val_x, data.val_y, hardware)
         each.append(time.perf_counter() - began)
     return Timing(time.perf_counter() - start, each, training)
 

@@ -211,7 +211,8 @@ def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retr
     code, out, err = nas("search", *QUICK, THREE, "run_dir=run")
     assert code == 0, err
     metrics = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())
-    assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion", "handmade_late_fusion"}
+    assert set(metrics["baselines"]) == {"image_only", "audio_only", "depth_only", "late_fusion",
+                                         "handmade_late_fusion"}
     best = json.loads((workdir / "run" / "best.json").read_text())["arch"]
     late = metrics["baselines"]["late_fusion"]
     assert late["arch"]["encoders"] == best["encoders"] and late["arch"]["fusion"][0]["op"] == "concat"
