@@ -112,7 +112,8 @@ def _print_baselines(retrained: dict[str, Any], console: Console) -> None:
     table = Table("network", *columns)
     table.add_row("found", *(_cell(retrained.get(c)) for c in columns))
     for name, result in retrained["baselines"].items():
-        table.add_row(name, *(_cell(result.get(c)) for c in columns) if "error" not in result
+        label = f"{name} (= {result['same_as']})" if "same_as" in result else name
+        table.add_row(label, *(_cell(result.get(c)) for c in columns) if "error" not in result
                       else ("failed: " + str(result["error"]), *[""] * (len(columns) - 1)))
     console.print(table)
 

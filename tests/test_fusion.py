@@ -227,7 +227,7 @@ def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retr
     summary = json.loads((workdir / "run" / "summary.json").read_text())
     assert set(summary["baselines"]) == set(metrics["baselines"]) and "baselines (test_acc" in out
     code, out, _ = nas("show", "run")
-    assert code == 0 and "baselines, retrained the same way" in out and "late_fusion" in out
+    assert code == 0 and "baselines, retrained the same way" in out and "late_fusion" in out and "(= found)" in out
     code, out, _ = nas("report", "run")
     assert code == 0 and "test_acc:late_fusion" in out
     code, out, err = nas("export", "run", "--format", "onnx")
