@@ -61,18 +61,20 @@ def run_search(overrides: list[str], run_dir: Path) -> tuple[Timing, list[dict[s
     return Timing(seconds, each, [trial.metrics["train_seconds"] for trial in trials]), [trial.arch for trial in trials]
 
 
+def _layout(hardware: Hardware) -> torch.memory_format:
+    return torch.channels_last if hardware.channels_last else torch.contiguous_format
+
+
 def _built(cfg: RunConfig, arch: dict, batches: Any, hardware: Hardware) -> torch.nn.Module:
     torch.manual_seed(0)
-    layout = torch.channels_last if hardware.channels_last else torch.contiguous_format
     model = build_space(cfg).build(arch, batches.input_shape, batches.num_classes)
-    return model.to(hardware.device, memory_format=layout)
+    return model.to(hardware.device, memory_format=_layout(hardware))
 
 
 def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: int, hardware: Hardware) -> None:
     """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, in the precision and layout nascli
     trains in on `hardware`."""
-    settings = cfg.evaluator.settings
-    layout = torch.channels_last if hardware.channels_last else torch.contiguous_format
+    settings, layout = cfg.evaluator.settings, _layout(hardware)
     optimizer, schedule = optimizer_and_schedule(every_parameter(model), settings, settings.epochs * steps_per_epoch)
     model.train()
     for _ in range(settings.epochs):

@@ -216,7 +216,7 @@ def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retr
     best = json.loads((workdir / "run" / "best.json").read_text())["arch"]
     late = metrics["baselines"]["late_fusion"]
     assert late["arch"]["encoders"] == best["encoders"] and late["arch"]["fusion"][0]["op"] == "concat"
-    space = FusionSpace(FusionSettings(inputs={"image": "image", "audio": "image", "depth": "image"}))
+    space = fusion_space({"image": "image", "audio": "image", "depth": "image"})
     assert metrics["baselines"]["handmade_late_fusion"]["arch"] == space.references()[0]
     # found and baselines on common random numbers, each architecture retrained once
     archs = [best] + [result["arch"] for result in metrics["baselines"].values()]
