@@ -66,6 +66,7 @@ class HardwareSettings:
     threads: Optional[int] = None  # CPU threads per trial; null: the cores shared out among the workers
     amp: str = "auto"  # auto: bf16 autocast on CUDA and on CPUs with AMX, else off
     channels_last: str = "auto"  # auto: image networks train in channels_last on every device
+    compile: bool = False  # torch.compile each network a trial or the retraining trains (not supernets)
     executor: str = "local"  # local: this machine; ray: a Ray cluster
     ray_address: Optional[str] = None  # null: start Ray here; "auto" or "ray://host:10001": join a cluster
 

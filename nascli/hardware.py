@@ -27,6 +27,7 @@ class Hardware:
     device: torch.device
     amp_dtype: Optional[torch.dtype]
     channels_last: bool
+    compile: bool = False
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """Mixed-precision context for forward passes (a no-op when amp is off)."""
@@ -115,6 +116,7 @@ def resolve_hardware(settings: HardwareSettings, device: Optional[str] = None, t
         device=target,
         amp_dtype=torch.bfloat16 if bf16 else None,
         channels_last=settings.channels_last != "off",  # auto: on; on the CPU too (2x faster: docs/benchmarks.md)
+        compile=settings.compile,
     )
 
 
@@ -141,6 +143,7 @@ def describe_environment(hardware: Hardware) -> dict[str, Any]:
         "device": str(hardware.device),
         "amp": str(hardware.amp_dtype).replace("torch.", "") if hardware.amp_dtype else None,
         "channels_last": hardware.channels_last,
+        "compile": hardware.compile,
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -377,6 +377,7 @@ def _retrained(
         seconds = train(
             model, x, y, cfg.retrain, hardware, seed, epochs=epochs,
             augmentation=data.augmentation, on_epoch=on_epoch, groups=groups, limits=limits,
+            compiled=hardware.compile,
         )
     fitted = limits[0].fitted_epochs(epochs) if limits else epochs
     if fitted < epochs:

@@ -336,6 +336,60 @@ def test_channels_last_training_stays_within_rounding_of_the_standard_layout() -
         torch.set_default_dtype(torch.float32)
 
 
+def test_hardware_compile_compiles_the_training_of_each_trial_and_of_the_retraining(
+    nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hardware.compile=true` reaches the loop for every trial and the retraining, and the run records it."""
+    import nascli.evaluators.training as training
+
+    compiled = []
+    monkeypatch.setattr(training, "compiled_forward", lambda model: compiled.append(model) or model)
+    code, _, err = nas("search", *TINY, "search.max_trials=2", "hardware.compile=true", "run_dir=run")
+    assert code == 0, err
+    assert len(compiled) == 3 and len({id(model) for model in compiled}) == 3
+    assert json.loads((workdir / "run" / "run.json").read_text())["environment"]["machine"]["compile"] is True
+    code, _, err = nas("search", *TINY, "search.max_trials=2", "run_dir=eager")
+    assert code == 0 and len(compiled) == 3, err
+
+
+@pytest.mark.slow
+def test_compiled_training_repeats_and_matches_eager_training_and_compiles_every_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """hardware.compile: the compiled loop gives eager training's weights up to rounding, repeats exactly for a
+    seed, and compiles each new network even where dynamo's limit of recompilations would run it eagerly."""
+    from torch._dynamo.utils import counters
+
+    from nascli.spaces.chain import ChainSettings, ChainSpace
+
+    torch.set_default_dtype(torch.float64)  # as in the layout test above: rounding stays far below any real change
+    space = ChainSpace(ChainSettings())
+    x, y = torch.randn(80, 1, 8, 8), torch.randint(0, 10, (80,))  # 32 + 32 + a last batch of 16, run eagerly
+    hardware = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=True, compile=True)
+
+    def fit(blocks: int, compiled: bool) -> nn.Module:
+        arch = {"blocks": [{"op": "conv3x3", "width": 16, "down": False},
+                           {"op": "sepconv3x3", "width": 32, "down": True},
+                           {"op": "avgpool3x3", "width": 32, "down": False}][:blocks]}
+        torch.manual_seed(0)
+        model = space.build(arch, (1, 8, 8), 10).to(memory_format=torch.channels_last)
+        train(model, x, y, TrainSettings(epochs=2, batch_size=32), hardware, seed=0,
+              augmentation=Augmentation(crop_padding=1, hflip=True), compiled=compiled)
+        return model
+
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    try:
+        eager, fast = fit(3, False), fit(3, True)
+        for p, q in zip(eager.parameters(), fast.parameters()):
+            assert torch.allclose(p, q, atol=1e-9), (p - q).abs().max()
+        assert all(torch.equal(p, q) for p, q in zip(fast.parameters(), fit(3, True).parameters()))
+        graphs = counters["stats"]["unique_graphs"]
+        fit(2, True)  # another network: past the limit of 1, dynamo would have run it eagerly
+        assert counters["stats"]["unique_graphs"] == graphs + 1
+    finally:
+        torch.set_default_dtype(torch.float32)
+
+
 @pytest.mark.skipif(not Path("/proc/self").exists(), reason="page faults are counted on Linux")
 def test_a_freed_activation_is_reused_without_page_faults() -> None:
     """After nascli sets up the CPU, a 16 MB tensor freed and allocated again costs no new page faults."""

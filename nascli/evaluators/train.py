@@ -109,7 +109,7 @@ class TrainEvaluator(Evaluator):
         try:
             seconds = train(
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
-                epochs=epochs, augmentation=data.augmentation, limits=limits,
+                epochs=epochs, augmentation=data.augmentation, limits=limits, compiled=hardware.compile,
             )
             if fit is not None:
                 epochs = fit.fitted_epochs(epochs)

@@ -149,6 +149,17 @@ class TimeLimit:
             raise TrialFailed(f"training would take about {projected:.0f} s, over {self.what}={self.seconds:g}")
 
 
+def compiled_forward(model: nn.Module) -> nn.Module:
+    """`model` compiled by torch.compile (inductor, static shapes) for one training.
+
+    Dynamo's caches are emptied first: the networks of a search share their classes' forward code, and past its
+    limit of recompilations for one code object dynamo would silently run the rest eagerly. Each network is thus
+    compiled afresh; inductor's on-disk cache still serves the kernels an earlier network compiled.
+    """
+    torch.compiler.reset()
+    return torch.compile(model, dynamic=False)
+
+
 def batches_per_epoch(examples: int, batch_size: int) -> int:
     """Batches in an epoch; a last batch of one example is left out, since batch norm cannot train on one."""
     return max(1, examples // batch_size + (examples % batch_size > 1))
@@ -168,6 +179,7 @@ def train(
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
     groups: Optional[list[dict[str, Any]]] = None,
     limits: tuple[TimeLimit, ...] = (),
+    compiled: bool = False,
 ) -> float:
     """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
 
@@ -176,6 +188,8 @@ def train(
     `groups` (see optimizer_and_schedule) train only some parameters, or some at another learning rate.
     `limits` stop the training (TrialFailed) or fit it to the steps that they allow (see TimeLimit); a fitted
     training may end inside an epoch, and the limit's `total_steps` says after how many steps.
+    `compiled` trains full batches through `compiled_forward(model)` (an epoch's smaller last batch runs eagerly,
+    sparing a second compilation for its shape); only a fixed network should be compiled, not a supernet.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -188,6 +202,7 @@ def train(
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
     criterion = training_loss(model)
+    fast = compiled_forward(model) if compiled else model
     transform = partial(augment, augmentation=augmentation, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
@@ -203,7 +218,7 @@ def train(
             idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
             inputs = network_inputs(x[idx], hardware.channels_last, transform)
             with hardware.autocast():
-                logits = model(*inputs)
+                logits = (fast if len(idx) == settings.batch_size else model)(*inputs)
                 loss = criterion(logits.float(), y[idx], label_smoothing=settings.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -29,7 +29,8 @@ def avg_pool3x3(x: Tensor, stride: int = 1) -> Tensor:
     if x.is_contiguous(memory_format=torch.channels_last):
         kernel = kernel.contiguous(memory_format=torch.channels_last)
     sums = depthwise_conv2d(x, kernel, stride)
-    return sums / _window_counts(height, width, stride, sums.dtype, x.device)
+    counts = _window_counts.__wrapped__ if torch.compiler.is_compiling() else _window_counts  # compiled: a constant
+    return sums / counts(height, width, stride, sums.dtype, x.device)
 
 
 @functools.lru_cache(maxsize=64)
