@@ -350,6 +350,10 @@ def test_hardware_compile_compiles_the_training_of_each_trial_and_of_the_retrain
     assert json.loads((workdir / "run" / "run.json").read_text())["environment"]["machine"]["compile"] is True
     code, _, err = nas("search", *TINY, "search.max_trials=2", "run_dir=eager")
     assert code == 0 and len(compiled) == 3, err
+    tokens = torch.randint(1, 10, (32, 5))  # batches of token ids change length: never compiled
+    text = nn.Sequential(nn.Embedding(10, 4), nn.Flatten(), nn.Linear(20, 2))
+    train(text, tokens, torch.randint(0, 2, (32,)), TrainSettings(epochs=1, batch_size=8), CPU, seed=0, compiled=True)
+    assert len(compiled) == 3
 
 
 @pytest.mark.slow

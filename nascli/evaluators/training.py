@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
-from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, network_inputs
+from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, batch_parts, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
@@ -189,7 +189,8 @@ def train(
     `limits` stop the training (TrialFailed) or fit it to the steps that they allow (see TimeLimit); a fitted
     training may end inside an epoch, and the limit's `total_steps` says after how many steps.
     `compiled` trains full batches through `compiled_forward(model)` (an epoch's smaller last batch runs eagerly,
-    sparing a second compilation for its shape); only a fixed network should be compiled, not a supernet.
+    sparing a second compilation for its shape); only a fixed network should be compiled, not a supernet. Token
+    ids, trimmed to each batch's longest sentence, change shape every step: networks that take them train eagerly.
     """
     epochs = epochs or settings.epochs
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -202,7 +203,8 @@ def train(
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
     criterion = training_loss(model)
-    fast = compiled_forward(model) if compiled else model
+    fixed_shapes = all(part.is_floating_point() for part in batch_parts(x))
+    fast = compiled_forward(model) if compiled and fixed_shapes else model
     transform = partial(augment, augmentation=augmentation, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
