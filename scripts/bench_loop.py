@@ -131,7 +131,8 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
     data = load_data(cfg, hardware)
     settings = cfg.evaluator.settings
     images = args.steps * settings.batch_size
-    x, y = data.train_x[: images + WARM_UP * settings.batch_size], data.train_y[: images + WARM_UP * settings.batch_size]
+    used = images + WARM_UP * settings.batch_size
+    x, y = data.train_x[:used], data.train_y[:used]
     reference = references(settings.batch_size, hardware)
     print(f"\n## {name}: {len(picked)} candidates, {args.steps} steps of {settings.batch_size} images, "
           f"{data.input_shape}, device {hardware.device}, {torch.get_num_threads()} threads")
@@ -145,10 +146,13 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
     rates, gflops, ratios = [], [], []
     for kind, arch in picked:
         space = build_space(load_config([f"space={kind}"]))
-        torch.manual_seed(0)
-        model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
-        if hardware.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+
+        def build() -> torch.nn.Module:
+            torch.manual_seed(0)
+            model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
+            return model.to(memory_format=torch.channels_last) if hardware.channels_last else model
+
+        model = build()
         flops = count_flops(model, data.input_shape, hardware.device)
         common = dict(settings=settings, hardware=hardware, seed=0, augmentation=data.augmentation)
         warm_up, seconds = timed_training(model, x, y, compiled=False, **common)
@@ -157,11 +161,7 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
         row = (f"| {describe(kind, arch)} | {flops / 1e6:.1f} | {rates[-1]:.0f} | {gflops[-1]:.1f} | "
                f"{100 * gflops[-1] / reference['conv3x3']:.0f}% |")
         if args.compile:
-            torch.manual_seed(0)
-            model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
-            if hardware.channels_last:
-                model = model.to(memory_format=torch.channels_last)
-            compiling, compiled_seconds = timed_training(model, x, y, compiled=True, **common)
+            compiling, compiled_seconds = timed_training(build(), x, y, compiled=True, **common)
             ratios.append(seconds / compiled_seconds)
             saved = (seconds - compiled_seconds) / args.steps
             payback = f"{(compiling - warm_up) / saved:.0f}" if saved > 0 else "never"
