@@ -221,6 +221,11 @@ def batch_parts(batch: Tensor | Modalities) -> tuple[Tensor, ...]:
     return tuple(batch.parts.values()) if isinstance(batch, Modalities) else (batch,)
 
 
+def holds_tokens(x: Inputs) -> bool:
+    """Whether any of the inputs is token ids (streamed samples are always images)."""
+    return any(isinstance(part, Tensor) and not part.is_floating_point() for part in batch_parts(x))
+
+
 def network_inputs(batch: Tensor | Modalities, channels_last: bool,
                    transform: Optional[Callable[[Tensor], Tensor]] = None) -> tuple[Tensor, ...]:
     """A batch as a network's positional inputs: token ids without trailing padding, images in the chosen layout

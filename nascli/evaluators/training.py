@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.config import TrainSettings
-from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, batch_parts, network_inputs
+from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, holds_tokens, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 
@@ -203,8 +203,7 @@ def train(
         generator.set_state(resume["generator"])
         first_epoch = resume["epoch"]
     criterion = training_loss(model)
-    fixed_shapes = all(part.is_floating_point() for part in batch_parts(x))
-    fast = compiled_forward(model) if compiled and fixed_shapes else model
+    fast = compiled_forward(model) if compiled and not holds_tokens(x) else model
     transform = partial(augment, augmentation=augmentation, generator=generator) if settings.augment else None
     model.train()
     hardware.synchronize()
