@@ -48,3 +48,23 @@ def test_auc_objective_needs_two_classes(nas) -> None:
     assert_one_line_error(code, err, "val_auc needs two classes")
     code, _, err = nas("search", *TINY, "evaluator.objective=loss", "run_dir=run")
     assert_one_line_error(code, err, "objective must be one of val_acc, val_f1, val_auc")
+
+
+def test_scoring_on_the_cpu_runs_batches_of_256_with_the_probabilities_of_larger_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The CPU scores in batches of 256 (faster there than 1,024); the batch does not change what is predicted."""
+    from torch import nn
+
+    import nascli.evaluators.metrics as metrics
+    from nascli.hardware import Hardware
+
+    sizes = []
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
+    model.register_forward_pre_hook(lambda _, inputs: sizes.append(len(inputs[0])))
+    x = torch.randn(600, 1, 8, 8)
+    cpu = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
+    probabilities = metrics.predict(model, x, cpu)
+    assert sizes == [256, 256, 88]
+    monkeypatch.setitem(metrics.EVAL_BATCH, "cpu", 1024)
+    assert torch.allclose(metrics.predict(model, x, cpu), probabilities, atol=1e-6) and sizes[3:] == [600]
