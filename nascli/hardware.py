@@ -35,6 +35,11 @@ class Hardware:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """`model` on this device, in the memory layout its training and scoring use."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
     def synchronize(self) -> None:
         """Wait for queued device work, so that timings are real."""
         if self.device.type == "cuda":

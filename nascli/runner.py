@@ -359,9 +359,7 @@ def _retrained(
     if cfg.retrain.init:
         transfer = initialise(model, weight_source(cfg.retrain.init)(arch), cfg.retrain.init, input_channels(data))
         groups = parameter_groups(model, transfer, cfg.retrain.finetune, cfg.retrain.copied_lr)
-    model = model.to(hardware.device)
-    if hardware.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = hardware.place(model)
     x = joined(data.train_x, data.val_x)
     y = torch.cat([data.train_y, data.val_y])
     epochs, limits = cfg.retrain.epochs, ()

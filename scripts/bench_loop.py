@@ -149,8 +149,7 @@ def bench_dataset(name: str, args: argparse.Namespace, picked: list[tuple[str, d
 
         def build() -> torch.nn.Module:
             torch.manual_seed(0)
-            model = space.build(arch, data.input_shape, data.num_classes).to(hardware.device)
-            return model.to(memory_format=torch.channels_last) if hardware.channels_last else model
+            return hardware.place(space.build(arch, data.input_shape, data.num_classes))
 
         model = build()
         flops = count_flops(model, data.input_shape, hardware.device)

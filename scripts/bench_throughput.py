@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 
 from nascli.config import RunConfig, load_config
+from nascli.data.base import network_inputs
+from nascli.evaluators.metrics import predict
 from nascli.evaluators.training import every_parameter, optimizer_and_schedule
 from nascli.factory import build_space
 from nascli.hardware import Hardware, resolve_hardware
@@ -61,27 +63,21 @@ def run_search(overrides: list[str], run_dir: Path) -> tuple[Timing, list[dict[s
     return Timing(seconds, each, [trial.metrics["train_seconds"] for trial in trials]), [trial.arch for trial in trials]
 
 
-def _layout(hardware: Hardware) -> torch.memory_format:
-    return torch.channels_last if hardware.channels_last else torch.contiguous_format
-
-
 def _built(cfg: RunConfig, arch: dict, batches: Any, hardware: Hardware) -> torch.nn.Module:
     torch.manual_seed(0)
-    model = build_space(cfg).build(arch, batches.input_shape, batches.num_classes)
-    return model.to(hardware.device, memory_format=_layout(hardware))
+    return hardware.place(build_space(cfg).build(arch, batches.input_shape, batches.num_classes))
 
 
 def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: int, hardware: Hardware) -> None:
     """The textbook loop: SGD with Nesterov momentum and a one-cycle schedule, in the precision and layout nascli
     trains in on `hardware`."""
-    settings, layout = cfg.evaluator.settings, _layout(hardware)
+    settings = cfg.evaluator.settings
     optimizer, schedule = optimizer_and_schedule(every_parameter(model), settings, settings.epochs * steps_per_epoch)
     model.train()
     for _ in range(settings.epochs):
         for x, y in batches:
-            inputs = x.to(hardware.device).contiguous(memory_format=layout)
             with hardware.autocast():
-                logits = model(inputs)
+                logits = model(*network_inputs(x.to(hardware.device), hardware.channels_last))
             loss = F.cross_entropy(logits.float(), y.to(hardware.device), label_smoothing=settings.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
@@ -89,12 +85,8 @@ def _fit(cfg: RunConfig, model: torch.nn.Module, batches: Any, steps_per_epoch: 
             schedule.step()
 
 
-@torch.no_grad()
 def _val_accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, hardware: Hardware) -> float:
-    model.eval()
-    with hardware.autocast():
-        logits = model(x.to(hardware.device))
-    return (logits.argmax(1).cpu() == y).float().mean().item()
+    return (predict(model, x.to(hardware.device), hardware).argmax(1) == y).float().mean().item()
 
 
 class TensorBatches:

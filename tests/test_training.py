@@ -415,3 +415,30 @@ def test_an_epoch_leaves_out_a_last_batch_of_one_example_that_batch_norm_cannot_
     settings = TrainSettings(epochs=1, batch_size=4)
     net = nn.Sequential(nn.Flatten(), nn.Linear(3, 2), nn.BatchNorm1d(2))
     train(net, torch.randn(5, 3), torch.tensor([0, 1, 0, 1, 0]), settings, CPU, seed=0)
+
+
+def test_the_loop_benchmark_times_each_candidate_eager_and_compiled(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`scripts/bench_loop.py --compile` prints, per candidate, the compiled images/s, ratio, compiling seconds and
+    the steps that pay them back, trained through `compiled_forward` (here the network itself: compiling is the
+    slow test's)."""
+    import importlib.util
+    import sys
+
+    import nascli.evaluators.training as training
+
+    script = Path(__file__).parents[1] / "scripts" / "bench_loop.py"
+    spec = importlib.util.spec_from_file_location("bench_loop", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    compiled = []
+    monkeypatch.setattr(training, "compiled_forward", lambda model: compiled.append(model) or model)
+    monkeypatch.setattr(sys, "argv", ["bench_loop.py", "--datasets", "digits", "--chains", "2", "--cells", "1",
+                                      "--steps", "3", "--device", "cpu", "--compile"])
+    bench.main()
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("| chain", "| nb201"))]
+    assert len(rows) == 3 and len(compiled) == 3
+    assert all(len(row.split(" | ")) == 9 for row in rows)  # candidate, 4 eager and 4 compiled columns
+    assert "compiled: median" in out and "of 3 candidates slower" in out

@@ -103,9 +103,7 @@ class TrainEvaluator(Evaluator):
         if per_epoch is not None and math.isfinite(per_epoch):
             fit = TimeLimit(per_epoch * epochs, "evaluator.epoch_seconds", shorten=True)
         limits = tuple(limit for limit in (fit, max_seconds and TimeLimit(max_seconds, "evaluator.max_seconds")) if limit)
-        model = model.to(hardware.device)
-        if hardware.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+        model = hardware.place(model)
         try:
             seconds = train(
                 model, data.train_x, data.train_y, self.settings, hardware, seed,
