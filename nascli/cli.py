@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nascli.config import GROUPS, default_options, group_options, hydra_errors, override_key, parse_overrides
+from nascli.config import (GROUPS, default_options, group_options, hydra_errors, inherited_overrides, parse_overrides,
+                           source_override)
 from nascli.errors import UserError, exit_with, writing
 
 app = typer.Typer(
@@ -27,7 +28,6 @@ app = typer.Typer(
 )
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
-INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
 
 
 def run_hydra(task: Callable[[], Any], prog: str, args: list[str]) -> None:
@@ -72,31 +72,6 @@ def search(
     resume_run(resume, list(ctx.args))
 
 
-def inherited_overrides(source: Path, args: list[str]) -> list[str]:
-    """The overrides a retraining takes from the search run it retrains: its dataset, space, hardware, seed, retrain.*.
-
-    Keys the user sets are not inherited, nor are the settings of a group the user switches.
-    """
-    from nascli.config import validate
-    from nascli.rundir import RunDir
-
-    if not source.is_dir():
-        return []
-    run = RunDir(source)
-    stored = validate(run.config())  # a run directory is data: its config must name registered components only
-    given = {override_key(arg) for arg in args if "=" in arg and not arg.startswith("-")}
-    if "dataset" not in given and not stored.evaluator.cls.needs_data:
-        raise UserError(f"the search in {source} looked scores up in a table and trained on no dataset; "
-                        f"say what to train on, e.g. nas retrain {source} dataset=cifar10")
-
-    def kept(override: str) -> bool:
-        key = override_key(override)
-        group = key.split(".")[0]
-        return group in INHERITED and key not in given and group not in given
-
-    return [override for override in run.overrides() if kept(override)]
-
-
 @app.command(context_settings=OVERRIDES)
 def retrain(
     ctx: typer.Context,
@@ -114,9 +89,8 @@ def retrain(
     from nascli.hydra_app import retrain_task
 
     args = list(ctx.args) + ([f"pick={pick}"] if pick is not None else [])
-    quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
     # The user's arguments first: Hydra takes flags such as -m only before the overrides that follow them.
-    run_hydra(retrain_task, "nas retrain", [*args, *inherited_overrides(source, args), f"source='{quoted}'"])
+    run_hydra(retrain_task, "nas retrain", [*args, *inherited_overrides(source, args), source_override(source)])
 
 
 @app.command()
@@ -189,8 +163,15 @@ def export(
 
 
 @app.command("list")
-def list_options() -> None:
+def list_options(
+    markdown: bool = typer.Option(False, "--markdown", help="Print the full reference of every key (docs/options.md)."),
+) -> None:
     """Show the options of every config group (the default is marked *)."""
+    if markdown:
+        from nascli.options import options_markdown
+
+        print(options_markdown(), end="")
+        return
     defaults = default_options()
     table = Table("group", "option", "description")
     for group in GROUPS:

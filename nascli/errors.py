@@ -7,6 +7,17 @@ from pathlib import Path
 from typing import NoReturn
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise ValueError(message) unless condition holds; used by settings' __post_init__."""
+    if not condition:
+        raise ValueError(message)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none)."""
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 class UserError(Exception):
     """A mistake the user can fix (bad option, missing file, ...); shown as one line, exit code 2."""
 

@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-import inspect
-import logging
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import nn
 
-from nascli.data.base import input_shape_of
 from nascli.errors import UserError, writing
-from nascli.factory import space_of
-from nascli.rundir import MODEL, VOCABULARY, RunDir
+from nascli.spaces.stored import load_model
+from nascli.onnx_writer import write_onnx
+from nascli.rundir import VOCABULARY, RunDir
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SAMPLE_BATCH = 8
-
-
-def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
-    """The retrained network of a run directory in eval mode, and its checkpoint."""
-    run = RunDir(run_dir)
-    space = space_of(run.config())
-    checkpoint = run.load_checkpoint()
-    try:
-        model = space.build(space.validate(checkpoint["arch"]), input_shape_of(checkpoint),
-                            checkpoint["num_classes"], checkpoint.get("vocab_size"))
-        model.load_state_dict(checkpoint["state_dict"])
-    except Exception as exc:  # an architecture or weights that do not fit the space or each other
-        raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: "
-                        f"{str(exc).strip().splitlines()[0]}") from None
-    return model.eval(), checkpoint
 
 
 def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path) -> torch.Tensor:
@@ -41,28 +24,6 @@ def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path) 
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated upstream; users still ask for it
         torch.jit.trace(model, sample).save(str(out))
         return torch.jit.load(str(out))(*sample)
-
-
-def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> None:
-    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one batch of its inputs,
-    named `names` in the file (default: "input")."""
-    batch = torch.export.Dim("batch")
-    shapes = tuple({0: batch} for _ in sample)
-    parameters = inspect.signature(model.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # forward(*inputs): one tuple argument
-        shapes = (shapes,)
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # it warns about torchvision ops our networks do not use
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.filterwarnings("ignore", message="# The axis name")  # several inputs share the batch axis
-            torch.onnx.export(model, sample, str(out), input_names=names or ["input"], output_names=["logits"],
-                              dynamic_shapes=shapes, dynamo=True, verbose=False,
-                              report=False)
-    finally:
-        exporter_log.setLevel(level)
 
 
 def _onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> torch.Tensor:

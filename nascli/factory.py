@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import dataclasses
-import math
+from functools import partial
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import OmegaConf
 
-from nascli.config import RunConfig, component, validate
+from nascli.config import RunConfig, validate
 from nascli.data.base import DataSplits
 from nascli.evaluators.base import Evaluator
-from nascli.executors.base import Executor
+from nascli.executors.base import EvaluatorMaker, Executor
+from nascli.executors.inline import InlineExecutor
+from nascli.executors.processes import ProcessExecutor
+from nascli.executors.ray import RayExecutor
 from nascli.hardware import Hardware, cpu_threads, resolve_hardware
 from nascli.registry import lookup, names
 from nascli.rundir import RunDir
@@ -23,12 +25,6 @@ from nascli.strategies.base import Strategy
 def build_space(cfg: RunConfig) -> SearchSpace:
     """The search space."""
     return cfg.space.cls(cfg.space.settings)
-
-
-def space_of(config: Any) -> SearchSpace:
-    """The search space a stored config (a run directory's, read as data) names."""
-    chosen = component("space", config.get("space"))
-    return chosen.cls(chosen.settings)
 
 
 def build_strategy(cfg: RunConfig, space: SearchSpace) -> Strategy:
@@ -51,25 +47,19 @@ def load_data(cfg: RunConfig, hardware: Hardware) -> DataSplits:
     return cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
 
 
-def epoch_seconds_of_trials(cfg: RunConfig) -> Optional[float]:
-    """The seconds per epoch a trial may train when the evaluator's `epoch_seconds` is null: the retraining's,
-    retrain.max_seconds / retrain.epochs, so that a trial is a scaled-down retraining (None: no time limit)."""
-    retrain = cfg.retrain
-    if not retrain.enabled or retrain.max_seconds is None:
-        return None
-    return retrain.max_seconds / retrain.epochs
-
-
 def build_evaluator(
     cfg: RunConfig, space: SearchSpace, hardware: Hardware, data: Optional[DataSplits] = None
 ) -> Evaluator:
     """The evaluator, with the data it needs loaded onto the device unless given."""
     if data is None and cfg.evaluator.cls.needs_data:
         data = load_data(cfg, hardware)
-    settings = cfg.evaluator.settings
-    if getattr(settings, "epoch_seconds", math.inf) is None:
-        settings = dataclasses.replace(settings, epoch_seconds=epoch_seconds_of_trials(cfg))
-    return cfg.evaluator.cls(settings, space=space, data=data, hardware=hardware)
+    return cfg.evaluator.cls(cfg.evaluator.settings, space=space, data=data, hardware=hardware)
+
+
+def worker_evaluator_maker(cfg: RunConfig) -> EvaluatorMaker:
+    """What a worker calls with its device and threads to build its own evaluator: picklable, for worker processes
+    and Ray actors, since it holds only the run's resolved config as plain data."""
+    return partial(build_worker_evaluator, OmegaConf.to_container(cfg.raw))
 
 
 def build_worker_evaluator(config: dict[str, Any], device: Optional[str], threads: Optional[int]) -> Evaluator:
@@ -84,13 +74,7 @@ def build_worker_evaluator(config: dict[str, Any], device: Optional[str], thread
 def build_executor(cfg: RunConfig, evaluator: Evaluator, devices: list[str]) -> Executor:
     """Trials in this process when one slot on its device suffices, else in worker processes or on Ray."""
     if cfg.hardware.executor == "ray":
-        from nascli.executors.ray import RayExecutor
-
-        return RayExecutor(OmegaConf.to_container(cfg.raw), cfg.hardware)
+        return RayExecutor(worker_evaluator_maker(cfg), cfg.hardware)
     if devices == [str(evaluator.hardware.device)]:
-        from nascli.executors.inline import InlineExecutor
-
         return InlineExecutor(evaluator)
-    from nascli.executors.processes import ProcessExecutor
-
-    return ProcessExecutor(OmegaConf.to_container(cfg.raw), devices, cpu_threads(cfg.hardware, len(devices)))
+    return ProcessExecutor(worker_evaluator_maker(cfg), devices, cpu_threads(cfg.hardware, len(devices)))

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from nascli.goal import Goal  # noqa: E402
-from nascli.rundir import Trial  # noqa: E402
+from nascli.records import Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
 Trials = list[Trial]

@@ -15,7 +15,7 @@ from typing import Any, Optional
 import moocore
 import numpy as np
 
-from nascli.config import require
+from nascli.errors import require
 
 SENSES = ("max", "min")
 KNEE = "knee"

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.config import HardwareSettings
+from nascli.settings import HardwareSettings
 from nascli.errors import UserError
 
 PACKAGES = ("nascli", "torch", "hydra-core", "omegaconf", "typer", "rich", "pandas", "numpy", "scikit-learn")

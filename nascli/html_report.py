@@ -14,7 +14,7 @@ from typing import Any, Optional
 import pandas as pd
 from nascli import figures
 from nascli.errors import writing
-from nascli.factory import space_of
+from nascli.spaces.stored import space_of
 from nascli.goal import Goal
 from nascli.report import collect_runs, display_table, summarize
 from nascli.rundir import RunDir

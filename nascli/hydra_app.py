@@ -18,10 +18,10 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from nascli.config import RunConfig, config_dir, hydra_errors, sweep_jobs, validate
+from nascli.config import RunConfig, config_dir, hydra_errors, store_schemas, sweep_jobs, validate
 from nascli.errors import UserError, exit_with
-from nascli.registry import store_schemas
-from nascli.rundir import RunDir, Summary, usable_dir
+from nascli.records import Summary
+from nascli.rundir import RunDir, usable_dir
 from nascli.runner import check_job, retrain, search
 
 store_schemas()

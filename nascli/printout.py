@@ -5,7 +5,8 @@ from __future__ import annotations
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nascli.rundir import BEST, MODEL, RunDir, Summary
+from nascli.records import Summary
+from nascli.rundir import BEST, MODEL, RunDir
 
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 

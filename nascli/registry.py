@@ -55,16 +55,3 @@ def schema(group: str, name: str) -> type:
     settings = lookup(group, name).Settings
     return dataclasses.make_dataclass(f"{settings.__name__}Config", [("name", str, dataclasses.field(default=name))],
                                       bases=(settings,))
-
-
-def store_schemas() -> None:
-    """Put every component's schema into Hydra's ConfigStore, so option YAMLs hold only what differs."""
-    from hydra.core.config_store import ConfigStore
-
-    from nascli.config import ConfigSchema
-
-    store = ConfigStore.instance()
-    store.store(name="config_schema", node=ConfigSchema)
-    for group in COMPONENT_GROUPS:
-        for name in names(group):
-            store.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=schema(group, name))

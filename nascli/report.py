@@ -12,7 +12,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from nascli.errors import UserError
-from nascli.rundir import RunDir, Summary, find_runs
+from nascli.records import Summary
+from nascli.rundir import RunDir, find_runs
 
 # Keys that differ between runs of the same setting and so do not split groups.
 PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")

@@ -11,13 +11,14 @@ import json
 import os
 import shutil
 import warnings
-from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nascli.errors import UserError
+from nascli.records import Summary, Trial, require_fields
 
 CONFIG = "config.yaml"
 RECORD = "run.json"
@@ -56,101 +57,6 @@ def read_json(path: Path) -> Any:
         raise UserError(f"{path} is a directory, not a JSON file") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
-
-
-def _require_fields(data: Any, types: dict[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
-    """`data` as a dict whose listed keys exist with the listed types; else a UserError naming `where`."""
-    if not isinstance(data, dict):
-        raise UserError(f"{where} is not a JSON object (found {type(data).__name__}); the file is corrupt")
-    for key, kind in types.items():
-        if not isinstance(data.get(key), kind):
-            raise UserError(f"{where} has no valid '{key}'; the file is corrupt")
-    return data
-
-
-@dataclass
-class Trial:
-    """One finished trial, as trials.jsonl holds it."""
-
-    id: int
-    arch: dict[str, Any]
-    hash: str
-    status: str  # ok | failed
-    metrics: dict[str, Any]
-    budget: Optional[float] = None
-    seed: Optional[int] = None
-    error: Optional[str] = None
-    elapsed: Optional[float] = None  # seconds of search when it was logged
-    feasible: Optional[bool] = None  # whether it met search.constraints (recorded only when there are any)
-    repeat: Optional[int] = None  # search.confirm_top: the how-manieth extra run of an architecture (1, 2, ...)
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "ok"
-
-    def value(self, metric: str) -> Optional[float]:
-        """A metric of a successful trial (None when it failed or lacks it)."""
-        return self.metrics.get(metric) if self.ok else None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k in ("budget", "seed")}
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Trial:
-        """A trial from its JSON record; a record that is not one is a UserError naming `where`."""
-        _require_fields(data, {"id": int, "arch": dict, "hash": str, "status": str, "metrics": dict}, where)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-
-@dataclass
-class Summary:
-    """What summary.json holds: how a search or a retraining ended."""
-
-    kind: str  # search | retrain
-    status: str = "running"  # running | completed | failed | interrupted | crashed
-    dataset: Optional[str] = None
-    space: Optional[str] = None
-    strategy: Optional[str] = None
-    seed: Optional[int] = None
-    objective: str = "val_acc"
-    n_trials: int = 0
-    n_failed: int = 0
-    best: Optional[dict[str, Any]] = None  # id, hash and objective value of the best trial
-    goal: Optional[dict[str, Any]] = None  # objectives, constraints and pick rule, when not one plain objective
-    n_feasible: Optional[int] = None  # with constraints: the successful trials that met them
-    n_screened: Optional[int] = None  # with constraints: architectures ruled out before training, never run
-    front_size: Optional[int] = None  # with several objectives: the trials on the Pareto front
-    hypervolume: Optional[dict[str, Any]] = None  # with several objectives: value, bounds (best, worst) per objective
-    test_acc: Optional[float] = None
-    wall_seconds: Optional[float] = None
-    error: Optional[str] = None
-    source: Optional[str] = None  # a retraining's source run or file
-    baselines: Optional[dict[str, Optional[float]]] = None  # test accuracy of each baseline retrained beside the best
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON record; unknown values (a test accuracy not measured, no error) are left out."""
-        return {k: v for k, v in asdict(self).items() if v is not None or k == "best"}
-
-    @property
-    def best_value(self) -> Optional[float]:
-        return (self.best or {}).get(self.objective)
-
-    def count(self, trial: Trial) -> None:
-        """Count a finished trial (and whether it met the constraints, when there are any)."""
-        self.n_trials += 1
-        self.n_failed += not trial.ok
-        if trial.feasible is not None:
-            self.n_feasible = (self.n_feasible or 0) + trial.feasible
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Summary:
-        """A summary from its JSON; one that is not a summary is a UserError naming `where`."""
-        _require_fields(data, {"kind": str, "status": str}, where)
-        if data.get("best") is not None and not isinstance(data["best"], dict):
-            raise UserError(f"{where} has no valid 'best'; the file is corrupt")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
 
 
 def _reject_interpolations(node: Any, where: str) -> None:
@@ -230,7 +136,7 @@ class RunDir:
         """run.json: the command, its overrides, package versions and machine (empty when missing)."""
         if not self.file(RECORD).exists():
             return {}
-        record = _require_fields(read_json(self.file(RECORD)), {}, str(self.file(RECORD)))
+        record = require_fields(read_json(self.file(RECORD)), {}, str(self.file(RECORD)))
         overrides = record.get("overrides", [])
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise UserError(f"{self.file(RECORD)} has no valid 'overrides'; the file is corrupt")
@@ -251,9 +157,9 @@ class RunDir:
         path = self.file(BEST)
         if not path.exists():
             return None
-        best = _require_fields(read_json(path), {"arch": dict}, str(path))
+        best = require_fields(read_json(path), {"arch": dict}, str(path))
         if "confirmed" in best:
-            _require_fields(best["confirmed"], {"runs": int, "mean": (int, float), "values": list}, f"{path} 'confirmed'")
+            require_fields(best["confirmed"], {"runs": int, "mean": (int, float), "values": list}, f"{path} 'confirmed'")
         return best
 
     def trials(self) -> list[Trial]:
@@ -287,26 +193,24 @@ class RunDir:
         if not path.exists() or not path.read_text().strip():
             return None
         types = {"next_id": int, "elapsed": (int, float), "pending": list, "strategy": dict}
-        state = _require_fields(read_json(path), types, str(path))
+        state = require_fields(read_json(path), types, str(path))
         for item in state["pending"]:
-            _require_fields(item, {"id": int, "arch": dict}, f"{path} (a trial in flight)")
+            require_fields(item, {"id": int, "arch": dict}, f"{path} (a trial in flight)")
         return state
 
     def retrain_metrics(self) -> Optional[dict[str, Any]]:
         """retrain/metrics.json, or None when no retraining finished."""
         path = self.file(RETRAIN_METRICS)
-        return _require_fields(read_json(path), {}, str(path)) if path.exists() else None
+        return require_fields(read_json(path), {}, str(path)) if path.exists() else None
 
     def _load_tensors(self, name: str, types: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
         """A torch file of the run, loaded as tensors and plain values only (never unpickling objects)."""
-        import torch  # lazily: commands that only read a run's JSON should not pay for importing torch
-
         path = self.file(name)
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:
             raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
-        return _require_fields(checkpoint, types, str(path))
+        return require_fields(checkpoint, types, str(path))
 
     def load_checkpoint(self) -> dict[str, Any]:
         """retrain/model.pt: the retrained network."""
@@ -404,7 +308,7 @@ class RunDir:
     def architecture_weights(self) -> Optional[dict[str, Any]]:
         """The operation weights of a relaxed search per epoch, or None when the run made none."""
         path = self.file(ARCHITECTURE_WEIGHTS)
-        return _require_fields(read_json(path), {"operations": list, "epochs": list}, str(path)) if path.exists() else None
+        return require_fields(read_json(path), {"operations": list, "epochs": list}, str(path)) if path.exists() else None
 
     def write_front(self, front: dict[str, Any]) -> None:
         """front.json: the goal, the hypervolume and every non-dominated feasible trial of a multi-objective search."""
@@ -415,7 +319,7 @@ class RunDir:
         path = self.file(FRONT)
         if not path.exists():
             return None
-        front = _require_fields(read_json(path), {"objectives": list, "trials": list}, str(path))
+        front = require_fields(read_json(path), {"objectives": list, "trials": list}, str(path))
         front["trials"] = [Trial.from_dict(t, f"{path} (a front member)") for t in front["trials"]]
         return front
 
@@ -426,7 +330,7 @@ class RunDir:
     def warm_start(self) -> Optional[dict[str, Any]]:
         """The warm start's record, or None when the search had none."""
         path = self.file(WARM_START)
-        return _require_fields(read_json(path), {"models": list, "weights": list}, str(path)) if path.exists() else None
+        return require_fields(read_json(path), {"models": list, "weights": list}, str(path)) if path.exists() else None
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)
@@ -448,16 +352,12 @@ class RunDir:
 
     def save_supernet(self, checkpoint: dict[str, Any]) -> None:
         """Replace supernet.pt atomically, so that a kill while saving leaves the previous epoch's."""
-        import torch
-
         staging = self.file(f".{SUPERNET}.saving")
         torch.save(checkpoint, staging)
         os.replace(staging, self.file(SUPERNET))
 
     def save_model(self, checkpoint: dict[str, Any]) -> Path:
         """Save retrain/model.pt so that it loads with torch.load(..., weights_only=True)."""
-        import torch
-
         path = self.file(MODEL)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, path)

@@ -8,10 +8,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.config import SearchSettings
+from nascli.settings import SearchSettings
 from nascli.executors.base import Executor, Task
 from nascli.goal import Goal
-from nascli.rundir import Trial
+from nascli.records import Trial
+from nascli.selection import Selection
 from nascli.seeding import derive_seed
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Pace, Proposal, Strategy
@@ -55,9 +56,11 @@ class Scheduler:
     ) -> None:
         self.strategy, self.space, self.executor, self.seed, self.settings = strategy, space, executor, seed, settings
         self.goal, self.save_state = goal, save_state
+        references = [space.hash(arch) for arch in space.references()]
+        self.selection = Selection(goal, references, settings.reference_margin) if goal is not None else None
         self.next_id = 0
         self.pending: list[Pending] = []
-        self.results: list[Trial] = []  # every finished trial, for choosing what to confirm
+        self.results: list[Trial] = []  # every finished trial, for the pace of the recent ones
         self.confirming: Optional[list[dict[str, Any]]] = None  # the confirming runs not started yet, once chosen
         self.log: Callable[[str], None] = lambda line: None
         self.elapsed_before = 0.0
@@ -78,6 +81,9 @@ class Scheduler:
         self.confirming = state.get("confirming")
         pending_ids = {item["id"] for item in state["pending"]}
         self.results = [logged[i] for i in sorted(logged) if i not in pending_ids]
+        if self.selection is not None:
+            for trial in logged.values():
+                self.selection.add(trial)
         for item in state["pending"]:
             pending = self._pending(item["id"], Proposal(item["arch"], item.get("budget")), item.get("attempts", 0),
                                     item.get("repeat"))
@@ -99,6 +105,8 @@ class Scheduler:
             self.pending.remove(item)
             trial: Trial = item.future.result()
             if not item.logged:
+                if self.selection is not None:
+                    self.selection.add(trial)
                 trial.elapsed = round(self.elapsed(), 3)
                 if self.goal.constraints and trial.ok:
                     trial.feasible = self.goal.feasible(trial.metrics)
@@ -162,18 +170,9 @@ class Scheduler:
             self.next_id += 1
 
     def _confirming_runs(self) -> list[dict[str, Any]]:
-        """The runs that confirm the search's best architectures: each of the confirm_top best (one trial per
-        architecture, its best) at that trial's budget, a round of them per extra seed."""
-        best: dict[str, Trial] = {}
-        for trial in self.results:
-            if trial.ok and trial.repeat is None and self.goal.feasible(trial.metrics):
-                value = self.goal.values(trial.metrics)[0]
-                if trial.hash not in best or value > self.goal.values(best[trial.hash].metrics)[0]:
-                    best[trial.hash] = trial
-        ranked = sorted(best.values(), key=lambda t: -self.goal.values(t.metrics)[0])[: self.settings.confirm_top]
-        chosen = {t.hash for t in ranked}
-        references = [best[key] for key in map(self.space.hash, self.space.references())
-                      if key in best and key not in chosen]
+        """The runs that confirm the search's best architectures (as the selection ranks them) at their best trial's
+        budget, a round of them per extra seed."""
+        ranked, references = self.selection.to_confirm(self.settings.confirm_top)
         runs = [{"arch": t.arch, "budget": t.budget, "repeat": r}
                 for r in range(1, self.settings.confirm_seeds + 1) for t in ranked + references]
         if runs:

@@ -11,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 
 from nascli.goal import parse_constraints
-from nascli.rundir import MODEL, RunDir, Summary
+from nascli.records import Summary
+from nascli.rundir import MODEL, RunDir
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 

@@ -8,17 +8,13 @@ over its input channels and divided by the new count, which keeps the response t
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Optional
 
 from torch import Tensor, nn
 
-from nascli.data.base import input_shape_of
 from nascli.errors import UserError
-from nascli.rundir import MODEL, RunDir
-from nascli.spaces.base import Arch
+
 
 @dataclass
 class Transfer:
@@ -33,32 +29,6 @@ class Transfer:
     def summary(self) -> dict[str, Any]:
         return {"source": self.source, "copied": len(self.copied), "adapted": self.adapted, "new": len(self.new),
                 "trainable_params": self.trainable}
-
-
-def weight_source(path_text: str) -> Callable[[Arch], dict[str, Tensor]]:
-    """The weights to start each architecture from, read once: a run's retrained model, or the architecture's
-    path through a run's supernet."""
-    from nascli.factory import space_of  # lazily: the factory imports the evaluators, which import this module
-
-    run = RunDir(Path(path_text).expanduser())
-    run.require_run()
-    if run.file(MODEL).exists():
-        weights = run.load_checkpoint()["state_dict"]
-        return lambda arch: weights
-    checkpoint = run.load_supernet()
-    if checkpoint is None:
-        raise UserError(f"{run.path} has neither a retrained model nor a supernet to initialise from")
-    space = space_of(run.config())
-    supernet = space.supernet(input_shape_of(checkpoint), checkpoint["num_classes"])
-    supernet.load_state_dict(checkpoint["state_dict"])
-
-    def path_weights(arch: Arch) -> dict[str, Tensor]:
-        try:
-            return supernet.extract(space.validate(arch)).state_dict()
-        except ValueError as exc:
-            raise UserError(f"{run.path}'s supernet holds no path for this architecture ({exc})") from None
-
-    return path_weights
 
 
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)

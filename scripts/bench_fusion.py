@@ -30,7 +30,7 @@ NETWORKS = ("found", "late_fusion", "handmade_late_fusion", "image_only", "audio
 
 def search(run_dir: Path, args: argparse.Namespace, seed: int) -> None:
     """One end-to-end fusion search into `run_dir`."""
-    epochs = "strategy.supernet_epochs" if args.strategy == "spos" else "evaluator.epochs"
+    epochs = "strategy.epochs" if args.strategy == "spos" else "evaluator.epochs"
     limit = [] if args.strategy == "spos" else [f"evaluator.max_seconds={args.trial_seconds or args.search_seconds / 4}"]
     subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=av_digits", f"dataset.root={args.root}",
                     f"dataset.train_per_class={args.per_class}", f"strategy={args.strategy}",

@@ -19,18 +19,18 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
+import nascli
 from nascli.config import load_config
-from nascli.executors.inline import InlineExecutor
-from nascli.factory import build_evaluator, build_space, build_strategy
 from nascli.goal import Goal
-from nascli.scheduler import Scheduler
 
 
 def _one_thread() -> None:
@@ -39,16 +39,12 @@ def _one_thread() -> None:
 
 
 def run(table: str, strategy: str, seed: int, budget: int, overrides: list[str]) -> list[dict]:
-    """The metrics of every trial of one search (failed trials left out)."""
-    cfg = load_config(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
-                       f"seed={seed}", f"search.max_trials={budget}", *overrides])
-    space = build_space(cfg)
-    evaluator = build_evaluator(cfg, space, hardware=None)
-    goal = Goal.from_settings(cfg.search, evaluator.objective)
-    strategy_obj = build_strategy(cfg, space)
-    strategy_obj.prepare(evaluator, goal)
-    scheduler = Scheduler(strategy_obj, space, InlineExecutor(evaluator), seed, cfg.search, goal)
-    return [trial.metrics for trial in scheduler.run() if trial.ok]
+    """The metrics of every trial of one search (failed trials left out); its run directory is a temporary one."""
+    with tempfile.TemporaryDirectory(prefix="bench-multiobjective-") as folder:
+        run = nascli.search(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
+                             f"seed={seed}", f"search.max_trials={budget}", "retrain.enabled=false", *overrides],
+                            run_dir=Path(folder) / "run", quiet=True)
+        return [trial.metrics for trial in run.records if trial.ok]
 
 
 def front_share(args: argparse.Namespace, table: pd.DataFrame, cost: str, pool: ProcessPoolExecutor) -> None:

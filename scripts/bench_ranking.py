@@ -2,11 +2,13 @@
 
 Usage: python scripts/bench_ranking.py --table ../shared/benchmarks/nb201/cifar10.csv --root CIFAR_DIR
        [--cells 1000] [--seed 0] [--out DIR] [--overrides evaluator=proxy evaluator.proxy=rank_mean]
+       [--spos EPOCHS]  (one-shot scores: a supernet trained EPOCHS epochs scores the cells)
        [--from-run DIR]  (analyse an earlier run of this script again instead of scoring cells)
 Draws `--cells` random cells and scores them with `nas search dataset=cifar10 space=nb201 strategy=list` plus the
-overrides (the evaluator: `evaluator=proxy ...` or `evaluator=supernet evaluator.epochs=... dataset.train_fraction=...
-space.cells_per_stage=...`), then prints Spearman's rho and Kendall's tau of every score the trials recorded
-(proxies, their rank averages, val_acc) with the table's test_acc, next to published figures.
+overrides (`evaluator=proxy ...`), or with `--spos`, `strategy=spos strategy.search=list` (a supernet trained first,
+its paths scored; overrides such as `dataset.train_fraction=... space.cells_per_stage=...`), then prints
+Spearman's rho and Kendall's tau of every score the trials recorded (proxies, their rank averages, val_acc) with
+the table's test_acc, next to published figures.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="the run directory (default: a temporary folder)")
     parser.add_argument("--overrides", nargs="*", default=["evaluator=proxy", "evaluator.proxy=rank_mean"],
                         help="the evaluator and its settings (default: every proxy and their rank_mean)")
+    parser.add_argument("--spos", type=int, default=None, metavar="EPOCHS",
+                        help="score the cells as paths of a supernet trained this many epochs (strategy=spos)")
     parser.add_argument("--from-run", type=Path, default=None, help="only analyse this earlier run of the script")
     args = parser.parse_args()
     table = pd.read_csv(args.table).set_index("arch")
@@ -52,8 +56,11 @@ def main() -> None:
         out.parent.mkdir(parents=True, exist_ok=True)
         listing = out.parent / "cells.txt"
         listing.write_text("\n".join(cells) + "\n")
+        listed = (["strategy=list", f"strategy.path={listing}"] if args.spos is None else
+                  ["strategy=spos", f"strategy.epochs={args.spos}", "strategy.search=list",
+                   f"+strategy.search_settings.path={listing}"])
         subprocess.run([sys.executable, "-m", "nascli", "search", "dataset=cifar10", f"dataset.root={args.root}",
-                        "space=nb201", "strategy=list", f"strategy.path={listing}", f"search.max_trials={args.cells}",
+                        "space=nb201", *listed, f"search.max_trials={args.cells}",
                         "retrain.enabled=false", f"seed={args.seed}", f"run_dir={out}", *args.overrides],
                        check=True, stdout=subprocess.DEVNULL)
     else:

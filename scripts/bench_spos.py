@@ -36,7 +36,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--common", nargs="*", default=["dataset=fashion_mnist", "retrain.max_seconds=420"])
     parser.add_argument("--default", nargs="*", default=["search.max_seconds=720", "evaluator.epochs=1"])
-    parser.add_argument("--spos", nargs="*", default=["strategy=spos", "strategy.supernet_epochs=2",
+    parser.add_argument("--spos", nargs="*", default=["strategy=spos", "strategy.epochs=2",
                                                       "search.max_seconds=90"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="where the runs go (default: a temporary folder)")

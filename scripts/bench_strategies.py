@@ -14,18 +14,17 @@ import argparse
 import os
 import platform
 import statistics
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from nascli.config import group_options, load_config
-from nascli.executors.inline import InlineExecutor
-from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.goal import Goal
-from nascli.scheduler import Scheduler
+import nascli
+from nascli.config import group_options
 
 
 def _one_thread() -> None:
@@ -34,19 +33,18 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def trajectory(table: str, space: str, strategy: str, seed: int, budget: int) -> list[float]:
-    """Test accuracy of the best-validation architecture after each query."""
-    cfg = load_config([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
-                       f"seed={seed}", f"search.max_trials={budget}"])
-    space_obj = build_space(cfg)
-    evaluator = build_evaluator(cfg, space_obj, hardware=None)
-    scheduler = Scheduler(build_strategy(cfg, space_obj), space_obj, InlineExecutor(evaluator), seed, cfg.search,
-                          Goal.from_settings(cfg.search, evaluator.objective))
+def trajectory(table: str, space: str, strategy: str, seed: int, budget: int, objective: str, report: str,
+               work: str) -> list[float]:
+    """The `report` column of the best-`objective` architecture after each query (the run goes under `work`)."""
+    run = nascli.search([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
+                         f"evaluator.objective={objective}", f"evaluator.report={report}", f"seed={seed}",
+                         f"search.max_trials={budget}", "retrain.enabled=false"],
+                        run_dir=Path(work) / f"{strategy}-seed{seed}", quiet=True)
     best_val, best_test, curve = float("-inf"), float("nan"), []
-    for trial in scheduler.run():
-        value = trial.value(evaluator.objective)
+    for trial in run.records:
+        value = trial.value(objective)
         if value is not None and value > best_val:
-            best_val, best_test = value, trial.metrics[evaluator.test_metric]
+            best_val, best_test = value, trial.metrics[report]
         curve.append(best_test)
     return curve + [best_test] * (budget - len(curve))
 
@@ -66,10 +64,12 @@ def main() -> None:
     oracle = table.loc[table[args.objective].idxmax(), args.report]
 
     start = time.perf_counter()
-    jobs = [(args.table, args.space, s, seed, max(args.budgets)) for s in strategies for seed in range(args.seeds)]
+    work = tempfile.mkdtemp(prefix="bench-strategies-")
+    jobs = [(args.table, args.space, s, seed, max(args.budgets), args.objective, args.report, work)
+            for s in strategies for seed in range(args.seeds)]
     with ProcessPoolExecutor(max_workers=os.cpu_count(), initializer=_one_thread) as pool:
         curves = list(pool.map(trajectory, *zip(*jobs)))
-    by_strategy = {s: [c for (_, _, name, _, _), c in zip(jobs, curves) if name == s] for s in strategies}
+    by_strategy = {s: [c for (_, _, name, *_), c in zip(jobs, curves) if name == s] for s in strategies}
 
     print(f"table {args.table} ({len(table)} architectures), space {args.space}, {args.seeds} seeds; "
           f"oracle {args.report} {oracle:.2f}; {platform.processor() or platform.machine()}, "

@@ -27,13 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-from nascli.config import load_config
-from nascli.executors.inline import InlineExecutor
-from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.goal import Goal
-from nascli.runner import search
-from nascli.scheduler import Scheduler
-from nascli.warmstart import Knowledge, load_earlier
+import nascli
 
 BUDGETS = (10, 20, 50, 100)
 
@@ -43,25 +37,24 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
+def tabular(table: str, strategy: str, seed: int, queries: int) -> list[str]:
+    """The overrides of a search of `queries` queries on a NAS-Bench-201 table."""
+    return ["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}", f"seed={seed}",
+            f"search.max_trials={queries}", "retrain.enabled=false"]
+
+
 def source_run(table: str, seed: int, queries: int, run_dir: str) -> str:
-    overrides = ["space=nb201", "evaluator=tabular", f"evaluator.table={table}", "strategy=bo", f"seed={seed}",
-                 f"search.max_trials={queries}"]
-    search(load_config(overrides), Path(run_dir), overrides)
+    nascli.search(tabular(table, "bo", seed, queries), run_dir=run_dir, quiet=True)
     return run_dir
 
 
 def curve(table: str, strategy: str, seed: int, warm: list[str]) -> list[float]:
     """Target test accuracy of the best-validation cell after each query."""
-    cfg = load_config(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
-                       f"seed={seed}", f"search.max_trials={max(BUDGETS)}"])
-    space = build_space(cfg)
-    evaluator = build_evaluator(cfg, space, hardware=None)
-    goal = Goal.from_settings(cfg.search, evaluator.objective)
-    chosen = build_strategy(cfg, space)
-    knowledge = Knowledge(load_earlier(warm, space, "nb201"), space, cfg.search.warm_start_suggestions) if warm else None
-    chosen.prepare(evaluator, goal, knowledge)
+    overrides = tabular(table, strategy, seed, max(BUDGETS)) + ([f"search.warm_start=[{','.join(warm)}]"] if warm else [])
+    with tempfile.TemporaryDirectory(prefix="bench-warmstart-") as folder:
+        trials = nascli.search(overrides, run_dir=Path(folder) / "run", quiet=True).records
     best_val, best_test, values = float("-inf"), float("nan"), []
-    for trial in Scheduler(chosen, space, InlineExecutor(evaluator), seed, cfg.search, goal).run():
+    for trial in trials:
         if trial.ok and trial.metrics["val_acc"] > best_val:
             best_val, best_test = trial.metrics["val_acc"], trial.metrics["test_acc"]
         values.append(best_test)

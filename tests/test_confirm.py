@@ -10,9 +10,9 @@ import pytest
 
 from conftest import TINY, read_trials
 from nascli.goal import Goal
-from nascli.config import SearchSettings
-from nascli.rundir import Summary, Trial
-from nascli.runner import Incumbents
+from nascli.settings import SearchSettings
+from nascli.records import Trial
+from nascli.selection import Selection
 from test_resume import assert_resumes_exactly, prepared_scheduler
 
 
@@ -67,6 +67,7 @@ def test_the_space_s_references_are_confirmed_beside_the_best(table: Path) -> No
     worst = min(plain[:6], key=lambda t: t.metrics["val_acc"])
     scheduler = prepared_scheduler(args, [])
     scheduler.space.references = lambda: [worst.arch]
+    scheduler.selection.references = [worst.hash]
     trials = list(scheduler.run())
     assert trials[0].hash == worst.hash  # the strategy tries a reference first
     best = max(trials[:6], key=lambda t: t.metrics["val_acc"])
@@ -79,23 +80,12 @@ def _trial(id: int, arch: str, value: Optional[float], repeat: Optional[int] = N
     return Trial(id, {"a": arch}, arch, status, {"val_acc": value} if value is not None else {}, repeat=repeat)
 
 
-class Written:
-    """Stands in for the run directory: keeps what best.json would hold."""
-
-    def __init__(self) -> None:
-        self.best: dict[str, Any] = {}
-
-    def write_best(self, best: dict[str, Any]) -> None:
-        self.best = best
-
-
 def _chosen(trials: list[Trial], references: Optional[set[str]] = None, margin: float = 1.0) -> dict[str, Any]:
-    run = Written()
-    incumbents = Incumbents(Goal.from_settings(SearchSettings(), "val_acc"), run, Summary(kind="search"), "chain", None,
-                            references, margin)
+    """What best.json would hold after `trials`: the chosen trial and its confirmation."""
+    selection = Selection(Goal.from_settings(SearchSettings(), "val_acc"), sorted(references or ()), margin)
     for trial in trials:
-        incumbents.add(trial)
-    return run.best
+        selection.add(trial)
+    return {**selection.best.trial.to_dict(), **selection.best.record()}
 
 
 def test_the_luckiest_single_run_loses_to_a_better_mean_and_a_failed_repeat_rules_out() -> None:

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import nascli.runner
+import nascli.retraining
 from conftest import TINY
 from nascli.config import load_config
 from nascli.data.av_digits import paired, weakened
@@ -171,7 +171,7 @@ def test_invalid_fusion_architectures_say_why(change, message: str) -> None:
 @pytest.mark.parametrize("op", FUSION_OPS)
 def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) -> None:
     onnxruntime = pytest.importorskip("onnxruntime")
-    from nascli.export import write_onnx
+    from nascli.onnx_writer import write_onnx
 
     space = fusion_space(WITH_TEXT)
     encoders = {"image": {"blocks": [{"op": "conv3x3", "width": 16, "down": True}]},
@@ -206,8 +206,9 @@ def test_each_fusion_op_trains_round_trips_and_exports(op: str, tmp_path: Path) 
 
 def test_fusion_search_retrains_baselines_and_works_with_show_report_export_retrain(nas, workdir: Path, monkeypatch) -> None:
     seeds = []
-    real_train = nascli.runner.train
-    monkeypatch.setattr(nascli.runner, "train", lambda *args, **kw: seeds.append(args[5]) or real_train(*args, **kw))
+    real_fit = nascli.retraining.fit_and_score
+    monkeypatch.setattr(nascli.retraining, "fit_and_score",
+                        lambda *args, **kw: seeds.append(args[5]) or real_fit(*args, **kw))
     code, out, err = nas("search", *QUICK, THREE, "run_dir=run")
     assert code == 0, err
     metrics = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())
@@ -461,7 +462,7 @@ def test_a_fusion_supernet_path_computes_what_its_extracted_network_computes() -
 
 def test_one_shot_search_on_several_inputs_and_its_supernet_reused(nas, workdir: Path) -> None:
     one_shot = [o for o in QUICK if not o.startswith("evaluator.latency")]
-    code, _, err = nas("search", *one_shot, "strategy=spos", "strategy.supernet_epochs=2", "search.max_trials=4",
+    code, _, err = nas("search", *one_shot, "strategy=spos", "strategy.epochs=2", "search.max_trials=4",
                        "search.baselines=false", "run_dir=oneshot")
     assert code == 0, err
     checkpoint = torch.load(workdir / "oneshot" / "supernet.pt", weights_only=True)

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from conftest import TINY, read_trials
-from nascli.config import HardwareSettings, config_dir, load_config
+from nascli.config import config_dir, load_config
+from nascli.settings import HardwareSettings
 from nascli.errors import UserError
 from nascli.executors.base import Task
 from nascli.executors.processes import ProcessExecutor
-from nascli.factory import build_space
+from nascli.factory import build_space, worker_evaluator_maker
 from nascli.hardware import resolve_hardware, trial_devices
 
 TABULAR = ["space=nb201", "evaluator=tabular", "search.max_trials=12"]
@@ -59,7 +59,7 @@ def test_worker_processes_run_every_trial_once(nas, workdir: Path, table: Path, 
 
 def test_a_dying_worker_fails_its_trial_and_is_replaced(workdir: Path) -> None:
     cfg = load_config([*TINY, "dataset.num_samples=2000", "evaluator.epochs=20"])
-    executor = ProcessExecutor(OmegaConf.to_container(cfg.raw), ["cpu"], threads=1)
+    executor = ProcessExecutor(worker_evaluator_maker(cfg), ["cpu"], threads=1)
     space = build_space(cfg)
     arch = space.sample(random.Random(0))
     task = Task(0, arch, space.hash(arch), None, seed=0)
@@ -192,7 +192,7 @@ def test_sigterm_and_ctrl_c_stop_a_search_cleanly(workdir: Path, stop: str) -> N
 
 def test_a_worker_that_dies_while_idle_costs_no_trial(workdir: Path) -> None:
     cfg = load_config([*TINY])
-    executor = ProcessExecutor(OmegaConf.to_container(cfg.raw), ["cpu"], threads=1)
+    executor = ProcessExecutor(worker_evaluator_maker(cfg), ["cpu"], threads=1)
     space = build_space(cfg)
     arch = space.sample(random.Random(0))
     try:

@@ -10,7 +10,7 @@ from pathlib import Path
 import matplotlib.image
 
 from nascli.figures import best_so_far, pareto_front
-from nascli.rundir import Trial
+from nascli.records import Trial
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

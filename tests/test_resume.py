@@ -20,7 +20,7 @@ from conftest import TINY, interrupt_on_call, read_trials, untimed
 from nascli.config import compose_config, load_config, resume_config
 from nascli.executors.base import Executor, Task, run_task
 from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.rundir import Trial
+from nascli.records import Trial
 from nascli.goal import Goal
 from nascli.scheduler import Scheduler
 from nascli.warmstart import Knowledge, load_earlier

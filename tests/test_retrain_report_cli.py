@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 import nascli.evaluators.train
-import nascli.runner
+import nascli.retraining
 from conftest import TINY
 
 
@@ -39,7 +39,7 @@ def test_trials_and_the_retraining_time_the_same_batch(nas, workdir: Path, monke
         batches.append(batch)
         return 1.0
 
-    for module in (nascli.evaluators.train, nascli.runner):
+    for module in (nascli.evaluators.train, nascli.retraining):
         monkeypatch.setattr(module, "measure_latency", recorded)
     assert nas("search", *TINY, "search.max_trials=1", "evaluator.latency_batch=3", "run_dir=run")[0] == 0
     assert batches == [3, 3]

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from conftest import TINY
-from nascli.export import load_model
+from nascli.spaces.stored import load_model
 
 
 @pytest.fixture

@@ -177,7 +177,7 @@ def test_an_initial_design_takes_at_most_a_third_of_the_expected_trials(name: st
 
 def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
     """8 s per finished trial and 60 s left: 7 more trials after the 5 proposed, fewer than max_trials=30."""
-    from nascli.config import SearchSettings
+    from nascli.settings import SearchSettings
     from nascli.scheduler import Scheduler
 
     def pace(max_seconds: float | None) -> Pace:
@@ -193,7 +193,7 @@ def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
 def test_a_time_budget_alone_sets_no_trial_limit() -> None:
     """search.max_seconds without search.max_trials runs trials until the budget is spent; the pace then counts only
     the trials that fit, and before any has finished it knows none (the initial design keeps its configured size)."""
-    from nascli.config import SearchSettings
+    from nascli.settings import SearchSettings
     from nascli.scheduler import Scheduler
 
     assert SearchSettings().trial_limit == 30 and SearchSettings(max_seconds=60).trial_limit is None

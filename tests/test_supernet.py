@@ -18,7 +18,7 @@ from test_errors import assert_one_line_error
 from test_text import sentences
 
 SMALL = [o for o in TINY if not o.startswith("evaluator.")] + ["space.max_blocks=3", "space.widths=[8,16]"]
-SPOS = [*SMALL, "strategy=spos", "strategy.supernet_epochs=2"]
+SPOS = [*SMALL, "strategy=spos", "strategy.epochs=2"]
 
 
 def search_stopped_after_saves(nas, monkeypatch, overrides: list[str], saves: int) -> None:
@@ -73,14 +73,14 @@ def test_spos_trains_a_supernet_scores_paths_and_retrains_the_best(nas, workdir:
 
 
 def test_a_supernet_that_does_not_learn_is_said_to_have_not_learned(nas, workdir: Path) -> None:
-    code, _, err = nas("search", *SPOS, "evaluator.lr=1e-9", "retrain.enabled=false", "run_dir=run")
+    code, _, err = nas("search", *SPOS, "strategy.lr=1e-9", "retrain.enabled=false", "run_dir=run")
     assert code == 0, err
     assert "warning: the supernet did not learn" in err and "near chance (1.386)" in err
 
 
 @pytest.mark.slow
 def test_spos_learns_on_the_default_chain_space(nas, workdir: Path) -> None:
-    code, _, err = nas("search", "strategy=spos", "strategy.supernet_epochs=20", "search.max_trials=30",
+    code, _, err = nas("search", "strategy=spos", "strategy.epochs=20", "search.max_trials=30",
                        "retrain.enabled=false", "run_dir=run")
     assert code == 0, err
     assert "did not learn" not in err
@@ -89,7 +89,7 @@ def test_spos_learns_on_the_default_chain_space(nas, workdir: Path) -> None:
 
 
 def test_interrupted_supernet_training_resumes_where_it_stopped(nas, workdir: Path, monkeypatch) -> None:
-    longer = [*SPOS, "strategy.supernet_epochs=3"]
+    longer = [*SPOS, "strategy.epochs=3"]
     code, _, err = nas("search", *longer, "run_dir=whole")
     assert code == 0, err
     search_stopped_after_saves(nas, monkeypatch, longer, 2)
@@ -106,19 +106,25 @@ def test_a_supernet_is_taken_to_other_data_after_fine_tuning(nas, workdir: Path)
     assert code == 0, err
     other = [*SMALL, "strategy=random", "evaluator=supernet", "evaluator.supernet=source", "dataset.num_classes=3"]
     code, _, err = nas("search", *other, "run_dir=refused")
-    assert_one_line_error(code, err, "trained on other inputs or classes", "evaluator.finetune_epochs")
-    code, _, err = nas("search", *other, "evaluator.finetune_epochs=1", "run_dir=target")
+    assert_one_line_error(code, err, "trained on other inputs or classes", "evaluator.epochs")
+    code, _, err = nas("search", *other, "evaluator.epochs=1", "run_dir=target")
     assert code == 0, err
     assert RunDir(workdir / "target").load_supernet()["num_classes"] == 3
-    code, _, err = nas("search", *[*SPOS, "space.widths=[8]"], "evaluator.supernet=source", "run_dir=other_space")
+    code, _, err = nas("search", *other, "space.widths=[8]", "evaluator.epochs=1", "run_dir=other_space")
     assert_one_line_error(code, err, "was trained for space")
 
 
 def test_weight_sharing_refuses_what_it_cannot_do(nas, workdir: Path) -> None:
     code, _, err = nas("search", *SPOS, "evaluator=train", "run_dir=a")
     assert_one_line_error(code, err, "strategy=spos works with evaluator=supernet")
-    code, _, err = nas("search", *SPOS, "evaluator.supernet=nowhere", "run_dir=b")
+    code, _, err = nas("search", *SMALL, "strategy=random", "evaluator=supernet", "evaluator.supernet=nowhere",
+                       "run_dir=b")
     assert_one_line_error(code, err, "evaluator.supernet nowhere holds no supernet.pt")
+    code, _, err = nas("search", *SMALL, "strategy=random", "evaluator=supernet", "run_dir=b")
+    assert_one_line_error(code, err, "this search has no supernet to score", "strategy=spos")
+    code, _, err = nas("search", *SPOS, "evaluator.supernet=elsewhere", "run_dir=b")
+    assert_one_line_error(code, err, "strategy=spos trains this run's supernet")
+    assert not (workdir / "b").exists()
     code, _, err = nas("search", *SPOS, "+strategy.search_settings.nope=3", "run_dir=c")
     assert_one_line_error(code, err, "strategy.search_settings do not fit strategy evolution")
     sentences(40, 0).to_csv(workdir / "train.csv", index=False)
@@ -178,7 +184,7 @@ def test_perturbation_selection_keeps_the_op_whose_removal_costs_most(nas, workd
 
 @pytest.mark.parametrize("override, message", [
     ("strategy.selection=largest", "selection must be one of strength, perturbation, got 'largest'"),
-    ("evaluator.selection_epochs=-1", "selection_epochs must be >= 0"),
+    ("strategy.selection_epochs=-1", "selection_epochs must be >= 0"),
 ])
 def test_a_bad_selection_is_a_one_line_error(nas, override: str, message: str) -> None:
     code, _, err = nas("search", "space=nb201", "strategy=darts", override)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from conftest import TINY, interrupt_on_call, read_trials
-from nascli.config import TrainSettings
+from nascli.settings import TrainSettings
 from nascli.data.base import Augmentation
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator

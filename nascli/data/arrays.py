@@ -9,9 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.config import require
+from nascli.errors import UserError, require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
-from nascli.errors import UserError
 from nascli.registry import register
 
 CHANNEL_COUNTS = (1, 3, 4)
@@ -57,7 +56,8 @@ def labelled(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np
 class ArraySettings(DatasetSettings):
     """The .npz file; without x_test/y_test, `test_fraction` of the samples is held out (stratified) as the test set."""
 
-    path: Optional[str] = None
+    path: Optional[str] = None  # the .npz file with x_train, y_train and optionally x_test, y_test; required
+    # without x_test/y_test: share of the samples held out, stratified, as the test set, in (0, 1)
     test_fraction: float = 0.2
 
     def __post_init__(self) -> None:

@@ -13,10 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.config import require
+from nascli.errors import UserError, require, warn
 from nascli.data.base import ArrayDataset, DatasetSettings
 from nascli.data.folder import list_folder, official_or_held_out, required_root
-from nascli.errors import UserError, warn
 from nascli.registry import register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
@@ -29,11 +28,13 @@ CHUNK = 64
 class SpectrogramSettings(DatasetSettings):
     """How recordings become fixed-size log-mel spectrograms."""
 
+    # the data folder (required): audio_folder: root/<class>/*.wav or root/{train,test}/<class>/*.wav;
+    # fsdd: holding recordings/; av_digits: holding mnist.npz (or mnist/) and FSDD's recordings; unused by multimodal
     root: Optional[str] = None
     sample_rate: int = 8000  # recordings are resampled to this rate
     seconds: float = 1.0  # clips are padded with silence or trimmed to this length
-    n_mels: int = 40
-    n_fft: int = 256
+    n_mels: int = 40  # mel bands: the spectrogram's height
+    n_fft: int = 256  # FFT window length, in samples at sample_rate
     hop_length: int = 128  # frames = seconds * sample_rate / hop_length + 1
     noise_snr_db: Optional[float] = None  # white noise at this signal-to-noise ratio is added to each recording
     workers: Optional[int] = None  # feature processes; null: every core

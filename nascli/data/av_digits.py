@@ -9,14 +9,13 @@ from pathlib import Path
 import numpy as np
 from sklearn.decomposition import PCA
 
-from nascli.config import require
+from nascli.errors import UserError, require
 from nascli.data.audio import FSDD, SpectrogramSettings
 from nascli.data.files import FileDatasetSettings
 from nascli.data.mnist import MNIST
 from nascli.data.base import kept_classes, train_and_validation
 from nascli.data.multimodal import Arrays, MultimodalDataset
 from nascli.data.folder import required_root
-from nascli.errors import UserError
 from nascli.registry import register
 
 

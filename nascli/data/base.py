@@ -14,8 +14,7 @@ import torch
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 
-from nascli.config import require
-from nascli.errors import UserError
+from nascli.errors import UserError, require
 
 SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
 UNKNOWN_ID = 1  # the token id of a word outside the vocabulary (0 pads)
@@ -36,12 +35,12 @@ class Augmentation:
 class DatasetSettings:
     """Settings every dataset has: the validation share held out from training, and augmentation."""
 
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # share of the training pool held out, stratified, as the validation split, in (0, 1)
     train_fraction: float = 1.0  # the share of the training pool kept (stratified), before validation is held out
     train_per_class: Optional[int] = None  # at most this many samples per class of the training pool (seeded)
     classes: Optional[list[int]] = None  # keep only these classes (indices of the dataset's), re-indexed in this order
-    crop_padding: int = 0
-    hflip: bool = False
+    crop_padding: int = 0  # pixels of random-crop padding in training augmentation of images (0: none)
+    hflip: bool = False  # flip each training image horizontally with probability 0.5
     max_memory_gb: Optional[float] = None  # larger (as float32) array data streams from the host; null: half the device's
 
     def __post_init__(self) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.datasets import load_digits
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.registry import register
 
@@ -16,7 +16,7 @@ from nascli.registry import register
 class DigitsSettings(DatasetSettings):
     """Digits has no official test set: `test_fraction` of it is held out as one."""
 
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # share of the images held out, stratified, as the test set, in (0, 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -18,6 +18,7 @@ CACHE = Path.home() / ".cache" / "nascli" / "datasets"
 class FileDatasetSettings(DatasetSettings):
     """`root`: a folder holding the dataset's files (also where torchvision downloads to)."""
 
+    # folder holding the dataset's files, looked in first; torchvision downloads there (null: ~/.cache/nascli/datasets)
     root: Optional[str] = None
 
 

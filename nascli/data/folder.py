@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from PIL import Image
 
-from nascli.config import require
+from nascli.errors import UserError, require, warn
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
-from nascli.errors import UserError, warn
 from nascli.registry import register
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
@@ -30,9 +30,9 @@ CHUNK = 256  # images decoded per task
 class FolderSettings(DatasetSettings):
     """Where the images are and how they are made one size: `root/<class>/*` or `root/{train,test}/<class>/*`."""
 
-    root: Optional[str] = None
+    root: Optional[str] = None  # the image folder: root/<class>/* or root/{train,test}/<class>/*; required
     image_size: Optional[int] = None  # side of the square images; null: the median side, capped at max_image_size
-    max_image_size: int = 64
+    max_image_size: int = 64  # with image_size null: the largest side, in pixels, the automatic size may have
     channels: Optional[int] = None  # 1 (grey), 3 (RGB) or 4 (RGBA); null: 1 if the images are grey, else 3
     test_fraction: float = 0.2  # held out, stratified, when root has no test/ folder
     workers: Optional[int] = None  # decoding processes; null: every core
@@ -120,8 +120,6 @@ def _mode_channels(mode: str) -> int:
 
 def probe_images(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
     """Width, height and channel count of each image from its header (None when it cannot be read)."""
-    from PIL import Image
-
     found = []
     for path in paths:
         try:
@@ -134,8 +132,6 @@ def probe_images(paths: list[Path]) -> list[Optional[tuple[int, int, int]]]:
 
 def decode_images(paths: list[Path], size: int, channels: int) -> tuple[np.ndarray, list[Optional[str]]]:
     """Images resized to size x size with `channels` channels (N, C, H, W uint8), and each one's error or None."""
-    from PIL import Image
-
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[channels]
     out = np.zeros((len(paths), channels, size, size), dtype=np.uint8)
     errors: list[Optional[str]] = []

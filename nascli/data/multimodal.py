@@ -9,7 +9,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.data.base import (DataSplits, Dataset, Modalities, hold_out_test, kept_classes, memory_budget, splits_of,
                               train_and_validation)
 from nascli.data.text import TokenSettings, encode, fitted_tokens
@@ -70,12 +70,13 @@ class MultimodalDataset(Dataset):
 class SyntheticMultimodalSettings(TokenSettings):
     """Generated multimodal data: each input sees only part of the label, so only their fusion sees all of it."""
 
-    num_samples: int = 600
-    num_classes: int = 4
+    num_samples: int = 600  # samples generated in all (test set included), the classes in turn (at least 10 per class)
+    num_classes: int = 4  # classes (>= 2); each input shows some bits of the class's binary code
     # {input name: [channels, height, width], or [words] for a text input}; null: {image: [1, 8, 8], audio: [1, 6, 10]}
     shapes: Any = None
+    # standard deviation of the Gaussian noise added to an array input's prototypes (text inputs have none)
     noise: float = 0.5
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # share held out, stratified, as the test set, in (0, 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.registry import register
 
@@ -15,11 +15,12 @@ from nascli.registry import register
 class SyntheticSettings(DatasetSettings):
     """Size, classes, image shape and noise level of the generated set."""
 
-    num_samples: int = 600
-    num_classes: int = 4
-    shape: list[int] = field(default_factory=lambda: [1, 8, 8])
+    num_samples: int = 600  # images generated in all (test set included), the classes in turn (at least 10 per class)
+    num_classes: int = 4  # classes, each one random prototype image (>= 2)
+    shape: list[int] = field(default_factory=lambda: [1, 8, 8])  # [channels, height, width] of each image
+    # standard deviation of the Gaussian noise added to the prototypes (whose pixels are standard normal)
     noise: float = 0.5
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # share held out, stratified, as the test set, in (0, 1)
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -11,13 +11,12 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from nascli.config import require
+from nascli.errors import UserError, require, warn
 from nascli.data.audio import SpectrogramSettings, spectrograms
 from nascli.data.base import stratified_split
 from nascli.data.folder import chunked, decode_images, probe_images
 from nascli.data.multimodal import Arrays, MultimodalDataset
 from nascli.data.text import TokenSettings, read_table
-from nascli.errors import UserError, warn
 from nascli.registry import register
 
 INPUT_KINDS = {"image": "image", "audio": "image", "text": "tokens"}  # a column's kind -> what networks take
@@ -30,8 +29,9 @@ class MultimodalTableSettings(SpectrogramSettings, TokenSettings):
     train: Optional[str] = None  # CSV/TSV: a row per sample; paths are relative to the file's folder
     test: Optional[str] = None  # null: a stratified test_fraction of train is held out
     inputs: Any = None  # {column: image | audio | text}: columns of file paths (images, recordings) or of texts
+    # the table's column holding each sample's class (any values; sorted, they become class indices)
     label_column: str = "label"
-    test_fraction: float = 0.2
+    test_fraction: float = 0.2  # with no dataset.test: share of train held out, stratified, as the test set, in (0, 1)
     image_size: int = 32  # images are resized to image_size x image_size
     channels: Optional[int] = None  # 1, 3 or 4; null: the channels of the first readable image (3 if none)
 

@@ -12,10 +12,9 @@ import pandas as pd
 import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
-from nascli.config import require
+from nascli.errors import UserError, require
 from nascli.data.base import (UNKNOWN_ID, Augmentation, DataSplits, Dataset, DatasetSettings, kept_classes,
                               stratified_split, training_pool, train_and_validation)
-from nascli.errors import UserError
 from nascli.registry import register
 
 PAD, UNKNOWN = "<pad>", "<unk>"  # ids 0 and 1
@@ -28,7 +27,7 @@ class TokenSettings(DatasetSettings):
 
     min_freq: int = 1  # tokens in fewer training texts are unknown
     max_length: int = 64  # tokens kept per text; shorter ones are padded
-    lowercase: bool = True
+    lowercase: bool = True  # lowercase texts before splitting them into tokens
     word_dropout: float = 0.1  # training words made unknown at random, so that the unknown token learns what they mean
 
     def __post_init__(self) -> None:
@@ -49,10 +48,13 @@ class TextSettings(TokenSettings):
     train: Optional[str] = None  # CSV or TSV with a text and a label column
     test: Optional[str] = None  # null: the `fold` column's test_fold, else test_fraction held out
     val: Optional[str] = None  # a file of validation sentences (e.g. a dev set); null: val_fraction of train held out
-    text_column: str = "text"
+    text_column: str = "text"  # the files' column holding each sentence
+    # the files' column holding each sentence's class (any values; sorted, they become class indices)
     label_column: str = "label"
+    # with no dataset.test: when train has this column, its rows in fold test_fold are the test set
     fold_column: str = "fold"
-    test_fold: int = 0
+    test_fold: int = 0  # the fold_column value that marks the test rows
+    # with no dataset.test and no fold_column in train: share of train held out, stratified, as the test set, in (0, 1)
     test_fraction: float = 0.1
 
     def __post_init__(self) -> None:

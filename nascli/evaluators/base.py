@@ -26,6 +26,7 @@ class Evaluator(ABC):
     test_metric: Optional[str] = None
     dataset_label: Optional[str] = None
     needs_data: bool = True
+    needs_supernet: bool = False  # scores paths of a supernet: a one-shot strategy's, or one taken from another run
 
     def __init__(
         self, settings: Any, space: SearchSpace, data: Optional[DataSplits], hardware: Hardware

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import statistics
+import tempfile
 import time
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -13,6 +16,7 @@ from torch.utils.flop_counter import flop_registry
 
 from nascli.data.base import InputShape
 from nascli.hardware import Hardware
+from nascli.onnx_writer import write_onnx
 
 # Samples per timed forward pass: one request, as deployed (the latency FBNet, ProxylessNAS and HW-NAS-Bench use)
 LATENCY_BATCH = 1
@@ -101,13 +105,7 @@ def measure_latency_onnxruntime(
     model: nn.Module, input_shape: InputShape, batch: int, repeats: int = 5, vocab_size: Optional[int | dict[str, int]] = None,
 ) -> float:
     """Median milliseconds of `batch` samples through the model exported to ONNX and run by ONNX Runtime on the CPU."""
-    import copy
-    import tempfile
-    from pathlib import Path
-
-    import onnxruntime
-
-    from nascli.export import write_onnx  # lazily: export builds on the factory, which imports the evaluators
+    import onnxruntime  # optional: pip install 'nascli[onnx]'
 
     cpu_model = copy.deepcopy(model).cpu().eval()
     x = example_inputs(input_shape, batch, torch.device("cpu"), vocab_size)

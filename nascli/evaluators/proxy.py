@@ -16,9 +16,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.config import require
+from nascli.errors import TrialFailed, UserError, require
 from nascli.data.base import DataSplits, batch_parts
-from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params
 from nascli.evaluators.proxies import DATA_FREE, PROXIES
@@ -35,10 +34,11 @@ class ProxyEvaluatorSettings:
     """The proxy maximised, the proxies recorded, the mini-batches they see and rank_mean's reference population."""
 
     proxy: str = "synflow"  # one of `proxies`, or rank_mean: the mean percentile of `combine` among the reference's
+    # proxies computed and recorded as proxy_<name> for every candidate: synflow, snip, grad_norm, jacov, params, flops
     proxies: list[str] = field(default_factory=lambda: list(PROXIES))
     # the proxies rank_mean averages: synflow and jacov beat every single proxy on NAS-Bench-201 (docs/benchmarks.md)
     combine: list[str] = field(default_factory=lambda: ["synflow", "jacov"])
-    batch_size: int = 64
+    batch_size: int = 64  # training samples in each mini-batch the proxies see (>= 2)
     batches: int = 1  # scores are averaged over this many mini-batches of the training split
     reference: int = 32  # random architectures (drawn with a fixed seed) that rank_mean's percentiles are taken among
 

@@ -9,8 +9,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
-from nascli.config import require
-from nascli.errors import TrialFailed, UserError
+from nascli.errors import TrialFailed, UserError, require
 from nascli.evaluators.base import Evaluator
 from nascli.spaces.base import Arch
 from nascli.registry import register
@@ -22,9 +21,10 @@ COST_METRICS = ("params", "flops", "latency_ms", "train_seconds")
 class TabularSettings:
     """The CSV (an `arch` column plus metric columns), the column to maximise, the one to report and the costs."""
 
+    # CSV with an `arch` column (the space's key, e.g. nb201's cell string) and numeric metric columns; required
     table: Optional[str] = None
-    objective: str = "val_acc"
-    report: str = "test_acc"
+    objective: str = "val_acc"  # column the search maximises (unless search.objectives is set)
+    report: str = "test_acc"  # column reported as the found architecture's test score
     costs: list[str] = field(default_factory=list)  # columns known without training (params, a device's latency)
 
     def __post_init__(self) -> None:

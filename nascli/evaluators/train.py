@@ -11,17 +11,17 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.config import TrainSettings, require
+from nascli.errors import TrialFailed, UserError, require
+from nascli.settings import TrainSettings
 from nascli.data.base import DataSplits
-from nascli.errors import TrialFailed, UserError
 from nascli.evaluators.base import Evaluator
-from nascli.evaluators.metrics import OBJECTIVES, evaluate_model
-from nascli.evaluators.profile import (LATENCY_BATCH, count_flops, count_params, measure_latency,
-                                      measure_latency_onnxruntime)
-from nascli.evaluators.training import TimeLimit, train
+from nascli.evaluators.fitting import Start, fit_and_score
+from nascli.evaluators.metrics import OBJECTIVES
+from nascli.evaluators.profile import LATENCY_BATCH, measure_latency, measure_latency_onnxruntime
+from nascli.evaluators.training import TimeLimit
 from nascli.registry import register
 from nascli.rundir import RunDir
-from nascli.transfer import initialise, input_channels, weight_source
+from nascli.spaces.stored import weight_source
 from nascli.spaces.base import Arch
 
 
@@ -29,7 +29,7 @@ from nascli.spaces.base import Arch
 class TrainEvaluatorSettings(TrainSettings):
     """Training settings per candidate, plus the batch size at which latency is measured."""
 
-    latency_batch: int = LATENCY_BATCH
+    latency_batch: int = LATENCY_BATCH  # samples per timed forward pass of the latency measurement (1: one request)
     latency: str = "torch"  # torch: the network on the run's device; onnxruntime: exported to ONNX, ONNX Runtime (CPU)
     init: Optional[str] = None  # a run directory: each candidate inherits its model's (or supernet's) fitting weights
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
@@ -87,41 +87,26 @@ class TrainEvaluator(Evaluator):
         return self._fold[1]
 
     def evaluate(self, arch: Arch, seed: int, budget: Optional[float] = None, fold: int = 0) -> dict[str, Any]:
-        data, hardware = self._splits(fold), self.hardware
+        data = self._splits(fold)
         epochs = max(1, round(budget)) if budget is not None else self.settings.epochs
-        torch.manual_seed(seed)
-        model = self.space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
-        inherited = {}
+        start = None
         if self.settings.init:
             if self._inherited_from is None:  # read the source once, at the first candidate
                 self._inherited_from = weight_source(self.settings.init)
-            transfer = initialise(model, self._inherited_from(arch), self.settings.init,
-                                  input_channels(data), strict=False)
-            inherited = {"inherited": len(transfer.copied) + len(transfer.adapted)}
+            start = Start(self.settings.init, self._inherited_from, strict=False)
         per_epoch, max_seconds = self.settings.epoch_seconds, self.settings.max_seconds
         fit = None
         if per_epoch is not None and math.isfinite(per_epoch):
             fit = TimeLimit(per_epoch * epochs, "evaluator.epoch_seconds", shorten=True)
         limits = tuple(limit for limit in (fit, max_seconds and TimeLimit(max_seconds, "evaluator.max_seconds")) if limit)
-        model = hardware.place(model)
         try:
-            seconds = train(
-                model, data.train_x, data.train_y, self.settings, hardware, seed,
-                epochs=epochs, augmentation=data.augmentation, limits=limits, compiled=hardware.compile,
-            )
-            if fit is not None:
-                epochs = fit.fitted_epochs(epochs)
-            scores = evaluate_model(model, data.val_x, data.val_y, hardware, "val")
-            latency = self._latency(model)
+            fitted = fit_and_score(self.space, arch, data, self.settings, self.hardware, seed, epochs, self._latency,
+                                   limits=limits, start=start)
         except torch.OutOfMemoryError:
             raise TrialFailed("out of memory") from None
+        transfer = fitted.transfer
         return {
-            **scores,
-            "params": count_params(model),
-            "flops": count_flops(model, data.input_shape, hardware.device, vocab_size=data.vocab_size),
-            "latency_ms": latency,
-            "train_seconds": seconds,
-            "epochs": epochs,
-            **inherited,
+            **fitted.metrics,
+            **({"inherited": len(transfer.copied) + len(transfer.adapted)} if transfer is not None else {}),
             **({"val_fold": fold} if data is not self.data else {}),
         }

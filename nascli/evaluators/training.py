@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nascli.config import TrainSettings
+from nascli.settings import TrainSettings
 from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, holds_tokens, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware

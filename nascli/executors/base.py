@@ -10,11 +10,13 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.config import first_line
-from nascli.errors import TrialFailed
+from nascli.errors import TrialFailed, first_line
 from nascli.evaluators.base import Evaluator
-from nascli.rundir import Trial
+from nascli.records import Trial
 from nascli.spaces.base import Arch
+
+
+EvaluatorMaker = Callable[[str, int], Evaluator]  # (device, CPU threads) -> the worker's evaluator
 
 
 @dataclass(frozen=True)

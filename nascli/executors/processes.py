@@ -9,11 +9,11 @@ import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Optional
+from typing import Optional
 
 from nascli.evaluators.base import Evaluator
-from nascli.executors.base import Executor, Task, run_task, settle
-from nascli.rundir import Trial
+from nascli.executors.base import EvaluatorMaker, Executor, Task, run_task, settle
+from nascli.records import Trial
 
 PARENT_POLL_SECONDS = 0.5
 _evaluator: Optional[Evaluator] = None  # the worker process's own evaluator, built once by _start_worker
@@ -26,13 +26,11 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(1)
 
 
-def _start_worker(config: dict[str, Any], device: str, threads: int, parent: int) -> None:
+def _start_worker(make_evaluator: EvaluatorMaker, device: str, threads: int, parent: int) -> None:
     global _evaluator
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group; the coordinator stops us
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    from nascli.factory import build_worker_evaluator
-
-    _evaluator = build_worker_evaluator(config, device, threads)
+    _evaluator = make_evaluator(device, threads)
 
 
 def _run(task: Task) -> Trial:
@@ -42,8 +40,8 @@ def _run(task: Task) -> Trial:
 class ProcessExecutor(Executor):
     """One single-process pool per slot; a worker that dies fails its trial (if it had one) and is replaced."""
 
-    def __init__(self, config: dict[str, Any], devices: list[str], threads: int) -> None:
-        self.config, self.devices, self.threads = config, devices, threads
+    def __init__(self, make_evaluator: EvaluatorMaker, devices: list[str], threads: int) -> None:
+        self.make_evaluator, self.devices, self.threads = make_evaluator, devices, threads
         self.slots = len(devices)
         self.context = multiprocessing.get_context("spawn")  # CUDA cannot be used in forked children
         self.pools = [self._pool(slot) for slot in range(self.slots)]
@@ -51,7 +49,7 @@ class ProcessExecutor(Executor):
     def _pool(self, slot: int) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(
             max_workers=1, mp_context=self.context, initializer=_start_worker,
-            initargs=(self.config, self.devices[slot], self.threads, os.getpid()),
+            initargs=(self.make_evaluator, self.devices[slot], self.threads, os.getpid()),
         )
 
     def submit(self, slot: int, task: Task) -> Future:

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import Any
 
-from nascli.config import HardwareSettings
+from nascli.settings import HardwareSettings
 from nascli.errors import UserError
-from nascli.executors.base import Executor, Task, run_task, settle
-from nascli.rundir import Trial
+from nascli.executors.base import EvaluatorMaker, Executor, Task, run_task, settle
+from nascli.records import Trial
 
 
 class _Worker:
     """A Ray actor's body: builds the evaluator once, then runs tasks."""
 
-    def __init__(self, config: dict[str, Any], device: str, threads: int) -> None:
-        from nascli.factory import build_worker_evaluator
-
-        self.evaluator = build_worker_evaluator(config, device, threads)
+    def __init__(self, make_evaluator: EvaluatorMaker, device: str, threads: int) -> None:
+        self.evaluator = make_evaluator(device, threads)
 
     def run(self, task: Task) -> Trial:
         return run_task(self.evaluator, task)
@@ -26,8 +23,8 @@ class _Worker:
 class RayExecutor(Executor):
     """`hardware.workers` actors on CPUs, or `trials_per_gpu` actors per GPU of the cluster; a lost actor is replaced."""
 
-    def __init__(self, config: dict[str, Any], settings: HardwareSettings) -> None:
-        import ray
+    def __init__(self, make_evaluator: EvaluatorMaker, settings: HardwareSettings) -> None:
+        import ray  # optional: pip install 'nascli[ray]'
 
         self.ray = ray
         ray.init(address=settings.ray_address, ignore_reinit_error=True, log_to_driver=False)
@@ -41,7 +38,7 @@ class RayExecutor(Executor):
             num_cpus=threads, num_gpus=1 / settings.trials_per_gpu if use_gpus else 0
         )(_Worker)
         # Ray makes the actor's GPU the only visible one, so it is cuda:0 inside the actor.
-        self.worker_args = (config, "cuda:0" if use_gpus else "cpu", threads)
+        self.worker_args = (make_evaluator, "cuda:0" if use_gpus else "cpu", threads)
         self.actors = [self.actor_class.remote(*self.worker_args) for _ in range(self.slots)]
 
     def submit(self, slot: int, task: Task) -> Future:

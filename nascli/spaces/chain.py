@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
 from nascli.spaces.depthwise import DepthwiseConv2d
 from nascli.spaces.pooling import GlobalAvgPool, avg_pool3x3, global_avg_pool
@@ -27,12 +27,13 @@ DRAW_COLOURS = {"conv3x3": "#9ecae1", "conv5x5": "#6baed6", "conv1x1": "#c6dbef"
 class ChainSettings:
     """Which chains the space holds."""
 
-    min_blocks: int = 2
-    max_blocks: int = 6
+    min_blocks: int = 2  # fewest blocks in a chain (>= 1)
+    max_blocks: int = 6  # most blocks in a chain
+    # the ops a block may use: conv3x3, conv5x5, conv1x1, sepconv3x3, maxpool3x3, avgpool3x3, identity
     ops: list[str] = field(default_factory=lambda: list(OPS))
-    widths: list[int] = field(default_factory=lambda: [16, 32, 64])
-    stem_width: int = 16
-    max_downsamples: int = 3
+    widths: list[int] = field(default_factory=lambda: [16, 32, 64])  # output channels a block may have
+    stem_width: int = 16  # output channels of the stem (3x3 convolution, batch norm, ReLU) before the blocks
+    max_downsamples: int = 3  # most blocks of a chain that halve the feature map (stride 2); 0: none
 
     def __post_init__(self) -> None:
         require(1 <= self.min_blocks <= self.max_blocks, "need 1 <= min_blocks <= max_blocks")

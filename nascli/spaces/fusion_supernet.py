@@ -8,7 +8,7 @@ slices of those weights, through a stand-alone FusionStep of the path's sizes us
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -18,8 +18,11 @@ from torch.func import functional_call
 from nascli.errors import UserError
 from nascli.spaces.base import Arch, Supernet
 from nascli.spaces.chain import ChainSupernet
-from nascli.spaces.fusion import (ENSEMBLE, ChainEncoder, Experts, FusionNet, FusionSpace, FusionStep, fusion_loss,
-                                  step_features)
+from nascli.spaces.fusion_layers import (ENSEMBLE, ChainEncoder, Experts, FusionNet, FusionStep, fusion_loss,
+                                         step_features)
+
+if TYPE_CHECKING:
+    from nascli.spaces.fusion import FusionSpace
 
 Sizes = tuple[str, tuple[tuple[str, int], ...], int, Optional[int]]  # op, tapped (input, channels), width, previous
 
@@ -49,7 +52,7 @@ class FusionSupernet(Supernet):
 
     def relaxation(self) -> tuple[int, list[str]]:
         raise UserError("space=fusion mixes encoders and fusion steps whose choices differ, so it has no "
-                        "continuous relaxation; use strategy=spos (or evaluator=supernet with training=spos)")
+                        "continuous relaxation; use strategy=spos")
 
     def derive(self, weights: Tensor) -> Arch:
         return self.relaxation()

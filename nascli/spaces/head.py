@@ -16,8 +16,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.config import require
-from nascli.errors import UserError
+from nascli.spaces.stored import load_model
+from nascli.errors import UserError, require
 from nascli.registry import register
 from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace, draw_boxes
@@ -31,10 +31,12 @@ class HeadSettings:
     """The backbone, whether it trains, and which heads the space holds."""
 
     backbone: Optional[str] = None  # a nascli run directory with a retrained model, or torchvision:NAME
-    train_backbone: bool = False
-    max_layers: int = 2
-    widths: list[int] = field(default_factory=lambda: [64, 128, 256])
+    train_backbone: bool = False  # train the backbone with the head (false: frozen, its batch norm in eval mode)
+    max_layers: int = 2  # most hidden fully connected layers before the classifier (0: the classifier alone)
+    widths: list[int] = field(default_factory=lambda: [64, 128, 256])  # output sizes a hidden layer may have
+    # activations a hidden layer may use: relu, gelu, tanh
     activations: list[str] = field(default_factory=lambda: ["relu", "gelu"])
+    # dropout rates before the classifier, each in [0, 1)
     dropouts: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
 
     def __post_init__(self) -> None:
@@ -64,8 +66,6 @@ def load_backbone(spec: str, input_shape: tuple[int, ...]) -> nn.Module:
         except ValueError as exc:
             raise UserError(f"space.backbone={spec}: {exc}") from None
         return classifier_removed(model)
-    from nascli.export import load_model  # lazily: export builds on the factory, which imports the spaces
-
     run = Path(spec).expanduser()
     RunDir(run).require_run()
     model, checkpoint = load_model(run)

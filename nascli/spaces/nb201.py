@@ -11,7 +11,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.spaces.base import Arch, SearchSpace, Supernet
 from nascli.spaces.pooling import AvgPool3x3, GlobalAvgPool
 from nascli.registry import register
@@ -54,8 +54,8 @@ def parse_cell(text: str) -> list[str]:
 class NB201Settings:
     """The skeleton's size: stem channels (doubled per stage) and cells per stage (5 in the benchmark)."""
 
-    stem_channels: int = 16
-    cells_per_stage: int = 5
+    stem_channels: int = 16  # channels of the stem and the first stage's cells, doubled at each of the two reductions
+    cells_per_stage: int = 5  # cells in each of the three stages
 
     def __post_init__(self) -> None:
         require(self.stem_channels >= 1, "stem_channels must be at least 1")

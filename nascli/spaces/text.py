@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, arch_hash, draw_boxes
 
@@ -33,12 +33,15 @@ DRAW_COLOURS = {**{op: "#9ecae1" for op in CONV_KERNELS}, "sepconv5": "#a1d99b",
 class TextSpaceSettings:
     """Which networks the space holds."""
 
-    min_blocks: int = 1
-    max_blocks: int = 3
+    min_blocks: int = 1  # fewest blocks between the embedding and the pooling (>= 1)
+    max_blocks: int = 3  # most blocks
+    # the ops a block may use: conv3, conv5, conv7, dilconv3, sepconv5, kim, gru, lstm, attention, identity, maxpool3
     ops: list[str] = field(default_factory=lambda: list(OPS))
+    # output channels a block may have (multiples of 4)
     widths: list[int] = field(default_factory=lambda: [64, 128, 300])
-    embed_dims: list[int] = field(default_factory=lambda: [64, 128, 300])
-    pools: list[str] = field(default_factory=lambda: list(POOLS))
+    embed_dims: list[int] = field(default_factory=lambda: [64, 128, 300])  # sizes the token embedding may have
+    pools: list[str] = field(default_factory=lambda: list(POOLS))  # poolings over the tokens: max, mean, attention
+    # dropout rates before the classifier, each in [0, 1)
     dropouts: list[float] = field(default_factory=lambda: [0.0, 0.25, 0.5])
     references: bool = True  # searches try Kim's CNN first (when the space holds it), then random networks
 

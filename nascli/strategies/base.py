@@ -7,15 +7,17 @@ import random
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from nascli.config import require
+from nascli.errors import require
+from nascli.evaluators.base import Evaluator
+from nascli.evaluators.proxies import PROXIES
+from nascli.evaluators.proxy import proxy_scorer
 from nascli.goal import Goal
+from nascli.rundir import RunDir
 from nascli.seeding import derive_seed
 from nascli.spaces.base import Arch, SearchSpace
-
-if TYPE_CHECKING:
-    from nascli.warmstart import Knowledge
+from nascli.warmstart import Knowledge
 
 
 @dataclass
@@ -61,8 +63,6 @@ class StrategySettings:
     prescreen_pool: int = 10  # each random architecture is the best of this many draws by the proxy
 
     def __post_init__(self) -> None:
-        from nascli.evaluators.proxies import PROXIES  # the proxies' module imports torch: only when checked
-
         require(self.prescreen is None or self.prescreen in PROXIES,
                 f"prescreen must be one of {', '.join(PROXIES)} (or null), got {self.prescreen!r}")
         require(self.prescreen_pool >= 1, "prescreen_pool must be at least 1")
@@ -80,6 +80,7 @@ class Strategy(ABC):
     name: str = ""
     max_attempts = 200
     needs_evaluator: Optional[str] = None  # the evaluator a strategy works with, when it works with one only
+    trains_supernet = False  # a one-shot strategy: it trains the run's supernet before its trials
     multi_objective: bool = False
 
     def __init__(self, settings: Any, space: SearchSpace, seed: int) -> None:
@@ -108,14 +109,19 @@ class Strategy(ABC):
         """Whether the search has several objectives."""
         return self.goal is not None and self.goal.multi
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
+    def check_evaluator(self, evaluator: Evaluator) -> None:
+        """Raise UserError before any work when this strategy cannot search with `evaluator` (most can)."""
+
+    def before_trials(self, run: RunDir, evaluator: Evaluator, seed: int) -> None:
+        """A search phase before the trial loop, in the run's directory (one-shot strategies train their supernet
+        here, resuming where an interrupted run stopped); most have none."""
+
+    def prepare(self, evaluator: Evaluator, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
         """Read what the evaluator prepared before the first proposal: its data (for pre-screening by a proxy),
         the goal, the metrics it knows without training (for constraints and known objectives) and what
         earlier searches know (a warm start)."""
         name = getattr(self.settings, "prescreen", None)
         if name is not None:
-            from nascli.evaluators.proxy import proxy_scorer
-
             self.screen = proxy_scorer(name, self.space, evaluator.data, evaluator.hardware,
                                        derive_seed(self.seed, "prescreen"))
         self.goal = goal

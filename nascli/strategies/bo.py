@@ -9,7 +9,7 @@ import moocore
 import numpy as np
 from scipy.stats import norm
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.surrogate import fit_gp
 from nascli.warmstart import standardised
@@ -21,8 +21,13 @@ class BOSettings(StrategySettings):
     """Random start, then the candidate with the highest expected improvement under the surrogate."""
 
     initial: int = 25  # at most: never more than a third of the trials the search is expected to run
+    # size of the wide candidate pool, used once the incumbent's neighbours are all tried (or with several objectives):
+    # the parents' neighbours, topped up to this many with double mutants of the parents and random architectures
     candidates: int = 300
+    # architectures the wide pool is built around: the best observed (several objectives: random members of the front)
     parents: int = 5
+    # exploration margin (>= 0): expected improvement counts only gains beyond the best observed value plus xi,
+    # in the objective's units (standardised ones under a warm start)
     xi: float = 0.0
     # with search.max_seconds: expected improvement per expected second of training (off until measured end to end)
     cost_aware: bool = False

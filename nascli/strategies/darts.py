@@ -1,58 +1,63 @@
 """Differentiable architecture search: DARTS (Liu et al. 2019, first order) and DrNAS (Chen et al. 2021).
 
-`evaluator=supernet` (which this strategy's option selects) trains the supernet's weights on the training split
-and a continuous relaxation of the choices (one weight per operation and position) on the validation split, in
-alternating steps; this strategy then proposes the architecture keeping the strongest operation at each position.
+Before its one trial, the strategy trains the supernet's weights on the training split and a continuous
+relaxation of the choices (one weight per operation and position) on the validation split, in alternating steps.
 `relaxation=softmax` is DARTS; `relaxation=dirichlet` is DrNAS, whose sampled Dirichlet weights resist DARTS's
-collapse onto skip connections and parameter-free operations. `selection=perturbation` derives the architecture
-by each operation's effect on the supernet's validation accuracy rather than by its weight (DARTS-PT, Wang et
-al. 2021), which the weights of a collapsed relaxation do not mislead.
+collapse onto skip connections and parameter-free operations. The architecture is then derived: by each
+operation's effect on the supernet's validation accuracy (`selection=perturbation`, DARTS-PT, Wang et al. 2021),
+which the weights of a collapsed relaxation do not mislead, or by the largest weight (`selection=strength`).
+The one trial scores it as a path of the trained supernet (`evaluator=supernet`); retraining follows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Optional
 
-from nascli.config import require
-from nascli.evaluators.supernet import DEFAULT_SELECTION, SELECTIONS
-from nascli.goal import Goal
+from nascli.evaluators.base import Evaluator
+from nascli.evaluators.supernet_training import RelaxationSettings, Supernets, select_by_perturbation, train_relaxation
 from nascli.registry import register
+from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
 
-if TYPE_CHECKING:
-    from nascli.warmstart import Knowledge
-
 
 @dataclass
-class DARTSSettings:
-    """How long the relaxation trains and which one it is."""
-
-    epochs: int = 50
-    relaxation: str = "softmax"  # softmax (DARTS) or dirichlet (DrNAS)
-    selection: str = DEFAULT_SELECTION  # perturbation (DARTS-PT) or strength (the largest weight); see evaluator=supernet
-
-    def __post_init__(self) -> None:
-        require(self.epochs >= 1, "epochs must be at least 1")
-        require(self.selection in SELECTIONS, f"selection must be one of {', '.join(SELECTIONS)}, got {self.selection!r}")
-        require(self.relaxation in ("softmax", "dirichlet"), f"relaxation must be softmax or dirichlet, got {self.relaxation!r}")
+class DARTSSettings(RelaxationSettings):
+    """The relaxation's training and how it becomes one architecture (every key is the supernet's)."""
 
 
 @register("strategy", "darts")
 class DARTS(Strategy):
-    """Proposes the one architecture derived from the trained relaxation, then stops."""
+    """Trains a relaxed supernet, then proposes the one architecture derived from it and stops."""
 
     Settings = DARTSSettings
     needs_evaluator = "supernet"
+    trains_supernet = True
 
     def __init__(self, settings: DARTSSettings, space: SearchSpace, seed: int) -> None:
         super().__init__(settings, space, seed)
         self.derived: Optional[Arch] = None
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
-        super().prepare(evaluator, goal, knowledge)
-        self.derived = evaluator.derived()
+    def check_evaluator(self, evaluator: Evaluator) -> None:
+        evaluator.net.relaxation()  # a space whose supernet has no continuous relaxation is refused now
+
+    def before_trials(self, run: RunDir, evaluator: Evaluator, seed: int) -> None:
+        """Train the relaxation (continuing supernet.pt) and derive the architecture.
+
+        With perturbation, the selection trains the weights further; supernet.pt then holds those weights and the
+        selected mixture, which the one trial scores. A run interrupted before that selects again, to the same result.
+        """
+        supernets = Supernets(self.space, evaluator.data, evaluator.hardware, run)
+        net = supernets.build(seed)
+        state = supernets.load(net) or {"epoch": 0, "epochs": self.settings.epochs}
+        relaxation = train_relaxation(supernets, net, self.settings, state, seed)
+        weights = state.get("selected")
+        if weights is None and self.settings.selection == "perturbation":
+            weights = select_by_perturbation(supernets, relaxation, seed)
+            trained = {k: v for k, v in run.load_supernet().items() if k != "state_dict"}  # the loop's state
+            supernets.saver(net, state["epochs"])({**trained, "selected": weights})
+        self.derived = net.derive(weights if weights is not None else relaxation.operation_weights())
 
     def ask(self) -> Optional[Proposal]:
         if self.derived is not None and self._claim(self.derived):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
@@ -14,7 +14,9 @@ from nascli.registry import register
 class EvolutionSettings(StrategySettings):
     """Population and tournament sizes."""
 
+    # the latest successful trials kept (the oldest dies); the search starts with up to this many random architectures
     population_size: int = 10
+    # members drawn per tournament; the best one's mutant is the next child (1 to population_size)
     tournament_size: int = 3
 
     def __post_init__(self) -> None:

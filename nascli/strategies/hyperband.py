@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
@@ -15,9 +15,10 @@ from nascli.registry import register
 class HyperbandSettings(StrategySettings):
     """Epoch budgets from `min_epochs` to `max_epochs`; each rung keeps the best 1/eta."""
 
+    # shortest training, in epochs: budgets run max_epochs, max_epochs/eta, ... down to no less than this
     min_epochs: int = 1
-    max_epochs: int = 9
-    eta: int = 3
+    max_epochs: int = 9  # longest training, in epochs: the budget of each bracket's last rung
+    eta: int = 3  # each rung keeps the best 1/eta of its trials and trains them eta times longer (>= 2)
 
     def __post_init__(self) -> None:
         super().__post_init__()

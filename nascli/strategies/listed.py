@@ -17,7 +17,7 @@ from nascli.strategies.base import Outcome, Proposal, Strategy
 class ListSettings:
     """The file: one architecture per line, a JSON object (or {"arch": ...}) or a table's `arch` string."""
 
-    path: Optional[str] = None
+    path: Optional[str] = None  # the file of architectures, one per line (blank and # lines are skipped); required
 
 
 def _path(settings: ListSettings) -> Path:

@@ -16,6 +16,7 @@ from nascli.registry import register
 class LocalSettings(StrategySettings):
     """First improvement: move as soon as a neighbour beats the current architecture."""
 
+    # one objective: move to the first neighbour that beats the current architecture (false: the best, once all tried)
     first_improvement: bool = True
 
 

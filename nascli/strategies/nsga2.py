@@ -8,7 +8,7 @@ from typing import Any, Optional
 import moocore
 import numpy as np
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.registry import register
 from nascli.spaces.base import Arch
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
@@ -18,7 +18,7 @@ from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 class NSGA2Settings(StrategySettings):
     """Population size and how children are made."""
 
-    population_size: int = 20
+    population_size: int = 20  # survivors kept, and children told per generation; the first generation is random (>= 2)
     crossover_rate: float = 0.9  # a child mixes two parents this often, else it copies one; then it is mutated
 
     def __post_init__(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.config import require
+from nascli.errors import require
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
 
@@ -19,9 +19,11 @@ from nascli.registry import register
 class ReinforceSettings(StrategySettings):
     """Controller size and learning rate, baseline decay and entropy bonus."""
 
-    hidden: int = 32
-    lr: float = 0.02
+    hidden: int = 32  # hidden size of the controller's LSTM cell and of its choice embeddings
+    lr: float = 0.02  # Adam learning rate of the controller
+    # decay of the reward baseline's moving average (baseline = decay * baseline + (1 - decay) * reward), in [0, 1)
     baseline_decay: float = 0.9
+    # weight of the entropy bonus in the controller's loss: larger keeps its choices more varied (>= 0)
     entropy_weight: float = 0.01
 
     def __post_init__(self) -> None:

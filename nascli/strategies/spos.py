@@ -1,37 +1,37 @@
 """Single-path one-shot (Guo et al., 2020): a supernet trained on uniform random paths, then a search of its paths.
 
-The supernet is trained by `evaluator=supernet` (which this strategy's option selects); the search over its
-sub-networks, scored with inherited weights, is any multi-trial strategy (`strategy.search`, evolution by default).
+Before its trials the strategy trains the supernet (continuing supernet.pt after an interruption); the search
+over its sub-networks, each scored with inherited weights by `evaluator=supernet`, is any multi-trial strategy
+(`strategy.search`, evolution by default; `list` scores the listed architectures).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import Any, Optional
 
-from nascli.config import require
-from nascli.errors import UserError
+from nascli.errors import UserError, require
+from nascli.evaluators.base import Evaluator
+from nascli.evaluators.supernet_training import SupernetTrainSettings, Supernets, train_paths
 from nascli.goal import Goal
 from nascli.registry import lookup, register
+from nascli.rundir import RunDir
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Proposal, Strategy
+from nascli.warmstart import Knowledge
 
-if TYPE_CHECKING:
-    from nascli.warmstart import Knowledge
-
-NOT_INNER = ("spos", "list", "darts")  # strategies that cannot be the search over a supernet's paths
+NOT_INNER = ("spos", "darts")  # strategies that cannot be the search over a supernet's paths
 
 
 @dataclass
-class SPOSSettings:
-    """The supernet's training epochs and the search run over its paths."""
+class SPOSSettings(SupernetTrainSettings):
+    """The supernet's training (epochs, lr, ...) and the search run over its paths."""
 
-    supernet_epochs: int = 30
-    search: str = "evolution"
+    search: str = "evolution"  # the multi-trial strategy that searches the trained supernet's paths
     search_settings: dict[str, Any] = field(default_factory=dict)  # settings of `search` that differ from its defaults
 
     def __post_init__(self) -> None:
-        require(self.supernet_epochs >= 1, "supernet_epochs must be at least 1")
+        super().__post_init__()
         require(self.search not in NOT_INNER, f"search must be a multi-trial strategy, not {self.search}")
 
 
@@ -41,10 +41,11 @@ def _inner_class(settings: SPOSSettings) -> type:
 
 @register("strategy", "spos")
 class SPOS(Strategy):
-    """Proposes what the inner strategy proposes; the evaluator scores each as a path of the trained supernet."""
+    """Trains a supernet on random paths, then proposes what the inner strategy proposes."""
 
     Settings = SPOSSettings
     needs_evaluator = "supernet"
+    trains_supernet = True
 
     def __init__(self, settings: SPOSSettings, space: SearchSpace, seed: int) -> None:
         super().__init__(settings, space, seed)
@@ -60,9 +61,17 @@ class SPOS(Strategy):
 
     @classmethod
     def check(cls, settings: SPOSSettings) -> None:
-        cls._inner_settings(_inner_class(settings), settings)
+        inner = _inner_class(settings)
+        inner.check(cls._inner_settings(inner, settings))
 
-    def prepare(self, evaluator: Any, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
+    def before_trials(self, run: RunDir, evaluator: Evaluator, seed: int) -> None:
+        """Train the supernet on random paths into supernet.pt, continuing an interrupted training."""
+        supernets = Supernets(self.space, evaluator.data, evaluator.hardware, run)
+        net = supernets.build(seed)
+        state = supernets.load(net) or {"epoch": 0, "epochs": self.settings.epochs}
+        train_paths(supernets, net, self.settings, state, seed)
+
+    def prepare(self, evaluator: Evaluator, goal: Optional[Goal] = None, knowledge: Optional[Knowledge] = None) -> None:
         self.inner.prepare(evaluator, goal, knowledge)
 
     def observe(self, proposal: Proposal, outcome: Outcome) -> None:

@@ -1,0 +1,34 @@
+"""Writing a network to an ONNX file: used by the export command and by latency measured in ONNX Runtime."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import nn
+
+
+def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> None:
+    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one batch of its inputs,
+    named `names` in the file (default: "input")."""
+    batch = torch.export.Dim("batch")
+    shapes = tuple({0: batch} for _ in sample)
+    parameters = inspect.signature(model.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # forward(*inputs): one tuple argument
+        shapes = (shapes,)
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it warns about torchvision ops our networks do not use
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.filterwarnings("ignore", message="# The axis name")  # several inputs share the batch axis
+            torch.onnx.export(model, sample, str(out), input_names=names or ["input"], output_names=["logits"],
+                              dynamic_shapes=shapes, dynamo=True, verbose=False,
+                              report=False)
+    finally:
+        exporter_log.setLevel(level)

@@ -1,0 +1,44 @@
+"""The Python API: the README's example runs as written, and mistakes raise UserError with nothing written."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+import nascli
+from nascli.errors import UserError
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+
+
+def readme_example() -> str:
+    """The first python code block of the README's Python API section."""
+    section = README.read_text().split("\n## Python API", 1)[1].split("\n## ", 1)[0]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    namespace: dict = {}
+    exec(compile(readme_example(), str(README), "exec"), namespace)
+    run, again = namespace["run"], namespace["again"]
+    assert run.summary.status == "completed" and again.summary.status == "completed"
+    assert list(run.trials.index) == [t.id for t in run.records] and "val_acc" in run.trials.columns
+    assert run.best["arch"] == again.best["arch"]  # the retraining took the search's best
+    assert again.config.dataset.name == run.config.dataset.name  # and its settings
+    model = run.model()
+    assert not model.training and isinstance(model, torch.nn.Module)
+    assert run.path == workdir / "runs" / "api" and again.path.is_absolute()
+    assert [r.path for r in nascli.find(["."])] == sorted([run.path, again.path])
+
+
+def test_mistakes_raise_user_error_and_write_nothing(workdir: Path) -> None:
+    with pytest.raises(UserError, match="unknown strategy 'nope'"):
+        nascli.search(["strategy=nope"], run_dir="run")
+    with pytest.raises(UserError, match="is not a run directory"):
+        nascli.load_run(workdir)
+    with pytest.raises(UserError, match="does not exist"):
+        nascli.retrain(workdir / "missing", run_dir="again")
+    assert not any(workdir.iterdir())

@@ -1,0 +1,80 @@
+"""The import graph stays top-down: pyproject.toml's import-linter contracts hold, and a back-import breaks them."""
+
+from __future__ import annotations
+
+import ast
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ENTRY_LAYER = {"nascli/cli.py", "nascli/__init__.py"}  # defer imports so that `nas --help` starts fast
+# optional extras (or slow to import where only drawing needs them): imported where they are used
+OPTIONAL = {"torchvision", "librosa", "ray", "onnx", "onnxruntime", "optuna", "submitit", "matplotlib"}
+MAX_LINES = 420
+
+
+def lint(root: Path) -> subprocess.CompletedProcess:
+    """`lint-imports` on the package and pyproject.toml under `root`."""
+    code = "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True, no_logo=True))"
+    return subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+
+
+def test_the_layer_contracts_hold() -> None:
+    result = lint(ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 kept, 0 broken" in result.stdout
+
+
+def test_every_module_has_a_layer() -> None:
+    """A new top-level module or package must be placed in the layers contract, or it would escape it."""
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    placed = {name.strip() for layer in contract["layers"] for name in layer.replace("|", ":").split(":")}
+    modules = {f"nascli.{path.stem}" for path in (ROOT / "nascli").glob("*.py") if path.stem != "__init__"}
+    packages = {f"nascli.{path.parent.name}" for path in (ROOT / "nascli").glob("*/__init__.py")}
+    assert modules | packages == placed
+
+
+@pytest.mark.parametrize("module, back_import", [
+    ("nascli/errors.py", "import nascli.runner"),  # the bottom layer importing the wiring
+    ("nascli/spaces/chain.py", "from nascli.factory import build_space"),  # a component importing the factory
+    ("nascli/spaces/fusion_layers.py", "import nascli.spaces.fusion"),  # a cycle inside a package
+])
+def test_a_back_import_breaks_a_contract(tmp_path: Path, module: str, back_import: str) -> None:
+    shutil.copytree(ROOT / "nascli", tmp_path / "nascli", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tmp_path)
+    path = tmp_path / module
+    path.write_text(path.read_text() + f"\n{back_import}  # noqa\n")
+    result = lint(tmp_path)
+    assert result.returncode == 1 and "BROKEN" in result.stdout, result.stdout + result.stderr
+
+
+def _imports_in_functions(path: Path) -> list[tuple[int, str]]:
+    """The import statements inside functions of a module: (line, the top-level name imported)."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Import):
+                    found += [(inner.lineno, alias.name.split(".")[0]) for alias in inner.names]
+                elif isinstance(inner, ast.ImportFrom):
+                    found.append((inner.lineno, (inner.module or "").split(".")[0] if not inner.level else "nascli"))
+    return found
+
+
+def test_only_the_entry_layer_defers_imports() -> None:
+    """Below the CLI, a module imports nascli's own modules and required packages at its top, never in a function."""
+    deferred = [f"{path.relative_to(ROOT)}:{line} imports {name}"
+                for path in sorted((ROOT / "nascli").rglob("*.py")) if str(path.relative_to(ROOT)) not in ENTRY_LAYER
+                for line, name in _imports_in_functions(path) if name not in OPTIONAL]
+    assert not deferred, "\n".join(deferred)
+
+
+def test_no_module_grows_past_its_one_job() -> None:
+    long = [f"{path.relative_to(ROOT)}: {n} lines" for path in sorted((ROOT / "nascli").rglob("*.py"))
+            if (n := len(path.read_text().splitlines())) > MAX_LINES]
+    assert not long, "\n".join(long)
