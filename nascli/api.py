@@ -3,7 +3,7 @@
     import nascli
     run = nascli.search(["dataset=digits", "search.max_trials=10"], run_dir="runs/digits")
     run.trials            # a pandas DataFrame, one row per trial
-    run.best["arch"]      # the architecture found
+    run.best.arch         # the architecture found
     model = run.model()   # the retrained network, ready for inference
     again = nascli.retrain(run.path, ["retrain.epochs=100"], run_dir="runs/digits-100")
 
@@ -25,7 +25,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from nascli.config import inherited_overrides, load_config, source_override
-from nascli.records import Summary, Trial
+from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
 from nascli.runner import check_job, retrain as retrain_run, search as search_run
 from nascli.spaces.stored import load_model
@@ -60,8 +60,8 @@ class Run:
         return pd.DataFrame(rows).set_index("id") if rows else pd.DataFrame()
 
     @property
-    def best(self) -> Optional[dict[str, Any]]:
-        """best.json: the architecture found (`arch`), its trial's metrics, and its confirmation if any."""
+    def best(self) -> Optional[Best]:
+        """best.json: the architecture found (`arch`), its trial (`chosen`, `metrics`), its confirmation if any."""
         return RunDir(self.path).best()
 
     @property

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from nascli.goal import Goal  # noqa: E402
-from nascli.records import Trial  # noqa: E402
+from nascli.records import ArchitectureWeights, Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
 Trials = list[Trial]
@@ -183,9 +183,9 @@ def architecture_figure(space: SearchSpace, arch: Arch, title: str, subtitle: Op
     return figure
 
 
-def architecture_weights_figure(weights: dict[str, Any], title: str) -> Figure:
+def architecture_weights_figure(weights: ArchitectureWeights, title: str) -> Figure:
     """How a relaxation's operation weights evolved: one panel per position, one line per operation."""
-    history = np.asarray(weights["epochs"], dtype=float)  # (epochs, positions, operations)
+    history = np.asarray(weights.epochs, dtype=float)  # (epochs, positions, operations)
     positions = history.shape[1]
     columns = min(3, positions)
     rows = -(-positions // columns)
@@ -195,7 +195,7 @@ def architecture_weights_figure(weights: dict[str, Any], title: str) -> Figure:
         if position >= positions:
             ax.axis("off")
             continue
-        for op, name in enumerate(weights["operations"]):
+        for op, name in enumerate(weights.operations):
             ax.plot(epochs, history[:, position, op], label=name, marker="." if len(epochs) < 20 else None)
         ax.set(title=f"position {position}", xlabel="epoch", ylabel="weight" if position % columns == 0 else None)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

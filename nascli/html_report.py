@@ -86,13 +86,13 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
             space = space_of(run.config())
             short = str(run.path.relative_to(root)) if run.path != root else run.path.name
             name = f"arch-{_file_part(short)}.png"
-            score = (best.get("metrics") or {}).get(objective)
+            score = best.metrics.get(objective)
             subtitle = f"best {objective} {score:.2f}" if score is not None else "retrained architecture"
-            images[name] = figures.png(figures.architecture_figure(space, best["arch"], short, subtitle))
+            images[name] = figures.png(figures.architecture_figure(space, best.arch, short, subtitle))
             captions[name] = f"{run.path}: best architecture ({space.name} space)"
             drawings.append(name)
         weights = run.architecture_weights()
-        if weights is not None and weights["epochs"]:
+        if weights is not None and weights.epochs:
             short = str(run.path.relative_to(root)) if run.path != root else run.path.name
             name = f"weights-{_file_part(short)}.png"
             images[name] = figures.png(figures.architecture_weights_figure(weights, short))

@@ -1,26 +1,113 @@
-"""The records a run directory holds, each declared once: a trial, the summary, and the checks of a record read back."""
+"""The records a run directory holds, each declared once as a dataclass: written from it and read back into it.
+
+A record's fields are its file's shape: `to_dict` writes them (leaving out unknown values), `from_dict` reads a
+file's object back, checking each field against its type, so that a tampered or truncated file is a one-line
+error naming the file and the key, never a record with a wrong type inside.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Optional
+import types
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, ClassVar, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from nascli.errors import UserError
 
+R = TypeVar("R", bound="Record")
 
-def require_fields(data: Any, types: dict[str, type | tuple[type, ...]], where: str) -> dict[str, Any]:
-    """`data` as a dict whose listed keys exist with the listed types; else a UserError naming `where`."""
+
+def corrupt(where: str, key: str) -> UserError:
+    """The error for a file whose `key` is missing or of the wrong type."""
+    return UserError(f"{where} has no valid '{key}'; the file is corrupt")
+
+
+def json_object(data: Any, where: str) -> dict[str, Any]:
+    """`data` when it is a JSON object; else a UserError naming `where`."""
     if not isinstance(data, dict):
         raise UserError(f"{where} is not a JSON object (found {type(data).__name__}); the file is corrupt")
-    for key, kind in types.items():
-        if not isinstance(data.get(key), kind):
-            raise UserError(f"{where} has no valid '{key}'; the file is corrupt")
     return data
 
 
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether a value read from a file has the type a field declares (ints pass for floats, never bools)."""
+    origin = get_origin(hint)
+    if hint is Any:
+        return True
+    if origin in (Union, types.UnionType):
+        return any(_fits(value, arg) for arg in get_args(hint))
+    if hint is type(None):
+        return value is None
+    kind = origin or hint
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, kind)
+
+
+def _records_in(hint: Any) -> tuple[Optional[type], bool]:
+    """The record type a field holds (alone, optional, or as a list of them) and whether it is a list."""
+    for arg in (hint, *get_args(hint)):
+        if get_origin(arg) is list and get_args(arg) and _is_record(get_args(arg)[0]):
+            return get_args(arg)[0], True
+        if _is_record(arg):
+            return arg, False
+    return None, False
+
+
+def _is_record(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, Record)
+
+
+class Record:
+    """A dataclass that is one file's (or one JSON line's) shape. `REQUIRED` names fields a file must hold even
+    where the dataclass has a default; `KEEP_NONE` those written as null rather than left out."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ()
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as its file holds it: nested records as objects, unknown (None) values left out."""
+        out = {}
+        for item in fields(self):
+            value = getattr(self, item.name)
+            if isinstance(value, Record):
+                value = value.to_dict()
+            elif isinstance(value, list) and value and isinstance(value[0], Record):
+                value = [entry.to_dict() for entry in value]
+            if value is not None or item.name in self.KEEP_NONE:
+                out[item.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls: type[R], data: Any, where: str) -> R:
+        """The record a file's object holds (other keys ignored); a missing or mistyped field is a UserError."""
+        json_object(data, where)
+        hints = get_type_hints(cls)
+        values = {}
+        for item in fields(cls):
+            required = (item.default is MISSING and item.default_factory is MISSING) or item.name in cls.REQUIRED
+            if data.get(item.name) is None:
+                if required:
+                    raise corrupt(where, item.name)
+                continue
+            value, hint = data[item.name], hints[item.name]
+            record, many = _records_in(hint)
+            if record is not None and many and isinstance(value, list):
+                value = [record.from_dict(entry, f"{where} '{item.name}'") for entry in value]
+            elif record is not None and not many:
+                value = record.from_dict(value, f"{where} '{item.name}'")
+            elif not _fits(value, hint):
+                raise corrupt(where, item.name)
+            values[item.name] = value
+        return cls(**values)
+
+
 @dataclass
-class Trial:
+class Trial(Record):
     """One finished trial, as trials.jsonl holds it."""
+
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("budget", "seed")
 
     id: int
     arch: dict[str, Any]
@@ -42,20 +129,13 @@ class Trial:
         """A metric of a successful trial (None when it failed or lacks it)."""
         return self.metrics.get(metric) if self.ok else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None or k in ("budget", "seed")}
-
-    @classmethod
-    def from_dict(cls, data: Any, where: str) -> Trial:
-        """A trial from its JSON record; a record that is not one is a UserError naming `where`."""
-        require_fields(data, {"id": int, "arch": dict, "hash": str, "status": str, "metrics": dict}, where)
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
-
 
 @dataclass
-class Summary:
+class Summary(Record):
     """What summary.json holds: how a search or a retraining ended."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("status",)
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("best",)
 
     kind: str  # search | retrain
     status: str = "running"  # running | completed | failed | interrupted | crashed
@@ -78,10 +158,6 @@ class Summary:
     source: Optional[str] = None  # a retraining's source run or file
     baselines: Optional[dict[str, Optional[float]]] = None  # test accuracy of each baseline retrained beside the best
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON record; unknown values (a test accuracy not measured, no error) are left out."""
-        return {k: v for k, v in asdict(self).items() if v is not None or k == "best"}
-
     @property
     def best_value(self) -> Optional[float]:
         return (self.best or {}).get(self.objective)
@@ -96,11 +172,126 @@ class Summary:
         if trial.feasible is not None:
             self.n_feasible = (self.n_feasible or 0) + trial.feasible
 
+
+@dataclass
+class Confirmation(Record):
+    """How confirming runs (search.confirm_top) chose the best: its runs' objective values and their mean."""
+
+    runs: int
+    mean: float
+    values: list[float]
+    reference_kept_over: Optional[dict[str, Any]] = None  # the better mean a reference of the space was kept over
+
+
+@dataclass
+class Best(Record):
+    """best.json: the architecture a run answers with.
+
+    A search's is its chosen trial (written with the trial's fields at the top level) and, after confirming
+    runs, their confirmation; a retraining's is the architecture it took from `source` (its trial `trial`).
+    """
+
+    arch: dict[str, Any]
+    hash: Optional[str] = None
+    space: Optional[str] = None
+    confirmed: Optional[Confirmation] = None
+    source: Optional[str] = None  # a retraining's source run or file
+    trial: Optional[int] = None  # a retraining's: the source run's trial it took (--pick)
+    chosen: Optional[Trial] = field(default=None, repr=False)  # a search's: the trial
+
+    def to_dict(self) -> dict[str, Any]:
+        own = {k: v for k, v in super().to_dict().items() if k != "chosen"}
+        return {**self.chosen.to_dict(), **own} if self.chosen is not None else own
+
     @classmethod
-    def from_dict(cls, data: Any, where: str) -> Summary:
-        """A summary from its JSON; one that is not a summary is a UserError naming `where`."""
-        require_fields(data, {"kind": str, "status": str}, where)
-        if data.get("best") is not None and not isinstance(data["best"], dict):
-            raise UserError(f"{where} has no valid 'best'; the file is corrupt")
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+    def from_dict(cls, data: Any, where: str) -> Best:
+        best = super().from_dict({k: v for k, v in json_object(data, where).items() if k != "chosen"}, where)
+        if "id" in data:
+            best.chosen = Trial.from_dict(data, where)
+        return best
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """The chosen trial's metrics (none for a retraining's)."""
+        return self.chosen.metrics if self.chosen is not None else {}
+
+
+@dataclass
+class Front(Record):
+    """front.json: the goal, the hypervolume and every non-dominated feasible trial of a multi-objective search."""
+
+    objectives: list[str]
+    trials: list[Trial]
+    constraints: dict[str, float] = field(default_factory=dict)
+    pick: Optional[str] = None
+    hypervolume: Optional[dict[str, Any]] = None
+
+
+@dataclass
+class PendingTrial(Record):
+    """A trial in flight when the checkpoint was written."""
+
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("budget", "repeat")
+
+    id: int
+    arch: dict[str, Any]
+    budget: Optional[float] = None
+    attempts: int = 0  # search processes that died while it ran
+    repeat: Optional[int] = None
+
+
+@dataclass
+class State(Record):
+    """state.json: the search's checkpoint, rewritten before every trial starts."""
+
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("confirming",)
+
+    next_id: int
+    elapsed: float  # seconds of search so far
+    pending: list[PendingTrial]
+    strategy: dict[str, Any]  # the strategy's state_dict
+    confirming: Optional[list[dict[str, Any]]] = None  # confirming runs not started yet, once chosen
+
+
+@dataclass
+class ModelHeader(Record):
+    """What retrain/model.pt holds beside its state_dict: the architecture and what it was built for."""
+
+    KEEP_NONE: ClassVar[tuple[str, ...]] = ("vocab_size",)
+
+    arch: dict[str, Any]
+    input_shape: list[int] | dict[str, list[int]]
+    num_classes: int
+    space: Optional[str] = None
+    vocab_size: Optional[int | dict[str, int]] = None
+
+
+@dataclass
+class SupernetHeader(Record):
+    """What supernet.pt holds beside its state_dict and its training loop's state: the space, the data's shape and
+    how far the training got."""
+
+    space: dict[str, Any]
+    input_shape: list[int] | dict[str, list[int]]
+    num_classes: int
+    epochs: int
+    epoch: int
+
+
+@dataclass
+class ArchitectureWeights(Record):
+    """architecture_weights.json: a relaxation's operation weights per position after each epoch (DARTS), and the
+    perturbation selection's steps."""
+
+    operations: list[str]
+    epochs: list[list[list[float]]]  # per epoch: per position, the weight of each operation
+    selection: Optional[list[dict[str, Any]]] = None  # per position fixed: its accuracy, drops and the op kept
+
+
+@dataclass
+class WarmStartRecord(Record):
+    """warm_start.json: the earlier tasks a search used and the weight each model had after each observation."""
+
+    models: list[str]
+    weights: list[list[float]]
+    tasks: list[dict[str, Any]] = field(default_factory=list)

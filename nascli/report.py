@@ -34,8 +34,9 @@ def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
 def _run_row(run: RunDir) -> dict[str, Any]:
     config = OmegaConf.to_container(run.config())
     summary = run.summary() or Summary(kind="search", status="unknown")
-    best = run.best() or {}
-    costs = run.retrain_metrics() or best.get("metrics", {})
+    best = run.best()
+    found = best.metrics if best is not None else {}
+    costs = run.retrain_metrics() or found
     settings = {k: v for k, v in _flatten(config).items() if k not in PER_RUN_KEYS}
     return {
         "run": str(run.path),
@@ -46,7 +47,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "seed": config.get("seed"),
         "status": summary.status,
         "trials": len(run.trials()) if summary.kind == "search" else summary.n_trials,
-        "val_acc": (best.get("metrics") or {}).get("val_acc"),  # of the best trial, whatever the objective was
+        "val_acc": found.get("val_acc"),  # of the best trial, whatever the objective was
         "test_acc": summary.test_acc,
         "params": costs.get("params"),
         "flops": costs.get("flops"),

@@ -12,7 +12,7 @@ from nascli.evaluators.training import TimeLimit, batches_per_epoch
 from nascli.executors.base import failure_reason
 from nascli.hardware import Hardware
 from nascli.printout import console, progress
-from nascli.records import Summary
+from nascli.records import ModelHeader, Summary
 from nascli.rundir import RunDir
 from nascli.seeding import derive_seed
 from nascli.settings import RetrainSettings
@@ -91,14 +91,9 @@ class Retraining:
             return
         metrics, data = fitted.metrics, self.data
         run.write_retrain_metrics(metrics)
-        run.save_model({
-            "arch": arch,
-            "space": self.space_name,
-            "input_shape": data.input_shape if isinstance(data.input_shape, dict) else list(data.input_shape),
-            "num_classes": data.num_classes,
-            "vocab_size": data.vocab_size,
-            "state_dict": {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()},
-        })
+        shape = data.input_shape if isinstance(data.input_shape, dict) else list(data.input_shape)
+        run.save_model(ModelHeader(arch, shape, data.num_classes, self.space_name, data.vocab_size),
+                       {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()})
         summary.status, summary.test_acc = "completed", metrics["test_acc"]
         self._baselines(run, summary, arch, metrics)
 

@@ -18,7 +18,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nascli.errors import UserError
-from nascli.records import Summary, Trial, require_fields
+from nascli.records import (ArchitectureWeights, Best, Front, ModelHeader, Record, State, Summary, SupernetHeader,
+                            Trial, WarmStartRecord, corrupt, json_object)
 
 CONFIG = "config.yaml"
 RECORD = "run.json"
@@ -136,7 +137,7 @@ class RunDir:
         """run.json: the command, its overrides, package versions and machine (empty when missing)."""
         if not self.file(RECORD).exists():
             return {}
-        record = require_fields(read_json(self.file(RECORD)), {}, str(self.file(RECORD)))
+        record = json_object(read_json(self.file(RECORD)), str(self.file(RECORD)))
         overrides = record.get("overrides", [])
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise UserError(f"{self.file(RECORD)} has no valid 'overrides'; the file is corrupt")
@@ -152,15 +153,10 @@ class RunDir:
         path = self.file(SUMMARY)
         return Summary.from_dict(read_json(path), str(path)) if path.exists() else None
 
-    def best(self) -> Optional[dict[str, Any]]:
-        """best.json (its `arch`, and a confirmation where there is one, checked), or None when the run found none."""
+    def best(self) -> Optional[Best]:
+        """best.json, or None when the run found no architecture."""
         path = self.file(BEST)
-        if not path.exists():
-            return None
-        best = require_fields(read_json(path), {"arch": dict}, str(path))
-        if "confirmed" in best:
-            require_fields(best["confirmed"], {"runs": int, "mean": (int, float), "values": list}, f"{path} 'confirmed'")
-        return best
+        return Best.from_dict(read_json(path), str(path)) if path.exists() else None
 
     def trials(self) -> list[Trial]:
         """The logged trials; a half-written last line is dropped with a warning."""
@@ -187,44 +183,42 @@ class RunDir:
             kept.append(line)
         return trials, kept
 
-    def state(self) -> Optional[dict[str, Any]]:
+    def state(self) -> Optional[State]:
         """The search's checkpoint, or None when it is missing or empty."""
         path = self.file(STATE)
         if not path.exists() or not path.read_text().strip():
             return None
-        types = {"next_id": int, "elapsed": (int, float), "pending": list, "strategy": dict}
-        state = require_fields(read_json(path), types, str(path))
-        for item in state["pending"]:
-            require_fields(item, {"id": int, "arch": dict}, f"{path} (a trial in flight)")
-        return state
+        return State.from_dict(read_json(path), str(path))
 
     def retrain_metrics(self) -> Optional[dict[str, Any]]:
         """retrain/metrics.json, or None when no retraining finished."""
         path = self.file(RETRAIN_METRICS)
-        return require_fields(read_json(path), {}, str(path)) if path.exists() else None
+        return json_object(read_json(path), str(path)) if path.exists() else None
 
-    def _load_tensors(self, name: str, types: dict[str, type | tuple[type, ...]]) -> dict[str, Any]:
-        """A torch file of the run, loaded as tensors and plain values only (never unpickling objects)."""
+    def _load_tensors(self, name: str, header: type[Record]) -> dict[str, Any]:
+        """A torch file of the run, loaded as tensors and plain values only (never unpickling objects), its header
+        and state_dict checked."""
         path = self.file(name)
         try:
             checkpoint = torch.load(path, weights_only=True, map_location="cpu")
         except Exception as exc:
             raise UserError(f"{path} cannot be loaded ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
-        return require_fields(checkpoint, types, str(path))
+        header.from_dict(checkpoint, str(path))
+        if not isinstance(checkpoint.get("state_dict"), dict):
+            raise corrupt(str(path), "state_dict")
+        return checkpoint
 
     def load_checkpoint(self) -> dict[str, Any]:
         """retrain/model.pt: the retrained network."""
         if not self.file(MODEL).exists():
             raise UserError(f"{self.path} has no retrained model ({self.file(MODEL)}); run `nas retrain {self.path}` first")
-        return self._load_tensors(MODEL, {"arch": dict, "input_shape": (list, dict), "num_classes": int, "state_dict": dict})
+        return self._load_tensors(MODEL, ModelHeader)
 
     def load_supernet(self) -> Optional[dict[str, Any]]:
         """supernet.pt (the shared weights and how far their training got), or None when there is none."""
         if not self.file(SUPERNET).exists():
             return None
-        types = {"space": dict, "input_shape": (list, dict), "num_classes": int, "state_dict": dict, "epoch": int,
-                 "epochs": int}
-        return self._load_tensors(SUPERNET, types)
+        return self._load_tensors(SUPERNET, SupernetHeader)
 
     def files(self) -> list[Path]:
         """The run's files (hidden ones left out)."""
@@ -290,47 +284,40 @@ class RunDir:
     def write_summary(self, summary: Summary) -> None:
         self._write_json(SUMMARY, summary.to_dict())
 
-    def write_best(self, best: dict[str, Any]) -> None:
-        self._write_json(BEST, best)
+    def write_best(self, best: Best) -> None:
+        self._write_json(BEST, best.to_dict())
 
-    def write_state(self, state: dict[str, Any]) -> None:
+    def write_state(self, state: State) -> None:
         """Write the search's checkpoint (compact: it is rewritten before every trial)."""
-        self._write_json(STATE, state, indent=None)
+        self._write_json(STATE, state.to_dict(), indent=None)
 
     def write_vocabulary(self, vocabulary: dict[str, Any]) -> None:
         """Write the tokenizer's vocabulary and settings, so that retraining and export encode text the same way."""
         self._write_json(VOCABULARY, vocabulary, indent=None)
 
-    def write_architecture_weights(self, weights: dict[str, Any]) -> None:
-        """architecture_weights.json: a relaxation's operation weights per position after each epoch (DARTS)."""
-        self._write_json(ARCHITECTURE_WEIGHTS, weights, indent=None)
+    def write_architecture_weights(self, weights: ArchitectureWeights) -> None:
+        self._write_json(ARCHITECTURE_WEIGHTS, weights.to_dict(), indent=None)
 
-    def architecture_weights(self) -> Optional[dict[str, Any]]:
+    def architecture_weights(self) -> Optional[ArchitectureWeights]:
         """The operation weights of a relaxed search per epoch, or None when the run made none."""
         path = self.file(ARCHITECTURE_WEIGHTS)
-        return require_fields(read_json(path), {"operations": list, "epochs": list}, str(path)) if path.exists() else None
+        return ArchitectureWeights.from_dict(read_json(path), str(path)) if path.exists() else None
 
-    def write_front(self, front: dict[str, Any]) -> None:
-        """front.json: the goal, the hypervolume and every non-dominated feasible trial of a multi-objective search."""
-        self._write_json(FRONT, front)
+    def write_front(self, front: Front) -> None:
+        self._write_json(FRONT, front.to_dict())
 
-    def front(self) -> Optional[dict[str, Any]]:
-        """front.json (its trials checked), or None when the search had one objective."""
+    def front(self) -> Optional[Front]:
+        """front.json, or None when the search had one objective."""
         path = self.file(FRONT)
-        if not path.exists():
-            return None
-        front = require_fields(read_json(path), {"objectives": list, "trials": list}, str(path))
-        front["trials"] = [Trial.from_dict(t, f"{path} (a front member)") for t in front["trials"]]
-        return front
+        return Front.from_dict(read_json(path), str(path)) if path.exists() else None
 
-    def write_warm_start(self, record: dict[str, Any]) -> None:
-        """warm_start.json: the earlier tasks a search used and the weight each had after each observation."""
-        self._write_json(WARM_START, record, indent=None)
+    def write_warm_start(self, record: WarmStartRecord) -> None:
+        self._write_json(WARM_START, record.to_dict(), indent=None)
 
-    def warm_start(self) -> Optional[dict[str, Any]]:
+    def warm_start(self) -> Optional[WarmStartRecord]:
         """The warm start's record, or None when the search had none."""
         path = self.file(WARM_START)
-        return require_fields(read_json(path), {"models": list, "weights": list}, str(path)) if path.exists() else None
+        return WarmStartRecord.from_dict(read_json(path), str(path)) if path.exists() else None
 
     def write_retrain_metrics(self, metrics: dict[str, Any]) -> None:
         self._write_json(RETRAIN_METRICS, metrics)
@@ -350,14 +337,17 @@ class RunDir:
             write_atomic(self.file(TRIALS), text)
         return trials
 
-    def save_supernet(self, checkpoint: dict[str, Any]) -> None:
-        """Replace supernet.pt atomically, so that a kill while saving leaves the previous epoch's."""
+    def save_supernet(self, header: SupernetHeader, state_dict: dict[str, Any], loop: dict[str, Any]) -> None:
+        """Replace supernet.pt atomically, so that a kill while saving leaves the previous epoch's: the header, the
+        weights and what its training loop needs to continue."""
+        checkpoint = {**loop, **header.to_dict(), "state_dict": state_dict}
         staging = self.file(f".{SUPERNET}.saving")
         torch.save(checkpoint, staging)
         os.replace(staging, self.file(SUPERNET))
 
-    def save_model(self, checkpoint: dict[str, Any]) -> Path:
+    def save_model(self, header: ModelHeader, state_dict: dict[str, Any]) -> Path:
         """Save retrain/model.pt so that it loads with torch.load(..., weights_only=True)."""
+        checkpoint = {**header.to_dict(), "state_dict": state_dict}
         path = self.file(MODEL)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(checkpoint, path)

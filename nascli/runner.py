@@ -22,7 +22,7 @@ from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import console, print_result, progress
 from nascli.retraining import Retraining
-from nascli.records import Summary, Trial
+from nascli.records import Best, State, Summary, Trial
 from nascli.rundir import STATE, RunDir, read_json
 from nascli.scheduler import Scheduler
 from nascli.selection import write_answer
@@ -164,7 +164,7 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
     parts = _parts(cfg)
     if state is not None:
         try:
-            parts.strategy.load_state_dict(state["strategy"])
+            parts.strategy.load_state_dict(state.strategy)
         except Exception as exc:
             raise UserError(f"{run.file(STATE)} does not hold a {cfg.strategy.name} checkpoint ({exc}); "
                             "the file is corrupt") from None
@@ -182,7 +182,7 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
 
 
 def _search(
-    cfg: RunConfig, run: RunDir, parts: SearchParts, state: Optional[dict[str, Any]] = None,
+    cfg: RunConfig, run: RunDir, parts: SearchParts, state: Optional[State] = None,
     logged: list[Trial] = (), crashed: bool = False,
 ) -> Summary:
     evaluator = parts.evaluator
@@ -196,7 +196,7 @@ def _search(
     if goal.constraints:
         summary.n_feasible, summary.n_screened = 0, 0
 
-    with _summary_written(run, summary, state["elapsed"] if state else 0.0):
+    with _summary_written(run, summary, state.elapsed if state else 0.0):
         for line in cfg.derived.values():
             console.print(line)
         parts.strategy.before_trials(run, evaluator, cfg.seed)
@@ -286,7 +286,7 @@ def read_architecture(source: Path, pick: Optional[int] = None) -> Arch:
         best = RunDir(source).best()
         if best is None:
             raise UserError(f"{source} has no best.json: its search found no architecture to retrain")
-        return best["arch"]
+        return best.arch
     if not source.exists():
         raise UserError(f"{source} does not exist; pass a search run directory or an architecture JSON file")
     data = read_json(source)
@@ -319,8 +319,7 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     retraining = _retraining(cfg, space, data, hardware)
     retraining.check_start(arch)  # fails now, before the run directory exists, if nothing fits
     run = _start_run(cfg.at(run_dir), _record("retrain", overrides, hardware, source=str(source)), data)
-    run.write_best({"arch": arch, "hash": space.hash(arch), "space": cfg.space.name, "source": str(source),
-                    **({"trial": cfg.pick} if cfg.pick is not None else {})})
+    run.write_best(Best(arch, space.hash(arch), cfg.space.name, source=str(source), trial=cfg.pick))
     summary = Summary(kind="retrain", source=str(source), dataset=cfg.dataset.name, space=cfg.space.name,
                       seed=cfg.seed)
     with _summary_written(run, summary):

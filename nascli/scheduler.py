@@ -11,7 +11,7 @@ from typing import Any, Optional
 from nascli.settings import SearchSettings
 from nascli.executors.base import Executor, Task
 from nascli.goal import Goal
-from nascli.records import Trial
+from nascli.records import PendingTrial, State, Trial
 from nascli.selection import Selection
 from nascli.seeding import derive_seed
 from nascli.spaces.base import SearchSpace
@@ -52,7 +52,7 @@ class Scheduler:
 
     def __init__(
         self, strategy: Strategy, space: SearchSpace, executor: Executor, seed: int, settings: SearchSettings,
-        goal: Goal, save_state: Optional[Callable[[dict[str, Any]], None]] = None,
+        goal: Goal, save_state: Optional[Callable[[State], None]] = None,
     ) -> None:
         self.strategy, self.space, self.executor, self.seed, self.settings = strategy, space, executor, seed, settings
         self.goal, self.save_state = goal, save_state
@@ -70,26 +70,25 @@ class Scheduler:
         """Seconds of search so far, across resumed sessions."""
         return self.elapsed_before + time.perf_counter() - self.start
 
-    def restore(self, state: dict[str, Any], logged: dict[int, Trial], crashed: bool) -> None:
+    def restore(self, state: State, logged: dict[int, Trial], crashed: bool) -> None:
         """Continue from a checkpoint: proposals in flight that are in the log are told, the others run again.
 
         When the previous process died (`crashed`) rather than being interrupted, each trial it was running
         counts an attempt; one that reached MAX_ATTEMPTS is recorded as failed instead of killing this one too.
         """
-        self.strategy.load_state_dict(state["strategy"])
-        self.next_id, self.elapsed_before = state["next_id"], state["elapsed"]
-        self.confirming = state.get("confirming")
-        pending_ids = {item["id"] for item in state["pending"]}
+        self.strategy.load_state_dict(state.strategy)
+        self.next_id, self.elapsed_before = state.next_id, state.elapsed
+        self.confirming = state.confirming
+        pending_ids = {item.id for item in state.pending}
         self.results = [logged[i] for i in sorted(logged) if i not in pending_ids]
         if self.selection is not None:
             for trial in logged.values():
                 self.selection.add(trial)
-        for item in state["pending"]:
-            pending = self._pending(item["id"], Proposal(item["arch"], item.get("budget")), item.get("attempts", 0),
-                                    item.get("repeat"))
-            if item["id"] in logged:
+        for item in state.pending:
+            pending = self._pending(item.id, Proposal(item.arch, item.budget), item.attempts, item.repeat)
+            if item.id in logged:
                 pending.logged = True
-                pending.future = _done(logged[item["id"]])
+                pending.future = _done(logged[item.id])
             elif crashed:
                 pending.attempts += 1
                 if pending.attempts >= MAX_ATTEMPTS:
@@ -145,14 +144,11 @@ class Scheduler:
             self.pending.append(self._pending(self.next_id, Proposal(run["arch"], run["budget"]), repeat=run["repeat"]))
             self.next_id += 1
         if self.save_state is not None:
-            self.save_state({
-                "next_id": self.next_id,
-                "elapsed": round(self.elapsed(), 3),
-                "pending": [{"id": p.task.id, "arch": p.task.arch, "budget": p.task.budget, "attempts": p.attempts,
-                             "repeat": p.task.repeat} for p in self.pending],
-                "strategy": self.strategy.state_dict(),
-                "confirming": self.confirming,
-            })
+            self.save_state(State(
+                self.next_id, round(self.elapsed(), 3),
+                [PendingTrial(p.task.id, p.task.arch, p.task.budget, p.attempts, p.task.repeat) for p in self.pending],
+                self.strategy.state_dict(), self.confirming,
+            ))
         self._dispatch()
 
     def _propose(self) -> None:

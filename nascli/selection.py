@@ -9,7 +9,7 @@ import numpy as np
 
 from nascli.errors import UserError
 from nascli.goal import Goal
-from nascli.records import Summary, Trial
+from nascli.records import Best, Confirmation, Front, Summary, Trial
 from nascli.rundir import RunDir
 
 
@@ -22,12 +22,11 @@ class Choice:
     confirmed: Optional[list[float]] = None  # the objective of each of its runs, once confirming runs came in
     over: Optional[dict[str, Any]] = None  # the architecture with a better mean that a reference was kept over
 
-    def record(self) -> dict[str, Any]:
-        """What best.json holds beyond the trial itself."""
+    def confirmation(self) -> Optional[Confirmation]:
+        """How confirming runs chose it (None before any came in)."""
         if not self.confirmed:
-            return {}
-        return {"confirmed": {"runs": len(self.confirmed), "mean": round(self.value, 6), "values": self.confirmed,
-                              **({"reference_kept_over": self.over} if self.over else {})}}
+            return None
+        return Confirmation(len(self.confirmed), round(self.value, 6), self.confirmed, self.over)
 
 
 class Selection:
@@ -130,11 +129,11 @@ def write_answer(run: RunDir, summary: Summary, selection: Selection, space: str
     if goal.multi:
         volume = selection.hypervolume()
         summary.front_size, summary.hypervolume = len(selection.front), volume
-        run.write_front({**goal.describe(), "hypervolume": volume, "trials": [t.to_dict() for t in selection.front]})
+        run.write_front(Front(**goal.describe(), hypervolume=volume, trials=selection.front))
     best = selection.best
     if best is None:
         return
-    run.write_best({**best.trial.to_dict(), "space": space, **best.record()})
+    run.write_best(Best(best.trial.arch, best.trial.hash, space, best.confirmation(), chosen=best.trial))
     summary.best = {"id": best.trial.id, "hash": best.trial.hash, summary.objective: best.value,
                     **({"runs": len(best.confirmed)} if best.confirmed else {})}
     if test_metric:

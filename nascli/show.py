@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from nascli.goal import parse_constraints
-from nascli.records import Summary
+from nascli.records import Front, Summary, WarmStartRecord
 from nascli.rundir import MODEL, RunDir
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
@@ -56,14 +56,14 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     console.print(OmegaConf.to_yaml(OmegaConf.create(config)).rstrip(), markup=False)
     if best is not None:
         console.rule("best architecture")
-        console.print(json.dumps(best["arch"], indent=2), markup=False)
-        console.print(f"hash {best.get('hash')}", markup=False)
-        if "confirmed" in best:
-            confirmed = best["confirmed"]
-            console.print(f"confirmed: {objective} {_cell(confirmed['mean'])} on average over {confirmed['runs']} runs "
-                          f"({', '.join(_cell(v) for v in confirmed['values'])})", markup=False)
-            over = confirmed.get("reference_kept_over")
-            if isinstance(over, dict):
+        console.print(json.dumps(best.arch, indent=2), markup=False)
+        console.print(f"hash {best.hash}", markup=False)
+        confirmed = best.confirmed
+        if confirmed is not None:
+            console.print(f"confirmed: {objective} {_cell(confirmed.mean)} on average over {confirmed.runs} runs "
+                          f"({', '.join(_cell(v) for v in confirmed.values)})", markup=False)
+            over = confirmed.reference_kept_over
+            if over is not None:
                 console.print(f"a reference of the space, kept over {over.get('hash')} (mean {_cell(over.get('mean'))}): "
                               f"not better by more than search.reference_margin standard errors "
                               f"({_cell(over.get('standard_error'))})", markup=False)
@@ -119,12 +119,12 @@ def _print_baselines(retrained: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def _print_front(front: dict[str, Any], console: Console) -> None:
+def _print_front(front: Front, console: Console) -> None:
     """The Pareto front's members, by their first objective; `nas retrain RUN --pick ID` retrains one."""
-    metrics = [text.rpartition(":")[0] for text in front["objectives"]]
-    first = front["objectives"][0]
-    members = sorted(front["trials"], key=lambda t: t.metrics[metrics[0]], reverse=first.endswith(":max"))
-    console.rule(f"Pareto front: {len(members)} trials ({', '.join(front['objectives'])}); "
+    metrics = [text.rpartition(":")[0] for text in front.objectives]
+    first = front.objectives[0]
+    members = sorted(front.trials, key=lambda t: t.metrics[metrics[0]], reverse=first.endswith(":max"))
+    console.rule(f"Pareto front: {len(members)} trials ({', '.join(front.objectives)}); "
                  "retrain one with --pick ID")
     table = Table("id", *metrics, "hash")
     for trial in members:
@@ -132,14 +132,14 @@ def _print_front(front: dict[str, Any], console: Console) -> None:
     console.print(table)
 
 
-def _print_warm_start(warm: dict[str, Any], console: Console) -> None:
+def _print_warm_start(warm: WarmStartRecord, console: Console) -> None:
     """The earlier tasks a warm start used and each model's weight after every tenth observation and the last."""
     console.rule("warm start: earlier tasks and their weights (RGPE)")
-    for task in warm.get("tasks", []):
+    for task in warm.tasks:
         console.print(f"{task['name']}: {task['architectures']} architectures from {', '.join(task['runs'])}",
                       markup=False)
-    history = warm["weights"]
-    table = Table("after observation", *warm["models"])
+    history = warm.weights
+    table = Table("after observation", *warm.models)
     for n, weights in enumerate(history, start=1):
         if n % 10 == 0 or n == len(history):
             table.add_row(str(n), *(f"{w:.2f}" for w in weights))

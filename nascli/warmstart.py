@@ -21,6 +21,7 @@ import numpy as np
 from sklearn.gaussian_process import GaussianProcessRegressor
 
 from nascli.errors import UserError
+from nascli.records import WarmStartRecord
 from nascli.rundir import find_runs
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.surrogate import fit_gp
@@ -181,10 +182,10 @@ class Knowledge:
         self.suggested = state.get("suggested", 0)
         self.weights = list(self.history[-1]) if self.history else self._prior()
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> WarmStartRecord:
         """What warm_start.json records: the earlier tasks and their weights after each observation."""
-        return {"tasks": [{"name": t.name, "runs": t.runs, "architectures": len(t.archs)} for t in self.tasks],
-                "models": [t.name for t in self.tasks] + ["(this search)"], "weights": self.history}
+        return WarmStartRecord([t.name for t in self.tasks] + ["(this search)"], self.history,
+                               [{"name": t.name, "runs": t.runs, "architectures": len(t.archs)} for t in self.tasks])
 
 
 def leave_one_out(x: np.ndarray, y: np.ndarray) -> np.ndarray:

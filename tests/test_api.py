@@ -26,7 +26,7 @@ def test_the_readme_example_runs(workdir: Path, capsys: pytest.CaptureFixture) -
     run, again = namespace["run"], namespace["again"]
     assert run.summary.status == "completed" and again.summary.status == "completed"
     assert list(run.trials.index) == [t.id for t in run.records] and "val_acc" in run.trials.columns
-    assert run.best["arch"] == again.best["arch"]  # the retraining took the search's best
+    assert run.best.arch == again.best.arch and again.best.source == str(run.path)  # it took the search's best
     assert again.config.dataset.name == run.config.dataset.name  # and its settings
     model = run.model()
     assert not model.training and isinstance(model, torch.nn.Module)

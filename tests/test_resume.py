@@ -20,7 +20,7 @@ from conftest import TINY, interrupt_on_call, read_trials, untimed
 from nascli.config import compose_config, load_config, resume_config
 from nascli.executors.base import Executor, Task, run_task
 from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.records import Trial
+from nascli.records import State, Trial
 from nascli.goal import Goal
 from nascli.scheduler import Scheduler
 from nascli.warmstart import Knowledge, load_earlier
@@ -69,7 +69,8 @@ def assert_resumes_exactly(make: Callable[[list], Scheduler], stop_after: int) -
         if len(log) == stop_after:
             break
     resumed = make([])
-    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
+    resumed.restore(State.from_dict(json.loads(json.dumps(states[-1].to_dict())), "state"), {t.id: t for t in log},
+                    crashed=True)
     log += list(resumed.run())
     assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])
 
@@ -96,7 +97,8 @@ def test_a_resumed_search_continues_as_if_never_stopped(table: Path, strategy: s
     if not logged_last:
         log.pop()  # killed while the trial ran: it never reached the log
     resumed = scheduler(table, strategy, [])
-    resumed.restore(json.loads(json.dumps(states[-1])), {t.id: t for t in log}, crashed=True)
+    resumed.restore(State.from_dict(json.loads(json.dumps(states[-1].to_dict())), "state"), {t.id: t for t in log},
+                    crashed=True)
     log += list(resumed.run())
     assert [t.id for t in log] == list(range(30))
     assert untimed([t.to_dict() for t in log]) == untimed([t.to_dict() for t in expected])

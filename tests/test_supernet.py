@@ -25,9 +25,9 @@ def search_stopped_after_saves(nas, monkeypatch, overrides: list[str], saves: in
     """Run a search into run_dir=stopped that is interrupted (Ctrl-C) right after its `saves`-th supernet.pt."""
     original, done = RunDir.save_supernet, []
 
-    def interrupted(self, checkpoint):
-        original(self, checkpoint)
-        done.append(checkpoint["epoch"])
+    def interrupted(self, header, state_dict, loop):
+        original(self, header, state_dict, loop)
+        done.append(header.epoch)
         if len(done) == saves:
             raise KeyboardInterrupt
 
@@ -154,10 +154,10 @@ def test_darts_derives_one_architecture_and_logs_its_weights(nas, workdir: Path,
     assert len(trials) == 1 and trials[0]["metrics"]["one_shot"]
     weights = RunDir(workdir / "run").architecture_weights()
     positions, ops = (3, 7) if "space=chain" in space else (6, 5)
-    assert len(weights["epochs"]) == 2 and len(weights["operations"]) == ops
-    last = torch.tensor(weights["epochs"][-1])
+    assert len(weights.epochs) == 2 and len(weights.operations) == ops
+    last = torch.tensor(weights.epochs[-1])
     assert last.shape == (positions, ops) and torch.allclose(last.sum(dim=1), torch.ones(positions))
-    strongest = [weights["operations"][i] for i in last.argmax(dim=1).tolist()]
+    strongest = [weights.operations[i] for i in last.argmax(dim=1).tolist()]
     arch = trials[0]["arch"]
     assert strongest == ([b["op"] for b in arch["blocks"]] if "blocks" in arch else
                          [edge.split("~")[0] for node in arch["cell"].split("+") for edge in node.strip("|").split("|")])
@@ -171,8 +171,8 @@ def test_perturbation_selection_keeps_the_op_whose_removal_costs_most(nas, workd
                        "strategy=darts", "strategy.epochs=2", "run_dir=run")  # perturbation: the default
     assert code == 0, err
     weights = RunDir(workdir / "run").architecture_weights()
-    ops, steps = weights["operations"], weights["selection"]
-    assert len(weights["epochs"]) == 2 and sorted(step["position"] for step in steps) == list(range(6))
+    ops, steps = weights.operations, weights.selection
+    assert len(weights.epochs) == 2 and sorted(step["position"] for step in steps) == list(range(6))
     for step in steps:
         assert step["kept"] == ops[max(range(len(ops)), key=step["drops"].__getitem__)]
         assert step["drops"][ops.index("none")] == 0  # "none" adds nothing to the sum, so removing it changes nothing

@@ -26,6 +26,7 @@ from nascli.evaluators.training import (batches_per_epoch, every_parameter, opti
                                        training_loss)
 from nascli.hardware import Hardware
 from nascli.printout import progress
+from nascli.records import ArchitectureWeights, SupernetHeader
 from nascli.rundir import SUPERNET, RunDir
 from nascli.seeding import derive_seed
 from nascli.settings import TrainSettings
@@ -86,9 +87,9 @@ class Supernets:
         shape, space = self.data.input_shape, self.space_config()
 
         def save(loop: dict[str, Any]) -> None:
-            self.run.save_supernet({"space": space, "input_shape": shape if isinstance(shape, dict) else list(shape),
-                                    "num_classes": self.data.num_classes, "epochs": epochs,
-                                    "state_dict": net.state_dict(), **loop})
+            header = SupernetHeader(space, shape if isinstance(shape, dict) else list(shape), self.data.num_classes,
+                                    epochs, loop["epoch"])
+            self.run.save_supernet(header, net.state_dict(), loop)
 
         return save
 
@@ -254,7 +255,7 @@ def train_relaxation(supernets: Supernets, net: Supernet, settings: RelaxationSe
             save({"epoch": epoch + 1, "arch": relaxation.arch.detach().cpu(), "history": history,
                   "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                   "arch_optimizer": arch_optimizer.state_dict(), "generator": generator.get_state()})
-            run.write_architecture_weights({"operations": choices, "epochs": history})
+            run.write_architecture_weights(ArchitectureWeights(choices, history))
             bar.update(task, completed=epoch + 1, description=f"{s.relaxation} relaxation loss {loss.item():.3f}")
     return relaxation
 
@@ -302,6 +303,6 @@ def select_by_perturbation(supernets: Supernets, relaxation: Relaxation, seed: i
                       derive_seed(seed, f"selection:{position}"), epochs=s.selection_epochs,
                       augmentation=data.augmentation)
             bar.update(task, advance=1, description=f"perturbation selection: {choices[kept]} at {position}")
-    recorded = supernets.run.architecture_weights() or {"operations": choices, "epochs": []}
-    supernets.run.write_architecture_weights({**recorded, "selection": steps})
+    recorded = supernets.run.architecture_weights() or ArchitectureWeights(choices, [])
+    supernets.run.write_architecture_weights(ArchitectureWeights(recorded.operations, recorded.epochs, steps))
     return weights.cpu()
