@@ -32,7 +32,8 @@ class Retraining:
 
     def __init__(self, settings: RetrainSettings, space: SearchSpace, space_name: str, data: DataSplits,
                  hardware: Hardware, seed: int, latency_batch: int, baselines: Optional[bool] = None) -> None:
-        self.settings, self.space, self.space_name, self.data, self.hardware = settings, space, space_name, data, hardware
+        self.settings, self.space, self.space_name = settings, space, space_name
+        self.data, self.hardware = data, hardware
         self.seed = derive_seed(seed, "retrain")  # the same for every architecture: baselines on common random numbers
         self.latency_batch, self.baselines = latency_batch, baselines
         self._start: Optional[Start] = None

@@ -24,7 +24,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 import nascli
-from nascli.config import group_options
+from nascli.registry import lookup, names
+
+
+# every multi-trial strategy that searches a table by itself (one-shot strategies need a supernet, list a file)
+TABLE_STRATEGIES = sorted(name for name in names("strategy") if lookup("strategy", name).needs_evaluator is None
+                          and name != "list")
 
 
 def _one_thread() -> None:
@@ -55,7 +60,7 @@ def main() -> None:
     parser.add_argument("--space", default="nb201")
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 100, 150])
-    parser.add_argument("--strategies", nargs="+", default=sorted(group_options("strategy")))
+    parser.add_argument("--strategies", nargs="+", default=TABLE_STRATEGIES)
     parser.add_argument("--objective", default="val_acc")
     parser.add_argument("--report", default="test_acc")
     args = parser.parse_args()

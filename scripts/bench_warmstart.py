@@ -50,7 +50,9 @@ def source_run(table: str, seed: int, queries: int, run_dir: str) -> str:
 
 def curve(table: str, strategy: str, seed: int, warm: list[str]) -> list[float]:
     """Target test accuracy of the best-validation cell after each query."""
-    overrides = tabular(table, strategy, seed, max(BUDGETS)) + ([f"search.warm_start=[{','.join(warm)}]"] if warm else [])
+    overrides = tabular(table, strategy, seed, max(BUDGETS))
+    if warm:
+        overrides.append(f"search.warm_start=[{','.join(warm)}]")
     with tempfile.TemporaryDirectory(prefix="bench-warmstart-") as folder:
         trials = nascli.search(overrides, run_dir=Path(folder) / "run", quiet=True).records
     best_val, best_test, values = float("-inf"), float("nan"), []

@@ -45,7 +45,8 @@ class Evaluator(ABC):
         """Raise UserError now if the trials will not record one of `names` (when that is known before any trial)."""
 
     def prepare(self, run: RunDir, seed: int) -> None:
-        """Get ready in the run's directory before the first trial (e.g. train a supernet); most need nothing."""
+        """Get ready in the run's directory before the first trial (e.g. load the supernet whose paths it scores);
+        most need nothing."""
 
     def pre_training_metrics(self) -> set[str]:
         """The metrics `known_metrics` gives: those of the untrained network (none without data to build it for)."""

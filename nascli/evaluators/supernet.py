@@ -32,7 +32,7 @@ class SupernetEvaluatorSettings(TrainSettings):
 
     MIN_EPOCHS: ClassVar[int] = 0
 
-    supernet: Optional[str] = None  # a run directory whose supernet.pt is taken; null: this run's (strategy=spos, darts)
+    supernet: Optional[str] = None  # a run directory whose supernet.pt is taken; null: this run's (spos, darts)
     epochs: int = 0  # with supernet: epochs of fine-tuning on random paths of this run's data (0: used as it is)
     calibration_batches: int = 8  # training batches that recompute a path's batch-norm statistics before scoring
     objective: str = "val_acc"  # what the strategy maximises: val_acc, val_f1 (macro) or val_auc (two classes)
