@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -150,8 +151,10 @@ def hydra_errors(overrides: list[str]) -> Iterator[None]:
         raise UserError("; ".join(line.strip() for line in str(exc).splitlines()[:2] if line.strip())) from None
 
 
+@cache
 def store_schemas() -> None:
-    """Put every component's schema into Hydra's ConfigStore, so option YAMLs hold only what differs."""
+    """Put every component's schema into Hydra's ConfigStore, so option YAMLs hold only what differs (once per
+    process: the store outlives Hydra's own state, which each composition clears)."""
     store = ConfigStore.instance()
     store.store(name="config_schema", node=ConfigSchema)
     for group in COMPONENT_GROUPS:
