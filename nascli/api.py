@@ -24,10 +24,10 @@ import pandas as pd
 from omegaconf import DictConfig
 from torch import nn
 
-from nascli.config import inherited_overrides, load_config, source_override
+from nascli.config import load_config, source_override
 from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
-from nascli.runner import check_job, retrain as retrain_run, search as search_run
+from nascli.runner import check_job, inherited_overrides, retrain as retrain_run, search as search_run
 from nascli.spaces.stored import load_model
 
 

@@ -24,7 +24,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from nascli.errors import UserError, first_line
-from nascli.rundir import RunDir
 from nascli.registry import COMPONENT_GROUPS, SCHEMA_GROUP, names, schema
 from nascli.settings import (Component, ConfigSchema, HardwareSettings, RetrainSettings, SearchSettings, typed_settings,
                              component)
@@ -226,30 +225,7 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     return [o.input_line for o in parse_overrides(base) if override_key(o.input_line) not in replaced] + extra
 
 
-INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
 RESUMABLE = ("search", "hardware")
-
-
-def inherited_overrides(source: Path, args: list[str]) -> list[str]:
-    """The overrides a retraining takes from the search run it retrains: its dataset, space, hardware, seed, retrain.*.
-
-    Keys the user sets are not inherited, nor are the settings of a group the user switches.
-    """
-    if not source.is_dir():
-        return []
-    run = RunDir(source)
-    stored = validate(run.config())  # a run directory is data: its config must name registered components only
-    given = {override_key(arg) for arg in args if "=" in arg and not arg.startswith("-")}
-    if "dataset" not in given and not stored.evaluator.cls.needs_data:
-        raise UserError(f"the search in {source} looked scores up in a table and trained on no dataset; "
-                        f"say what to train on, e.g. nas retrain {source} dataset=cifar10")
-
-    def kept(override: str) -> bool:
-        key = override_key(override)
-        group = key.split(".")[0]
-        return group in INHERITED and key not in given and group not in given
-
-    return [override for override in run.overrides() if kept(override)]
 
 
 def source_override(source: Path) -> str:

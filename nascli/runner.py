@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional
 
-from nascli.config import RunConfig, resume_config, validate
+from nascli.config import RunConfig, override_key, resume_config, validate
 from nascli.data.base import DataSplits
 from nascli.errors import UserError
 from nascli.evaluators.base import Evaluator
@@ -29,6 +29,9 @@ from nascli.selection import write_answer
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
 from nascli.warmstart import Knowledge, load_earlier
+
+
+INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
 
 
 @dataclass
@@ -271,6 +274,28 @@ def _retraining(cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: 
     """The retraining of found architectures, measuring latency at the batch the trials used."""
     latency_batch = getattr(cfg.evaluator.settings, "latency_batch", LATENCY_BATCH)
     return Retraining(cfg.retrain, space, cfg.space.name, data, hardware, cfg.seed, latency_batch, cfg.search.baselines)
+
+
+def inherited_overrides(source: Path, args: list[str]) -> list[str]:
+    """The overrides a retraining takes from the search run it retrains: its dataset, space, hardware, seed, retrain.*.
+
+    Keys the user sets are not inherited, nor are the settings of a group the user switches.
+    """
+    if not source.is_dir():
+        return []
+    run = RunDir(source)
+    stored = validate(run.config())  # a run directory is data: its config must name registered components only
+    given = {override_key(arg) for arg in args if "=" in arg and not arg.startswith("-")}
+    if "dataset" not in given and not stored.evaluator.cls.needs_data:
+        raise UserError(f"the search in {source} looked scores up in a table and trained on no dataset; "
+                        f"say what to train on, e.g. nas retrain {source} dataset=cifar10")
+
+    def kept(override: str) -> bool:
+        key = override_key(override)
+        group = key.split(".")[0]
+        return group in INHERITED and key not in given and group not in given
+
+    return [override for override in run.overrides() if kept(override)]
 
 
 def read_architecture(source: Path, pick: Optional[int] = None) -> Arch:

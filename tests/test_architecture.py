@@ -78,3 +78,10 @@ def test_no_module_grows_past_its_one_job() -> None:
     long = [f"{path.relative_to(ROOT)}: {n} lines" for path in sorted((ROOT / "nascli").rglob("*.py"))
             if (n := len(path.read_text().splitlines())) > MAX_LINES]
     assert not long, "\n".join(long)
+
+
+def test_the_cli_starts_without_importing_torch() -> None:
+    """`nas --help` stays fast: the entry layer defers everything that imports torch until a command runs."""
+    code = "import sys, nascli.cli; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
