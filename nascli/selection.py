@@ -22,11 +22,12 @@ class Choice:
     confirmed: Optional[list[float]] = None  # the objective of each of its runs, once confirming runs came in
     over: Optional[dict[str, Any]] = None  # the architecture with a better mean that a reference was kept over
 
-    def confirmation(self) -> Optional[Confirmation]:
-        """How confirming runs chose it (None before any came in)."""
-        if not self.confirmed:
-            return None
-        return Confirmation(len(self.confirmed), round(self.value, 6), self.confirmed, self.over)
+    def record(self, space: str) -> Best:
+        """best.json: the trial and, once confirming runs came in, how they chose it."""
+        confirmed = None
+        if self.confirmed:
+            confirmed = Confirmation(len(self.confirmed), round(self.value, 6), self.confirmed, self.over)
+        return Best(self.trial.arch, self.trial.hash, space, confirmed, chosen=self.trial)
 
 
 class Selection:
@@ -133,7 +134,7 @@ def write_answer(run: RunDir, summary: Summary, selection: Selection, space: str
     best = selection.best
     if best is None:
         return
-    run.write_best(Best(best.trial.arch, best.trial.hash, space, best.confirmation(), chosen=best.trial))
+    run.write_best(best.record(space))
     summary.best = {"id": best.trial.id, "hash": best.trial.hash, summary.objective: best.value,
                     **({"runs": len(best.confirmed)} if best.confirmed else {})}
     if test_metric:

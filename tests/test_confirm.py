@@ -11,7 +11,7 @@ import pytest
 from conftest import TINY, read_trials
 from nascli.goal import Goal
 from nascli.settings import SearchSettings
-from nascli.records import Best, Trial
+from nascli.records import Trial
 from nascli.selection import Selection
 from test_resume import assert_resumes_exactly, prepared_scheduler
 
@@ -85,8 +85,7 @@ def _chosen(trials: list[Trial], references: Optional[set[str]] = None, margin: 
     selection = Selection(Goal.from_settings(SearchSettings(), "val_acc"), sorted(references or ()), margin)
     for trial in trials:
         selection.add(trial)
-    best = selection.best
-    return Best(best.trial.arch, best.trial.hash, "chain", best.confirmation(), chosen=best.trial).to_dict()
+    return selection.best.record("chain").to_dict()
 
 
 def test_the_luckiest_single_run_loses_to_a_better_mean_and_a_failed_repeat_rules_out() -> None:
