@@ -1,14 +1,14 @@
 """The Python API: search, retrain and read runs from a notebook or a script, as `nas` does from a terminal.
 
-    import nascli
-    run = nascli.search(["dataset=digits", "search.max_trials=10"], run_dir="runs/digits")
+    from nascli import api
+    run = api.search(["dataset=digits", "search.max_trials=10"], run_dir="runs/digits")
     run.trials            # a pandas DataFrame, one row per trial
     run.best.arch         # the architecture found
     model = run.model()   # the retrained network, ready for inference
-    again = nascli.retrain(run.path, ["retrain.epochs=100"], run_dir="runs/digits-100")
+    again = api.retrain(run.path, ["retrain.epochs=100"], run_dir="runs/digits-100")
 
 Settings are the same Hydra overrides the CLI takes. A mistake (an unknown option, a missing dataset) raises
-`nascli.UserError` with the one-line message `nas` would print; reading a run never executes anything it names.
+`api.UserError` with the one-line message `nas` would print; reading a run never executes anything it names.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from nascli.config import load_config, source_override
+from nascli.errors import UserError
 from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
 from nascli.runner import check_job, inherited_overrides, retrain as retrain_run, search as search_run
 from nascli.spaces.stored import load_model
+
+__all__ = ["Run", "UserError", "find", "load_run", "retrain", "search"]
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-import nascli
+from nascli import api
 from nascli.config import load_config
 from nascli.goal import Goal
 
@@ -41,7 +41,7 @@ def _one_thread() -> None:
 def run(table: str, strategy: str, seed: int, budget: int, overrides: list[str]) -> list[dict]:
     """The metrics of every trial of one search (failed trials left out); its run directory is a temporary one."""
     with tempfile.TemporaryDirectory(prefix="bench-multiobjective-") as folder:
-        run = nascli.search(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
+        run = api.search(["space=nb201", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
                              f"seed={seed}", f"search.max_trials={budget}", "retrain.enabled=false", *overrides],
                             run_dir=Path(folder) / "run", quiet=True)
         return [trial.metrics for trial in run.records if trial.ok]

@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-import nascli
+from nascli import api
 from nascli.registry import lookup, names
 
 
@@ -41,7 +41,7 @@ def _one_thread() -> None:
 def trajectory(table: str, space: str, strategy: str, seed: int, budget: int, objective: str, report: str,
                work: str) -> list[float]:
     """The `report` column of the best-`objective` architecture after each query (the run goes under `work`)."""
-    run = nascli.search([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
+    run = api.search([f"space={space}", "evaluator=tabular", f"evaluator.table={table}", f"strategy={strategy}",
                          f"evaluator.objective={objective}", f"evaluator.report={report}", f"seed={seed}",
                          f"search.max_trials={budget}", "retrain.enabled=false"],
                         run_dir=Path(work) / f"{strategy}-seed{seed}", quiet=True)

@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 from threadpoolctl import threadpool_limits
 
-import nascli
+from nascli import api
 
 BUDGETS = (10, 20, 50, 100)
 
@@ -44,7 +44,7 @@ def tabular(table: str, strategy: str, seed: int, queries: int) -> list[str]:
 
 
 def source_run(table: str, seed: int, queries: int, run_dir: str) -> str:
-    nascli.search(tabular(table, "bo", seed, queries), run_dir=run_dir, quiet=True)
+    api.search(tabular(table, "bo", seed, queries), run_dir=run_dir, quiet=True)
     return run_dir
 
 
@@ -54,7 +54,7 @@ def curve(table: str, strategy: str, seed: int, warm: list[str]) -> list[float]:
     if warm:
         overrides.append(f"search.warm_start=[{','.join(warm)}]")
     with tempfile.TemporaryDirectory(prefix="bench-warmstart-") as folder:
-        trials = nascli.search(overrides, run_dir=Path(folder) / "run", quiet=True).records
+        trials = api.search(overrides, run_dir=Path(folder) / "run", quiet=True).records
     best_val, best_test, values = float("-inf"), float("nan"), []
     for trial in trials:
         if trial.ok and trial.metrics["val_acc"] > best_val:

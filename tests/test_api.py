@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import nascli
-from nascli.errors import UserError
+from nascli import api
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -31,14 +30,17 @@ def test_the_readme_example_runs(workdir: Path, capsys: pytest.CaptureFixture) -
     model = run.model()
     assert not model.training and isinstance(model, torch.nn.Module)
     assert run.path == workdir / "runs" / "api" and again.path.is_absolute()
-    assert [r.path for r in nascli.find(["."])] == sorted([run.path, again.path])
+    assert [r.path for r in api.find(["."])] == sorted([run.path, again.path])
+    capsys.readouterr()
+    quiet = api.search(["search.max_trials=1", "evaluator.epochs=1", "retrain.enabled=false"], run_dir="q", quiet=True)
+    assert quiet.summary.status == "completed" and capsys.readouterr().out == ""
 
 
 def test_mistakes_raise_user_error_and_write_nothing(workdir: Path) -> None:
-    with pytest.raises(UserError, match="unknown strategy 'nope'"):
-        nascli.search(["strategy=nope"], run_dir="run")
-    with pytest.raises(UserError, match="is not a run directory"):
-        nascli.load_run(workdir)
-    with pytest.raises(UserError, match="does not exist"):
-        nascli.retrain(workdir / "missing", run_dir="again")
+    with pytest.raises(api.UserError, match="unknown strategy 'nope'"):
+        api.search(["strategy=nope"], run_dir="run")
+    with pytest.raises(api.UserError, match="is not a run directory"):
+        api.load_run(workdir)
+    with pytest.raises(api.UserError, match="does not exist"):
+        api.retrain(workdir / "missing", run_dir="again")
     assert not any(workdir.iterdir())
