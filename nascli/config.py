@@ -6,12 +6,12 @@ that one group derives from another (a multimodal space's inputs, a trial's seco
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from functools import cache
 import dataclasses
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, Optional
 
@@ -25,8 +25,8 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from nascli.errors import UserError, first_line
 from nascli.registry import COMPONENT_GROUPS, SCHEMA_GROUP, names, schema
-from nascli.settings import (Component, ConfigSchema, HardwareSettings, RetrainSettings, SearchSettings, typed_settings,
-                             component)
+from nascli.settings import (Component, ConfigSchema, HardwareSettings, RetrainSettings, SearchSettings, component,
+                             typed_settings)
 
 GROUPS = ("dataset", "space", "strategy", "hardware", "evaluator")
 

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from nascli.errors import UserError, writing
-from nascli.spaces.stored import load_model
 from nascli.onnx_writer import write_onnx
 from nascli.rundir import VOCABULARY, RunDir
+from nascli.spaces.stored import load_model
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SAMPLE_BATCH = 8

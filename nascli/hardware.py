@@ -14,8 +14,8 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.settings import HardwareSettings
 from nascli.errors import UserError
+from nascli.settings import HardwareSettings
 
 PACKAGES = ("nascli", "torch", "hydra-core", "omegaconf", "typer", "rich", "pandas", "numpy", "scikit-learn")
 

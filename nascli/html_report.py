@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pandas as pd
+
 from nascli import figures
 from nascli.errors import writing
-from nascli.spaces.stored import space_of
 from nascli.goal import Goal
 from nascli.report import collect_runs, display_table, summarize
 from nascli.rundir import RunDir
+from nascli.spaces.stored import space_of
 
 # Marks figures that failed to load and counts the shown ones (body data-figures / data-figures-shown).
 CHECK_FIGURES = """

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
 from omegaconf import OmegaConf
 
 from nascli.errors import UserError

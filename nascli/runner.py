@@ -21,15 +21,14 @@ from nascli.factory import (build_evaluator, build_executor, build_space, build_
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import console, print_result, progress
-from nascli.retraining import Retraining
 from nascli.records import Best, State, Summary, Trial
+from nascli.retraining import Retraining
 from nascli.rundir import STATE, RunDir, read_json
 from nascli.scheduler import Scheduler
 from nascli.selection import write_answer
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
 from nascli.warmstart import Knowledge, load_earlier
-
 
 INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
 

@@ -8,12 +8,12 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.settings import SearchSettings
 from nascli.executors.base import Executor, Task
 from nascli.goal import Goal
 from nascli.records import PendingTrial, State, Trial
-from nascli.selection import Selection
 from nascli.seeding import derive_seed
+from nascli.selection import Selection
+from nascli.settings import SearchSettings
 from nascli.spaces.base import SearchSpace
 from nascli.strategies.base import Outcome, Pace, Proposal, Strategy
 

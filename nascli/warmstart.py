@@ -12,9 +12,9 @@ architecture is proposed: an unrelated task costs this search one trial, not sev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Optional
 
 import numpy as np

@@ -26,7 +26,6 @@ from threadpoolctl import threadpool_limits
 from nascli import api
 from nascli.registry import lookup, names
 
-
 # every multi-trial strategy that searches a table by itself (one-shot strategies need a supernet, list a file)
 TABLE_STRATEGIES = sorted(name for name in names("strategy") if lookup("strategy", name).needs_evaluator is None
                           and name != "list")

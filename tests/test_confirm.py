@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any, Optional
 
 import pytest
-
 from conftest import TINY, read_trials
+from test_resume import assert_resumes_exactly, prepared_scheduler
+
 from nascli.goal import Goal
-from nascli.settings import SearchSettings
 from nascli.records import Trial
 from nascli.selection import Selection
-from test_resume import assert_resumes_exactly, prepared_scheduler
+from nascli.settings import SearchSettings
 
 
 def test_a_search_confirms_its_best_with_other_seeds_and_chooses_by_the_mean(nas, workdir: Path) -> None:

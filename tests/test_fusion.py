@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import TINY
+from test_errors import assert_one_line_error
 
 import nascli.retraining
-from conftest import TINY
 from nascli.config import load_config
 from nascli.data.av_digits import paired, weakened
 from nascli.data.base import Modalities
 from nascli.seeding import derive_seed
 from nascli.spaces.fusion import FUSION_OPS, FusionSettings, FusionSpace
-from test_errors import assert_one_line_error
 
 THREE = "dataset.shapes={image: [1, 8, 8], audio: [1, 6, 10], depth: [2, 4, 4]}"
 QUICK = ["dataset=multimodal_synthetic", "dataset.num_samples=160", *TINY[2:]]
@@ -258,7 +258,6 @@ def test_mismatched_space_and_data_are_one_line_errors(nas, overrides: list[str]
 def test_a_table_of_image_and_recording_paths_is_multimodal_data(nas, workdir: Path) -> None:
     pytest.importorskip("librosa")
     from PIL import Image
-
     from test_audio import tone
 
     rows = ["photo,clip,label"]

@@ -14,16 +14,16 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, read_trials
 from hydra import compose, initialize_config_dir
 
-from conftest import TINY, read_trials
 from nascli.config import config_dir, load_config
-from nascli.settings import HardwareSettings
 from nascli.errors import UserError
 from nascli.executors.base import Task
 from nascli.executors.processes import ProcessExecutor
 from nascli.factory import build_space, worker_evaluator_maker
 from nascli.hardware import resolve_hardware, trial_devices
+from nascli.settings import HardwareSettings
 
 TABULAR = ["space=nb201", "evaluator=tabular", "search.max_trials=12"]
 

@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
-
 from conftest import TINY, interrupt_on_call, read_trials, untimed
+
 from nascli.config import compose_config, load_config, resume_config
 from nascli.executors.base import Executor, Task, run_task
 from nascli.factory import build_evaluator, build_space, build_strategy
-from nascli.records import State, Trial
 from nascli.goal import Goal
+from nascli.records import State, Trial
 from nascli.scheduler import Scheduler
 from nascli.warmstart import Knowledge, load_earlier
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import hydra.core.utils
 import pandas as pd
 import torch
+from conftest import TINY
 
 import nascli.evaluators.train
 import nascli.retraining
-from conftest import TINY
 
 
 def test_retrain_a_search_run_with_other_settings(nas, workdir: Path) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import TINY
+
 from nascli.spaces.stored import load_model
 
 

@@ -177,8 +177,8 @@ def test_an_initial_design_takes_at_most_a_third_of_the_expected_trials(name: st
 
 def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
     """8 s per finished trial and 60 s left: 7 more trials after the 5 proposed, fewer than max_trials=30."""
-    from nascli.settings import SearchSettings
     from nascli.scheduler import Scheduler
+    from nascli.settings import SearchSettings
 
     def pace(max_seconds: float | None) -> Pace:
         scheduler = Scheduler(make("bo"), build_space(load_config([])), None, 0,
@@ -193,8 +193,8 @@ def test_the_pace_counts_the_trials_that_fit_in_the_time_left() -> None:
 def test_a_time_budget_alone_sets_no_trial_limit() -> None:
     """search.max_seconds without search.max_trials runs trials until the budget is spent; the pace then counts only
     the trials that fit, and before any has finished it knows none (the initial design keeps its configured size)."""
-    from nascli.settings import SearchSettings
     from nascli.scheduler import Scheduler
+    from nascli.settings import SearchSettings
 
     assert SearchSettings().trial_limit == 30 and SearchSettings(max_seconds=60).trial_limit is None
     assert SearchSettings(max_trials=5, max_seconds=60).trial_limit == 5

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from conftest import TINY, read_trials, untimed
+from omegaconf import OmegaConf
+from test_errors import assert_one_line_error
+from test_text import sentences
+
 from nascli.config import load_config
 from nascli.factory import build_space
 from nascli.rundir import RunDir
-from test_errors import assert_one_line_error
-from test_text import sentences
 
 SMALL = [o for o in TINY if not o.startswith("evaluator.")] + ["space.max_blocks=3", "space.widths=[8,16]"]
 SPOS = [*SMALL, "strategy=spos", "strategy.epochs=2"]

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY, interrupt_on_call, read_trials
 from torch import nn
 
-from conftest import TINY, interrupt_on_call, read_trials
-from nascli.settings import TrainSettings
 from nascli.data.base import Augmentation
 from nascli.errors import TrialFailed
 from nascli.evaluators.train import TrainEvaluator
 from nascli.evaluators.training import TimeLimit, augment, batches_per_epoch, one_cycle, train
 from nascli.hardware import Hardware
+from nascli.settings import TrainSettings
 
 CPU = Hardware(device=torch.device("cpu"), amp_dtype=None, channels_last=False)
 
@@ -308,7 +308,7 @@ def test_bf16_training_is_deterministic_and_learns_as_fp32_does() -> None:
 
 def test_channels_last_training_stays_within_rounding_of_the_standard_layout() -> None:
     """Training in channels_last (the default on every device) gives the same weights as NCHW, up to rounding."""
-    from nascli.spaces.chain import ChainSpace, ChainSettings
+    from nascli.spaces.chain import ChainSettings, ChainSpace
 
     # float64: the two layouts run different kernels (which differ by CPU), and in float32 their rounding grows
     # over training to 3e-4 on some machines; in float64 any real difference still shows, rounding does not

@@ -9,8 +9,8 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.errors import UserError, require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
+from nascli.errors import UserError, require
 from nascli.registry import register
 
 CHANNEL_COUNTS = (1, 3, 4)

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.errors import UserError, require, warn
 from nascli.data.base import ArrayDataset, DatasetSettings
 from nascli.data.folder import list_folder, official_or_held_out, required_root
+from nascli.errors import UserError, require, warn
 from nascli.registry import register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})

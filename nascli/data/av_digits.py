@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 from sklearn.decomposition import PCA
 
-from nascli.errors import UserError, require
 from nascli.data.audio import FSDD, SpectrogramSettings
-from nascli.data.files import FileDatasetSettings
-from nascli.data.mnist import MNIST
 from nascli.data.base import kept_classes, train_and_validation
-from nascli.data.multimodal import Arrays, MultimodalDataset
+from nascli.data.files import FileDatasetSettings
 from nascli.data.folder import required_root
+from nascli.data.mnist import MNIST
+from nascli.data.multimodal import Arrays, MultimodalDataset
+from nascli.errors import UserError, require
 from nascli.registry import register
 
 

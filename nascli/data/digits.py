@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.datasets import load_digits
 
-from nascli.errors import require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
+from nascli.errors import require
 from nascli.registry import register
 
 

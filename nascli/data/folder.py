@@ -15,8 +15,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
-from nascli.errors import UserError, require, warn
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
+from nascli.errors import UserError, require, warn
 from nascli.registry import register
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})

@@ -9,10 +9,10 @@ from typing import Any, Optional
 import numpy as np
 import torch
 
-from nascli.errors import require
-from nascli.data.base import (DataSplits, Dataset, Modalities, hold_out_test, kept_classes, memory_budget, splits_of,
+from nascli.data.base import (Dataset, DataSplits, Modalities, hold_out_test, kept_classes, memory_budget, splits_of,
                               train_and_validation)
 from nascli.data.text import TokenSettings, encode, fitted_tokens
+from nascli.errors import require
 from nascli.registry import register
 
 Arrays = dict[str, np.ndarray]

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from nascli.errors import require
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
+from nascli.errors import require
 from nascli.registry import register
 
 

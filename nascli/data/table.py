@@ -11,12 +11,12 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from nascli.errors import UserError, require, warn
 from nascli.data.audio import SpectrogramSettings, spectrograms
 from nascli.data.base import stratified_split
 from nascli.data.folder import chunked, decode_images, probe_images
 from nascli.data.multimodal import Arrays, MultimodalDataset
 from nascli.data.text import TokenSettings, read_table
+from nascli.errors import UserError, require, warn
 from nascli.registry import register
 
 INPUT_KINDS = {"image": "image", "audio": "image", "text": "tokens"}  # a column's kind -> what networks take

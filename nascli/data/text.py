@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 from sklearn.feature_extraction.text import CountVectorizer
 
+from nascli.data.base import (UNKNOWN_ID, Augmentation, Dataset, DatasetSettings, DataSplits, kept_classes,
+                              stratified_split, train_and_validation, training_pool)
 from nascli.errors import UserError, require
-from nascli.data.base import (UNKNOWN_ID, Augmentation, DataSplits, Dataset, DatasetSettings, kept_classes,
-                              stratified_split, training_pool, train_and_validation)
 from nascli.registry import register
 
 PAD, UNKNOWN = "<pad>", "<unk>"  # ids 0 and 1

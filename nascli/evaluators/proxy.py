@@ -16,8 +16,8 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.errors import TrialFailed, UserError, require
 from nascli.data.base import DataSplits, batch_parts
+from nascli.errors import TrialFailed, UserError, require
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import count_flops, count_params
 from nascli.evaluators.proxies import DATA_FREE, PROXIES

@@ -22,8 +22,7 @@ from torch.distributions import Dirichlet, kl_divergence
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError, require, warn
 from nascli.evaluators.metrics import evaluate_model
-from nascli.evaluators.training import (batches_per_epoch, every_parameter, optimizer_and_schedule, train,
-                                       training_loss)
+from nascli.evaluators.training import batches_per_epoch, every_parameter, optimizer_and_schedule, train, training_loss
 from nascli.hardware import Hardware
 from nascli.printout import progress
 from nascli.records import ArchitectureWeights, SupernetHeader

@@ -11,8 +11,8 @@ import pandas as pd
 
 from nascli.errors import TrialFailed, UserError, require
 from nascli.evaluators.base import Evaluator
-from nascli.spaces.base import Arch
 from nascli.registry import register
+from nascli.spaces.base import Arch
 
 COST_METRICS = ("params", "flops", "latency_ms", "train_seconds")
 

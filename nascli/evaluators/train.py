@@ -11,9 +11,8 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.errors import TrialFailed, UserError, require
-from nascli.settings import TrainSettings
 from nascli.data.base import DataSplits
+from nascli.errors import TrialFailed, UserError, require
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.fitting import Start, fit_and_score
 from nascli.evaluators.metrics import OBJECTIVES
@@ -21,8 +20,9 @@ from nascli.evaluators.profile import LATENCY_BATCH, measure_latency, measure_la
 from nascli.evaluators.training import TimeLimit
 from nascli.registry import register
 from nascli.rundir import RunDir
-from nascli.spaces.stored import weight_source
+from nascli.settings import TrainSettings
 from nascli.spaces.base import Arch
+from nascli.spaces.stored import weight_source
 
 
 @dataclass

@@ -13,10 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from nascli.settings import TrainSettings
 from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, holds_tokens, network_inputs
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
+from nascli.settings import TrainSettings
 
 
 def augment(x: Tensor, augmentation: Augmentation, generator: torch.Generator) -> Tensor:

@@ -15,7 +15,6 @@ from nascli.evaluators.base import Evaluator
 from nascli.records import Trial
 from nascli.spaces.base import Arch
 
-
 EvaluatorMaker = Callable[[str, int], Evaluator]  # (device, CPU threads) -> the worker's evaluator
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from concurrent.futures import Future
 
-from nascli.settings import HardwareSettings
 from nascli.errors import UserError
 from nascli.executors.base import EvaluatorMaker, Executor, Task, run_task, settle
 from nascli.records import Trial
+from nascli.settings import HardwareSettings
 
 
 class _Worker:

@@ -11,11 +11,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from nascli.errors import require
+from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash, draw_boxes
 from nascli.spaces.depthwise import DepthwiseConv2d
 from nascli.spaces.pooling import GlobalAvgPool, avg_pool3x3, global_avg_pool
 from nascli.spaces.sliced import SlicedBatchNorm2d, SlicedConv2d
-from nascli.registry import register
 
 CONV_KERNELS = {"conv3x3": 3, "conv5x5": 5, "conv1x1": 1}
 OPS = (*CONV_KERNELS, "sepconv3x3", "maxpool3x3", "avgpool3x3", "identity")

@@ -23,9 +23,9 @@ from nascli.errors import UserError, require
 from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, Supernet, arch_hash
 from nascli.spaces.chain import DRAW_COLOURS as CHAIN_COLOURS, ChainSettings, ChainSpace
-from nascli.spaces.text import DRAW_COLOURS as TEXT_COLOURS, TextSpace, TextSpaceSettings
 from nascli.spaces.fusion_layers import ENSEMBLE, FUSION_OPS, FusionNet
 from nascli.spaces.fusion_supernet import FusionSupernet
+from nascli.spaces.text import DRAW_COLOURS as TEXT_COLOURS, TextSpace, TextSpaceSettings
 
 INPUT_KINDS = ("image", "tokens")
 # smaller than a lone network's: there is one per input

@@ -16,11 +16,11 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.spaces.stored import load_model
 from nascli.errors import UserError, require
 from nascli.registry import register
 from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace, draw_boxes
+from nascli.spaces.stored import load_model
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
 TORCHVISION = "torchvision:"

@@ -12,9 +12,9 @@ import torch
 from torch import Tensor, nn
 
 from nascli.errors import require
+from nascli.registry import register
 from nascli.spaces.base import Arch, SearchSpace, Supernet
 from nascli.spaces.pooling import AvgPool3x3, GlobalAvgPool
-from nascli.registry import register
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 # Edge k joins node EDGES[k][0] to node EDGES[k][1], in the order of the official cell string.

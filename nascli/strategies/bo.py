@@ -10,10 +10,10 @@ import numpy as np
 from scipy.stats import norm
 
 from nascli.errors import require
+from nascli.registry import register
 from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.surrogate import fit_gp
 from nascli.warmstart import standardised
-from nascli.registry import register
 
 
 @dataclass

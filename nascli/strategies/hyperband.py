@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from nascli.errors import require
-from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 
 
 @dataclass

@@ -8,8 +8,8 @@ from typing import Any, Optional
 import moocore
 import numpy as np
 
-from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 
 
 @dataclass

@@ -11,8 +11,8 @@ import torch
 from torch import Tensor, nn
 
 from nascli.errors import require
-from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 from nascli.registry import register
+from nascli.strategies.base import Outcome, Proposal, Strategy, StrategySettings
 
 
 @dataclass

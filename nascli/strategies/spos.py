@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from nascli.errors import UserError, require
 from nascli.evaluators.base import Evaluator
-from nascli.evaluators.supernet_training import SupernetTrainSettings, Supernets, train_paths
+from nascli.evaluators.supernet_training import Supernets, SupernetTrainSettings, train_paths
 from nascli.goal import Goal
 from nascli.registry import lookup, register
 from nascli.rundir import RunDir
