@@ -24,11 +24,11 @@ import pandas as pd
 from omegaconf import DictConfig
 from torch import nn
 
-from nascli.config import load_config, source_override
+from nascli.config import load_config
 from nascli.errors import UserError
 from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
-from nascli.runner import check_job, inherited_overrides, retrain as retrain_run, search as search_run
+from nascli.runner import check_job, retrain as retrain_run, retrain_overrides, search as search_run
 from nascli.spaces.stored import load_model
 
 __all__ = ["Run", "UserError", "find", "load_run", "retrain", "search"]
@@ -114,9 +114,8 @@ def retrain(source: str | Path, overrides: Sequence[str] = (), run_dir: Optional
     """Retrain the architecture of `source` (a search run, or an architecture JSON file) as `nas retrain` does:
     a search run's dataset, space, hardware, seed and retrain settings carry over unless `overrides` change them;
     `pick` retrains that trial instead of the best; `quiet` as for `search`."""
-    source = Path(source).expanduser()
-    overrides = [*overrides, *([f"pick={pick}"] if pick is not None else [])]
-    cfg = load_config([*overrides, *inherited_overrides(source, overrides), source_override(source)], "retrain")
+    overrides = retrain_overrides(Path(source).expanduser(), list(overrides), pick)
+    cfg = load_config(overrides, "retrain")
     check_job(cfg)
     path = Path(run_dir if run_dir is not None else cfg.run_dir).expanduser().resolve()
     with _printing(quiet):

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nascli.config import GROUPS, default_options, group_options, hydra_errors, parse_overrides, source_override
+from nascli.config import GROUPS, default_options, group_options, hydra_errors, parse_overrides
 from nascli.errors import UserError, exit_with, writing
 
 app = typer.Typer(
@@ -86,11 +86,9 @@ def retrain(
     `retrain.epochs=100`; `-m` sweeps them, e.g. `nas retrain RUN -m seed=0,1,2`.
     """
     from nascli.hydra_app import retrain_task
-    from nascli.runner import inherited_overrides
+    from nascli.runner import retrain_overrides
 
-    args = list(ctx.args) + ([f"pick={pick}"] if pick is not None else [])
-    # The user's arguments first: Hydra takes flags such as -m only before the overrides that follow them.
-    run_hydra(retrain_task, "nas retrain", [*args, *inherited_overrides(source, args), source_override(source)])
+    run_hydra(retrain_task, "nas retrain", retrain_overrides(source, list(ctx.args), pick))
 
 
 @app.command()

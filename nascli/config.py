@@ -228,12 +228,6 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
 RESUMABLE = ("search", "hardware")
 
 
-def source_override(source: Path) -> str:
-    """The `source=` override naming a retraining's source, quoted so that any path survives Hydra's parser."""
-    quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
-    return f"source='{quoted}'"
-
-
 def resume_config(stored: DictConfig, original: list[str], extra: list[str]) -> DictConfig:
     """A run's stored config with `extra` overrides applied; only search.* and hardware.* may change."""
     groups = {override_key(o.input_line).split(".")[0] for o in parse_overrides(extra)}

@@ -275,7 +275,16 @@ def _retraining(cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: 
     return Retraining(cfg.retrain, space, cfg.space.name, data, hardware, cfg.seed, latency_batch, cfg.search.baselines)
 
 
-def inherited_overrides(source: Path, args: list[str]) -> list[str]:
+def retrain_overrides(source: Path, args: list[str], pick: Optional[int] = None) -> list[str]:
+    """The overrides of a retraining of `source`: the user's first (Hydra takes flags such as -m only before the
+    overrides that follow them), `pick=`, those inherited from a search run, and `source=` quoted so that any path
+    survives Hydra's parser."""
+    args = [*args, *([f"pick={pick}"] if pick is not None else [])]
+    quoted = str(source).replace("\\", "\\\\").replace("'", "\\'")
+    return [*args, *_inherited_overrides(source, args), f"source='{quoted}'"]
+
+
+def _inherited_overrides(source: Path, args: list[str]) -> list[str]:
     """The overrides a retraining takes from the search run it retrains: its dataset, space, hardware, seed, retrain.*.
 
     Keys the user sets are not inherited, nor are the settings of a group the user switches.
