@@ -142,6 +142,22 @@ def test_spos_passes_its_settings_to_the_inner_search(nas, workdir: Path) -> Non
         "population_size": 2, "tournament_size": 2}
 
 
+def test_spos_scores_exactly_the_listed_paths(nas, workdir: Path) -> None:
+    space = build_space(load_config(SMALL))
+    rng = random.Random(0)
+    listed = list({space.hash(arch): arch for arch in (space.sample(rng) for _ in range(6))}.values())[:4]
+    (workdir / "paths.txt").write_text("".join(json.dumps(arch) + "\n" for arch in listed))
+    inner = ["strategy.search=list", "+strategy.search_settings.path=paths.txt", "retrain.enabled=false"]
+    code, _, err = nas("search", *SPOS, *inner, "search.max_trials=10", "run_dir=run")
+    assert code == 0, err
+    trials = read_trials(workdir / "run")
+    assert [t["arch"] for t in trials] == listed and all(t["metrics"]["one_shot"] for t in trials)
+    code, _, err = nas("search", *SPOS, "strategy.search=list", "+strategy.search_settings.path=nowhere.txt",
+                       "run_dir=missing")
+    assert_one_line_error(code, err, "strategy.path nowhere.txt is not a file")
+    assert not (workdir / "missing").exists()
+
+
 @pytest.mark.parametrize("relaxation", ["softmax", "dirichlet"])
 @pytest.mark.parametrize("space", [["space=chain", "space.max_blocks=3", "space.widths=[8,16]"],
                                    ["space=nb201", "space.stem_channels=4", "space.cells_per_stage=1"]])
