@@ -8,6 +8,7 @@ error naming the file and the key, never a record with a wrong type inside.
 from __future__ import annotations
 
 import types
+from functools import cache
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, ClassVar, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -55,6 +56,16 @@ def _records_in(hint: Any) -> tuple[Optional[type], bool]:
     return None, False
 
 
+@cache
+def _fields(cls: type) -> list[tuple[str, Any, bool, Optional[type], bool]]:
+    """Each field of a record class, read once per class: its name, its type, whether a file must hold it, and the
+    record type it holds (and whether as a list)."""
+    hints = get_type_hints(cls)
+    return [(item.name, hints[item.name],
+             (item.default is MISSING and item.default_factory is MISSING) or item.name in cls.REQUIRED,
+             *_records_in(hints[item.name])) for item in fields(cls)]
+
+
 def _is_record(hint: Any) -> bool:
     return isinstance(hint, type) and issubclass(hint, Record)
 
@@ -83,23 +94,20 @@ class Record:
     def from_dict(cls: type[R], data: Any, where: str) -> R:
         """The record a file's object holds (other keys ignored); a missing or mistyped field is a UserError."""
         json_object(data, where)
-        hints = get_type_hints(cls)
         values = {}
-        for item in fields(cls):
-            required = (item.default is MISSING and item.default_factory is MISSING) or item.name in cls.REQUIRED
-            if data.get(item.name) is None:
+        for name, hint, required, record, many in _fields(cls):
+            if data.get(name) is None:
                 if required:
-                    raise corrupt(where, item.name)
+                    raise corrupt(where, name)
                 continue
-            value, hint = data[item.name], hints[item.name]
-            record, many = _records_in(hint)
+            value = data[name]
             if record is not None and many and isinstance(value, list):
-                value = [record.from_dict(entry, f"{where} '{item.name}'") for entry in value]
+                value = [record.from_dict(entry, f"{where} '{name}'") for entry in value]
             elif record is not None and not many:
-                value = record.from_dict(value, f"{where} '{item.name}'")
+                value = record.from_dict(value, f"{where} '{name}'")
             elif not _fits(value, hint):
-                raise corrupt(where, item.name)
-            values[item.name] = value
+                raise corrupt(where, name)
+            values[name] = value
         return cls(**values)
 
 
