@@ -52,7 +52,7 @@ class Scheduler:
 
     def __init__(
         self, strategy: Strategy, space: SearchSpace, executor: Executor, seed: int, settings: SearchSettings,
-        goal: Goal, save_state: Optional[Callable[[State], None]] = None,
+        goal: Optional[Goal], save_state: Optional[Callable[[State], None]] = None,
     ) -> None:
         self.strategy, self.space, self.executor, self.seed, self.settings = strategy, space, executor, seed, settings
         self.goal, self.save_state = goal, save_state
