@@ -62,21 +62,56 @@ class Listing:
         return [self.root / name for name in files]
 
 
-def _scan(folder: Path, relative: str, suffixes: frozenset[str]) -> list[tuple[str, int, int]]:
-    """(path relative to root, size, mtime) of every file with one of `suffixes` below `folder`, sorted (scandir: fast)."""
+def _identity(path: Path) -> tuple[int, int]:
+    """The device and inode of a folder (links followed), which the same folder has under any name."""
+    stat = os.stat(path)
+    return stat.st_dev, stat.st_ino
+
+
+def _scan(folder: Path, relative: str, suffixes: frozenset[str], above: frozenset[tuple[int, int]],
+          unlisted: list[str]) -> list[tuple[str, int, int]]:
+    """(path relative to root, size, mtime) of every file with one of `suffixes` below `folder`, sorted (scandir: fast).
+
+    A link back to a folder `above` (a loop) and an entry that cannot be read are not followed but added to `unlisted`.
+    """
+    try:
+        identity = _identity(folder)
+        if identity in above:
+            unlisted.append(f"{relative}: a link to a folder above it")
+            return []
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        unlisted.append(f"{relative}: {exc.strerror or type(exc).__name__}")
+        return []
     found = []
-    for entry in os.scandir(folder):
+    for entry in entries:
         name = f"{relative}/{entry.name}"
-        if entry.is_dir() and not entry.name.startswith("."):
-            found += _scan(Path(entry.path), name, suffixes)
-        elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
-            stat = entry.stat()
-            found.append((name, stat.st_size, stat.st_mtime_ns))
+        try:
+            if entry.is_dir() and not entry.name.startswith("."):
+                found += _scan(Path(entry.path), name, suffixes, above | {identity}, unlisted)
+            elif os.path.splitext(entry.name)[1].lower() in suffixes and entry.is_file():
+                stat = entry.stat()
+                found.append((name, stat.st_size, stat.st_mtime_ns))
+        except OSError as exc:
+            unlisted.append(f"{name}: {exc.strerror or type(exc).__name__}")
     return sorted(found)
 
 
-def _class_folders(folder: Path) -> list[str]:
-    return sorted(e.name for e in os.scandir(folder) if e.is_dir() and not e.name.startswith("."))
+def _class_folders(folder: Path, unlisted: list[str] | None = None) -> list[str]:
+    """The (non-hidden) folders in `folder`; entries that cannot be followed (a link loop) are added to `unlisted`."""
+    try:
+        entries = list(os.scandir(folder))
+    except OSError as exc:
+        raise UserError(f"cannot read {folder}: {exc.strerror or type(exc).__name__}") from None
+    names = []
+    for entry in entries:
+        try:
+            if entry.is_dir() and not entry.name.startswith("."):
+                names.append(entry.name)
+        except OSError as exc:
+            if unlisted is not None:
+                unlisted.append(f"{entry.name}: {exc.strerror or type(exc).__name__}")
+    return sorted(names)
 
 
 def is_split_folder(path: Path) -> bool:
@@ -85,29 +120,42 @@ def is_split_folder(path: Path) -> bool:
 
 
 def list_folder(
-    root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, kind: str = "images", example: str = "jpg|png"
+    root: Path, suffixes: frozenset[str] = IMAGE_SUFFIXES, kind: str = "images", example: str = "jpg|png",
+    quiet: bool = False,
 ) -> Listing:
-    """The files (images, or other `suffixes`) of a class-folder layout; a folder that is not one is a UserError."""
+    """The files (images, or other `suffixes`) of a class-folder layout; a folder that is not one is a UserError.
+
+    Files and folders are read whatever the bytes of their names; links are followed, except back to a folder
+    above them (a loop). What cannot be followed is left out with a warning line (none when `quiet`).
+    """
     if not root.is_dir():
         raise UserError(f"dataset.root {root} is not a folder")
     split = is_split_folder(root)
-    sources = [("train", False), ("test", True)] if split else [("", False)]
-    classes = sorted({c for prefix, _ in sources for c in _class_folders(root / prefix)})
-    digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode())
-    files, labels, is_test = [], [], []
-    for prefix, testing in sources:
-        for name in _class_folders(root / prefix):
-            for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/"), suffixes):
-                files.append(path)
-                labels.append(classes.index(name))
-                is_test.append(testing)
-                digest.update(f"\n{path}:{size}:{mtime}".encode())
+    unlisted: list[str] = []
+    # surrogateescape: a name that is not UTF-8 keeps its bytes (as Python decoded them), so it hashes as it is
+    digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode(errors="surrogateescape"))
+    found = []  # (path, class folder, in test/)
+    for prefix, testing in [("train", False), ("test", True)] if split else [("", False)]:
+        above = frozenset({_identity(root), _identity(root / prefix)})
+        for name in _class_folders(root / prefix, unlisted):
+            for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/"), suffixes, above,
+                                           unlisted):
+                found.append((path, name, testing))
+                digest.update(f"\n{path}:{size}:{mtime}".encode(errors="surrogateescape"))
+    if unlisted and not quiet:
+        entries = "entry" if len(unlisted) == 1 else "entries"
+        warn(f"skipped {len(unlisted)} {entries} in {root} that cannot be read or followed "
+             f"(first: {', '.join(unlisted[:3])})")
+    classes = sorted({name for _, name, _ in found})  # folders holding files: no class without samples
+    index = {name: i for i, name in enumerate(classes)}
+    files = [path for path, _, _ in found]
+    labels = [index[name] for _, name, _ in found]
+    is_test = [testing for _, _, testing in found]
     layout = f"root/<class>/*.{example} or root/train/<class>/… and root/test/<class>/…"
     if not files:
         raise UserError(f"dataset.root {root} holds no {kind} in class folders (expected {layout})")
-    present = sorted(set(labels))
-    if len(present) < 2:
-        raise UserError(f"dataset.root {root} holds one class ({classes[present[0]]}); a classifier needs two or more")
+    if len(classes) < 2:
+        raise UserError(f"dataset.root {root} holds one class ({classes[0]}); a classifier needs two or more")
     if split and not any(is_test):
         raise UserError(f"dataset.root {root}: test/ holds no {kind}")
     return Listing(root, classes, files, np.asarray(labels, dtype=np.int64), np.asarray(is_test) if split else None,
@@ -256,7 +304,7 @@ class ImageFolder(ArrayDataset):
         return required_root(self.settings.root, "folder", "root/<class>/*.jpg|png")
 
     def check(self) -> None:
-        list_folder(self._root())
+        list_folder(self._root(), quiet=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         return folder_arrays(self.settings, self._root())
