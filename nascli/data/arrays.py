@@ -2,32 +2,42 @@
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
+from numpy.lib.npyio import NpzFile
 
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
-from nascli.errors import UserError, require
+from nascli.errors import UserError, first_line, require
 from nascli.registry import register
 
 CHANNEL_COUNTS = (1, 3, 4)
 
 
 def read_npz(path: Path, keys: tuple[str, ...], optional: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
-    """The named arrays of an .npz file, read without unpickling; a missing file or key is a UserError."""
+    """The named arrays of an .npz file, read without unpickling; a file that cannot be read is a UserError naming it."""
+    member = ""  # the array being read, to name in an error
     try:
-        with np.load(path, allow_pickle=False) as data:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, NpzFile):
+            raise UserError(f"{path} holds one array; an .npz of named arrays ({', '.join(keys)}) is expected")
+        with loaded as data:
             missing = [key for key in keys if key not in data.files]
             if missing:
                 raise UserError(f"{path} lacks the array(s) {', '.join(missing)} (it holds {', '.join(data.files)})")
-            return {key: data[key] for key in (*keys, *optional) if key in data.files}
+            arrays = {}
+            for member in (key for key in (*keys, *optional) if key in data.files):
+                arrays[member] = data[member]
+            return arrays
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{path} does not exist") from None
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
-        raise UserError(f"cannot read {path}: {str(exc).splitlines()[0]} (an .npz of plain arrays is expected)") from None
+    except Exception as exc:  # numpy's parsers raise many kinds (ValueError, TokenError, SyntaxError, ...) on a bad file
+        where = f"array {member} of {path}" if member else str(path)
+        raise UserError(f"cannot read {where}: {first_line(exc)} (an .npz of plain arrays is expected)") from None
 
 
 def as_images(x: np.ndarray, name: str) -> np.ndarray:
@@ -44,11 +54,17 @@ def as_images(x: np.ndarray, name: str) -> np.ndarray:
 
 
 def labelled(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Samples and labels checked against each other: one label per sample, numbers that are not NaN."""
+    """Samples and labels checked against each other: one label per sample, real finite numbers, no NaN label."""
     if y.ndim != 1 or len(y) != len(x):
         raise UserError(f"{x_name} has {len(x)} samples but {y_name} has shape {y.shape}; one label per sample is needed")
+    if np.issubdtype(x.dtype, np.complexfloating):
+        raise UserError(f"{x_name} holds complex numbers (dtype {x.dtype}); give real ones, e.g. the real and "
+                        "imaginary parts (or magnitude and phase) as separate channels")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise UserError(f"{x_name} must hold finite numbers (dtype {x.dtype})")
+    unlabelled = int(np.isnan(y).sum()) if np.issubdtype(y.dtype, np.floating) else 0
+    if unlabelled:
+        raise UserError(f"{unlabelled} of the {len(y)} labels in {y_name} are NaN; label those samples or drop them")
     return as_images(x, x_name), y
 
 

@@ -365,7 +365,10 @@ def train_and_validation(y: np.ndarray, settings: DatasetSettings) -> tuple[np.n
 
 def training_pool(y: np.ndarray, settings: DatasetSettings) -> np.ndarray:
     """Indices of the samples labelled `y` kept for training: a stratified share (`train_fraction` < 1) and at most
-    `train_per_class` samples of each class, both drawn with a fixed seed, so retraining sees exactly them."""
+    `train_per_class` samples of each class, both drawn with a fixed seed, so retraining sees exactly them; a single
+    class is a UserError."""
+    if len(np.unique(y)) < 2:
+        raise UserError("every training sample has the same label; a classifier needs samples of two or more classes")
     pool = np.arange(len(y))
     if settings.train_fraction < 1:
         dropped = 1 - settings.train_fraction

@@ -8,7 +8,7 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.data.arrays import as_images, read_npz
+from nascli.data.arrays import labelled, read_npz
 from nascli.data.files import FileDataset
 from nascli.errors import UserError
 from nascli.registry import register
@@ -50,7 +50,8 @@ class _IdxDataset(FileDataset):
         npz = self.alternative()
         if npz is not None:
             data = read_npz(npz, ("x_train", "y_train", "x_test", "y_test"))
-            return as_images(data["x_train"], "x_train"), data["y_train"], as_images(data["x_test"], "x_test"), data["y_test"]
+            return (*labelled(data["x_train"], data["y_train"], "x_train", "y_train"),
+                    *labelled(data["x_test"], data["y_test"], "x_test", "y_test"))
         folder = self.locate()
 
         def load(name: str) -> np.ndarray:
