@@ -6,6 +6,7 @@ import hashlib
 import importlib.util
 import os
 import re
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,13 +16,14 @@ import numpy as np
 
 from nascli.data.base import ArrayDataset, DatasetSettings
 from nascli.data.folder import list_folder, official_or_held_out, required_root
-from nascli.errors import UserError, require, warn
+from nascli.errors import UserError, first_line, require, warn
 from nascli.registry import register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 FSDD_TEST_INDICES = range(5)  # the official split: recordings 0-4 of each digit and speaker are the test set
 CHUNK = 64
+AUDIO_MAGIC = {".wav": (b"RIFF", b"RIFX", b"RF64"), ".flac": (b"fLaC", b"ID3"), ".ogg": (b"OggS",)}  # how files begin
 
 
 @dataclass
@@ -60,36 +62,62 @@ class AudioSettings(SpectrogramSettings):
 
 def with_noise(wave: np.ndarray, snr_db: float, name: str) -> np.ndarray:
     """`wave` plus white noise `snr_db` decibels below its mean power, drawn from a seed of the file's name."""
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "little"))
+    seed = hashlib.sha256(name.encode(errors="surrogateescape")).digest()[:8]  # any name's bytes, as they are
+    rng = np.random.default_rng(int.from_bytes(seed, "little"))
     power = float(np.mean(np.square(wave))) if len(wave) else 0.0
     return (wave + rng.normal(0.0, np.sqrt(power / 10 ** (snr_db / 10)), len(wave))).astype(np.float32)
 
 
-def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarray, list[Optional[str]]]:
-    """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and each file's error or None."""
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why a recording could not be read, in a few words: the counts of these are what the user sees."""
+    if isinstance(exc, OSError):
+        return exc.strerror or type(exc).__name__
+    if path.stat().st_size == 0:
+        return "empty"
+    with open(path, "rb") as file:
+        head = file.read(4)
+    magic = AUDIO_MAGIC.get(path.suffix.lower())
+    if magic is not None and not head.startswith(magic):
+        return f"not a {path.suffix[1:].upper()} file"
+    # soundfile's errors carry libsndfile's own message apart from the file object's name
+    return f"corrupt ({getattr(exc, 'error_string', '') or first_line(exc)})"
+
+
+def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarray, list[Optional[tuple[str, str]]]]:
+    """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and for each file None or, when it cannot
+    be used, its name and why."""
     import librosa  # lazily: only audio datasets need it (pip install 'nascli[audio]')
 
     length = int(round(settings.seconds * settings.sample_rate))
     frames = 1 + length // settings.hop_length
     out = np.zeros((len(paths), 1, settings.n_mels, frames), dtype=np.float32)
-    errors: list[Optional[str]] = []
+    errors: list[Optional[tuple[str, str]]] = []
     for i, path in enumerate(paths):
+        name = f"{path.parent.name}/{path.name}"
         try:
-            wave, _ = librosa.load(path, sr=settings.sample_rate, mono=True)
-            if settings.noise_snr_db is not None:
-                wave = with_noise(wave, settings.noise_snr_db, path.name)
-            wave = librosa.util.fix_length(wave, size=length)
-            mel = librosa.feature.melspectrogram(y=wave, sr=settings.sample_rate, n_fft=settings.n_fft,
-                                                 hop_length=settings.hop_length, n_mels=settings.n_mels)
-            out[i, 0] = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
-            errors.append(None)
+            # a file object: names in any bytes open, and librosa does not retry through audioread (slow, it warns);
+            # any sample rate is resampled to sample_rate
+            with open(path, "rb") as file:
+                wave, _ = librosa.load(file, sr=settings.sample_rate, mono=True)
         except Exception as exc:  # a corrupt or unreadable recording is skipped, not fatal
-            errors.append(f"{path.parent.name}/{path.name}: {type(exc).__name__}")
+            errors.append((name, _unreadable(path, exc)))
+            continue
+        if len(wave) == 0 or not np.isfinite(wave).all():
+            errors.append((name, "with no samples" if len(wave) == 0 else "with NaN or infinite samples"))
+            continue
+        if settings.noise_snr_db is not None:
+            wave = with_noise(wave, settings.noise_snr_db, path.name)
+        wave = librosa.util.fix_length(wave, size=length)
+        mel = librosa.feature.melspectrogram(y=wave, sr=settings.sample_rate, n_fft=settings.n_fft,
+                                             hop_length=settings.hop_length, n_mels=settings.n_mels)
+        out[i, 0] = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=None)
+        errors.append(None)
     return out, errors
 
 
 def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others."""
+    """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others, and
+    why, and none readable is a UserError saying why."""
     if importlib.util.find_spec("librosa") is None:
         raise UserError("audio datasets need librosa: pip install 'nascli[audio]'")
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
@@ -99,10 +127,14 @@ def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) 
     errors = [e for r in results for e in r[1]]
     keep = np.asarray([e is None for e in errors])
     skipped = [e for e in errors if e is not None]
-    if not keep.any():
-        raise UserError(f"{where}: none of the {len(paths)} recordings can be read")
     if skipped:
-        warn(f"skipped {len(skipped)} unreadable recording(s) in {where} (first: {', '.join(skipped[:3])})")
+        reasons = ", ".join(f"{n} {why}" for why, n in Counter(why for _, why in skipped).most_common())
+        first = ", ".join(name for name, _ in skipped[:3])
+        if not keep.any():
+            raise UserError(f"{len(paths)} of {len(paths)} recordings in {where} could not be read: {reasons} "
+                            f"(first: {first})")
+        warn(f"skipped {len(skipped)} unreadable recording(s) in {where} (first: {first}): {reasons}; "
+             f"{int(keep.sum())} of {len(paths)} are used")
     return features[keep], keep
 
 
@@ -116,7 +148,7 @@ class AudioFolder(ArrayDataset):
         return required_root(self.settings.root, "audio_folder", "root/<class>/*.wav")
 
     def check(self) -> None:
-        list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
+        list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav", quiet=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         listing = list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
