@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from nascli.data.base import ArrayDataset, DatasetSettings
-from nascli.errors import UserError
+from nascli.errors import UserError, warn
 
 CACHE = Path.home() / ".cache" / "nascli" / "datasets"
 
@@ -32,13 +32,22 @@ class FileDataset(ArrayDataset):
     system_dir: Optional[str] = None
     install_hint: str = ""
 
+    def _root(self) -> Path | None:
+        """dataset.root (None when unset); one that does not exist is a UserError, never a reason to look elsewhere."""
+        if not self.settings.root:
+            return None
+        root = Path(self.settings.root).expanduser()
+        if not root.exists():
+            raise UserError(f"{self.title} not found: dataset.root {root} does not exist; {self.install_hint}")
+        return root
+
     def _download_root(self) -> Path:
-        return Path(self.settings.root).expanduser() if self.settings.root else CACHE
+        return self._root() or CACHE
 
     def _candidates(self) -> list[Path]:
         dirs = []
-        if self.settings.root:
-            root = Path(self.settings.root).expanduser()
+        root = self._root()
+        if root is not None:
             dirs += [root, root / self.subdir]
         if self.system_dir:
             dirs.append(Path(self.system_dir))
@@ -60,10 +69,8 @@ class FileDataset(ArrayDataset):
 
     def _under_root(self, *names: str) -> list[Path]:
         """`root` itself and root/NAME for each name, when dataset.root is set."""
-        if not self.settings.root:
-            return []
-        root = Path(self.settings.root).expanduser()
-        return [root, *(root / name for name in names)]
+        root = self._root()
+        return [] if root is None else [root, *(root / name for name in names)]
 
     def check(self) -> None:
         if self.alternative() is None and self._find() is None and importlib.util.find_spec("torchvision") is None:
@@ -75,8 +82,10 @@ class FileDataset(ArrayDataset):
 
     def locate(self) -> Path:
         """The folder holding the files, downloading them with torchvision if needed."""
-        found = self._find()
+        found, given = self._find(), self._root()
         if found is not None:
+            if given is not None and found not in (given, given / self.subdir):
+                warn(f"dataset.root {given} holds no {self.title} files ({', '.join(self.files)}); reading {found}")
             return found
         try:
             root = self._download_root()
