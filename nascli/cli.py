@@ -100,9 +100,15 @@ def report(
         None, "--html", help="Also write a self-contained HTML page: the table, curves, Pareto fronts, architectures."
     ),
     plots: Optional[Path] = typer.Option(None, "--plots", help="Also write the HTML page's figures as PNG files here."),
+    force: bool = typer.Option(False, "--force", help="Replace existing --csv, --md and --html files."),
 ) -> None:
     """Compare runs: one row per setting, with mean ± std over seeds; --html and --plots draw them."""
     from nascli.report import display_table, report as build_report
+    from nascli.rundir import check_output
+
+    for path in (csv, md, html):
+        if path is not None:
+            check_output(path, force)
 
     table = build_report(paths)
     shown = display_table(table)
@@ -151,11 +157,12 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory with a retrained model (retrain/model.pt)."),
     format: str = typer.Option("torchscript", "--format", help="torchscript or onnx (pip install 'nascli[onnx]')."),
     out: Optional[Path] = typer.Option(None, "--out", help="The file to write (default: RUN_DIR/export/model.ts|onnx)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
 ) -> None:
     """Export the retrained model, checking that the file reproduces the checkpoint's outputs."""
     from nascli.export import SAMPLE_BATCH, export as export_model
 
-    path, difference = export_model(run_dir, format, out)
+    path, difference = export_model(run_dir, format, out, force)
     console.print(f"wrote {path} ({format}); on a batch of {SAMPLE_BATCH} its outputs match the checkpoint's "
                   f"within {difference:.1e}")
 

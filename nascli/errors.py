@@ -22,6 +22,10 @@ class UserError(Exception):
     """A mistake the user can fix (bad option, missing file, ...); shown as one line, exit code 2."""
 
 
+class StorageError(UserError):
+    """A file could not be written (a full disk, a file-size limit, a read-only folder)."""
+
+
 class TrialFailed(Exception):
     """A trial that could not finish (diverged, out of memory); recorded as failed, the search goes on."""
 
@@ -34,11 +38,11 @@ def exit_with(error: UserError) -> NoReturn:
 
 @contextmanager
 def writing(path: Path) -> Iterator[None]:
-    """Turn an OSError while writing `path` (unwritable, a directory, no space) into a UserError naming it."""
+    """Turn an OSError while writing `path` (unwritable, a directory, no space) into a StorageError naming it."""
     try:
         yield
     except OSError as exc:
-        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise StorageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def warn(message: str) -> None:

@@ -12,7 +12,7 @@ from torch import nn
 
 from nascli.errors import UserError, writing
 from nascli.onnx_writer import write_onnx
-from nascli.rundir import VOCABULARY, RunDir
+from nascli.rundir import EXPORT, VOCABULARY, RunDir, check_output
 from nascli.spaces.stored import load_model
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
@@ -37,18 +37,24 @@ def _onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: 
     return torch.from_numpy(session.run(None, {name: part.numpy() for name, part in zip(names, sample)})[0])
 
 
-def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e-4) -> tuple[Path, float]:
+def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = False,
+           atol: float = 1e-4) -> tuple[Path, float]:
     """Export the run's retrained model; check it reproduces the checkpoint's outputs on a sample batch.
 
     Returns the file and the largest absolute difference of the outputs; a file that does not
-    reproduce them is removed and reported as an error.
+    reproduce them is removed and reported as an error. An earlier export in the run's export folder is replaced;
+    an existing `out` only with `force`.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
     model, checkpoint = load_model(run_dir)
-    out = out or run_dir / "export" / FORMATS[fmt]
-    if out.is_dir():
+    run = RunDir(run_dir)
+    if out is None:
+        out = run.file(EXPORT) / FORMATS[fmt]
+    elif out.is_dir():
         raise UserError(f"--out {out} is a directory; name the file to write")
+    else:
+        check_output(out, force)
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
@@ -68,8 +74,8 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, atol: float = 1e
         out.unlink(missing_ok=True)
         raise UserError(f"the {fmt} export's outputs differ from the checkpoint's by {difference:.2e} (> {atol}); "
                         "nothing was written")
-    vocabulary = RunDir(run_dir).file(VOCABULARY)
-    if vocabulary.exists():
+    vocabulary = run.file(VOCABULARY)
+    if vocabulary.exists() and vocabulary.resolve() != (out.parent / VOCABULARY).resolve():
         with writing(out.parent / VOCABULARY):
             shutil.copyfile(vocabulary, out.parent / VOCABULARY)
     return out, difference

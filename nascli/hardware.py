@@ -62,6 +62,9 @@ def trial_devices(
     parallel sweep jobs spread over the GPUs instead of all landing on GPU 0.
     """
     if not _uses_cuda(settings):
+        if settings.gpus:
+            why = "hardware.device=cpu" if settings.device == "cpu" else "no CUDA GPU is visible"
+            raise UserError(f"hardware.gpus={list(settings.gpus)} names GPUs, but {why}; drop hardware.gpus to run on the CPU")
         return ["cpu"] * settings.workers
     count = torch.cuda.device_count() if gpu_count is None else gpu_count
     gpus = settings.gpus

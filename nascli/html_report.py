@@ -78,8 +78,8 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
         if trials:
             family = (str(row["dataset"]), str(row["space"]), objective)
             families.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
-            if summary is not None and summary.goal is not None and len(summary.goal.get("objectives", [])) > 1:
-                goal = Goal.described(summary.goal)
+            if summary is not None and summary.goal is not None and len(summary.goal.objectives) > 1:
+                goal = Goal.described(summary.goal.to_dict())
                 family = (str(row["dataset"]), str(row["space"]), ",".join(str(o) for o in goal.objectives))
                 goals[family] = goal
                 multi.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)

@@ -43,7 +43,14 @@ def _fits(value: Any, hint: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind is int:
         return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
+    if not isinstance(value, (list, tuple) if kind is list else kind):  # a torch checkpoint may hold tuples
+        return False
+    args = get_args(hint)
+    if kind is list and args:
+        return all(_fits(item, args[0]) for item in value)
+    if kind is dict and args:
+        return all(_fits(key, args[0]) and _fits(item, args[1]) for key, item in value.items())
+    return True
 
 
 def _records_in(hint: Any) -> tuple[Optional[type], bool]:
@@ -111,6 +118,20 @@ class Record:
         return cls(**values)
 
 
+Metric = Union[bool, float, None, list[Any], dict[str, Any]]  # a number or flag, or a structured one (confusion matrix)
+SHAPED_METRICS = {"confusion_matrix": list[list[int]], "init": dict[str, Any], "baselines": dict[str, dict[str, Any]]}
+
+
+def checked_metrics(data: Any, where: str) -> dict[str, Metric]:
+    """A metrics object read from a file (retrain/metrics.json): numbers by name, and the structured ones in their
+    own shapes; anything else is a UserError naming the key."""
+    for key, value in json_object(data, where).items():
+        if not _fits(value, SHAPED_METRICS.get(key, Optional[float])):
+            raise corrupt(where, key)
+    return data
+
+
+
 @dataclass
 class Trial(Record):
     """One finished trial, as trials.jsonl holds it."""
@@ -121,7 +142,7 @@ class Trial(Record):
     arch: dict[str, Any]
     hash: str
     status: str  # ok | failed
-    metrics: dict[str, Any]
+    metrics: dict[str, Metric]
     budget: Optional[float] = None
     seed: Optional[int] = None
     error: Optional[str] = None
@@ -136,6 +157,15 @@ class Trial(Record):
     def value(self, metric: str) -> Optional[float]:
         """A metric of a successful trial (None when it failed or lacks it)."""
         return self.metrics.get(metric) if self.ok else None
+
+
+@dataclass
+class GoalRecord(Record):
+    """A search's goal as summary.json records it, in the settings' own syntax (`Goal.described` reads it)."""
+
+    objectives: list[str]
+    constraints: dict[str, float] = field(default_factory=dict)
+    pick: Optional[str] = None
 
 
 @dataclass
@@ -154,8 +184,8 @@ class Summary(Record):
     objective: str = "val_acc"
     n_trials: int = 0
     n_failed: int = 0
-    best: Optional[dict[str, Any]] = None  # id, hash and objective value of the best trial
-    goal: Optional[dict[str, Any]] = None  # objectives, constraints and pick rule, when not one plain objective
+    best: Optional[dict[str, Union[float, str, None]]] = None  # id, hash and objective value of the best trial
+    goal: Optional[GoalRecord] = None  # objectives, constraints and pick rule, when not one plain objective
     n_feasible: Optional[int] = None  # with constraints: the successful trials that met them
     n_screened: Optional[int] = None  # with constraints: architectures ruled out before training, never run
     front_size: Optional[int] = None  # with several objectives: the trials on the Pareto front

@@ -6,6 +6,7 @@ without resolving interpolations, checkpoints with `weights_only=True`, and noth
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -17,9 +18,11 @@ from typing import Any, Optional
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from nascli.errors import UserError
+from nascli.errors import StorageError, UserError, first_line, writing
+from nascli.fileio import bounded, parse_json, read_json, read_text, refuse_aliases, write_atomic
 from nascli.records import (ArchitectureWeights, Best, Front, ModelHeader, Record, State, Summary, SupernetHeader,
-                            Trial, WarmStartRecord, corrupt, json_object)
+                            Trial, WarmStartRecord, checked_metrics, corrupt, json_object)
+from nascli.registry import COMPONENT_GROUPS, names
 
 CONFIG = "config.yaml"
 RECORD = "run.json"
@@ -34,36 +37,18 @@ SUPERNET = "supernet.pt"
 ARCHITECTURE_WEIGHTS = "architecture_weights.json"
 FRONT = "front.json"
 WARM_START = "warm_start.json"
+EXPORT = "export"
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a file atomically: a reader sees the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path) -> Any:
-    """Read a JSON file; a missing or corrupt one is a UserError naming it."""
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise UserError(f"{path} is a directory, not a JSON file") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path} is not valid JSON ({exc}); the file is corrupt") from None
-
-
+OWN_FILES = (CONFIG, RECORD, TRIALS, BEST, SUMMARY, STATE, RETRAIN_METRICS, MODEL, VOCABULARY, SUPERNET,
+             ARCHITECTURE_WEIGHTS, FRONT, WARM_START)
 def _reject_interpolations(node: Any, where: str) -> None:
-    """Refuse `${...}` anywhere in a stored config: resolving it could read the environment or call resolvers."""
+    """Refuse `${...}` anywhere in a stored config (resolving it could read the environment or call resolvers), and
+    Hydra's instantiation keys (`_target_`, ...), which no stored config holds."""
     if isinstance(node, dict):
-        for value in node.values():
+        for key, value in node.items():
+            if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
+                raise UserError(f"{where} holds an unknown key '{key}' (no stored config has one); the file is corrupt")
             _reject_interpolations(value, where)
     elif isinstance(node, list):
         for value in node:
@@ -102,7 +87,18 @@ class RunDir:
         self._lock: Optional[Any] = None
 
     def file(self, name: str) -> Path:
-        return self.path / name
+        """The path of the run's file `name`; a link anywhere below the run directory is refused, so that no read
+        or write of the run follows one out of it."""
+        path = self.path
+        for part in Path(name).parts:
+            path = path / part
+            if path.is_symlink():
+                raise UserError(f"{path} is a symbolic link; a run directory's files must be its own (refused)")
+        return path
+
+    def owns(self, path: Path) -> bool:
+        """Whether `path` is one of the files that hold this run's records."""
+        return any(path.resolve() == (self.path / name).resolve() for name in (*OWN_FILES, LOCK))
 
     # -- reading ------------------------------------------------------------------------------------
     def holds_run(self) -> bool:
@@ -123,14 +119,21 @@ class RunDir:
         """The stored config, as data: interpolations are refused, not resolved."""
         self.require_run()
         path = self.file(CONFIG)
+        text = read_text(path)
+        refuse_aliases(text, str(path))
         try:
-            config = OmegaConf.load(path)
-            container = OmegaConf.to_container(config, resolve=False)
+            container = OmegaConf.to_container(OmegaConf.create(text), resolve=False)
         except Exception as exc:
-            raise UserError(f"{path} cannot be read ({str(exc).strip().splitlines()[0]}); the file is corrupt") from None
+            raise UserError(f"{path} cannot be read ({first_line(exc)}); the file is corrupt") from None
         if not isinstance(container, dict):
             raise UserError(f"{path} is not a mapping of settings; the file is corrupt")
-        _reject_interpolations(container, str(path))
+        _reject_interpolations(bounded(container, str(path)), str(path))
+        for group in COMPONENT_GROUPS:
+            node = container.get(group)
+            if not isinstance(node, dict) or node.get("name") not in names(group):
+                name = node.get("name") if isinstance(node, dict) else node
+                raise UserError(f"{path} names no registered {group} ({name!r}; registered: {', '.join(names(group))}); "
+                                "the file is corrupt")
         return OmegaConf.create(container)
 
     def record(self) -> dict[str, Any]:
@@ -142,6 +145,10 @@ class RunDir:
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise UserError(f"{self.file(RECORD)} has no valid 'overrides'; the file is corrupt")
         _reject_interpolations(overrides, str(self.file(RECORD)))
+        for override in overrides:
+            if override.split("=", 1)[0].lstrip("+~").replace("/", ".").split(".")[0] == "hydra":
+                raise UserError(f"{self.file(RECORD)} has an override of Hydra's own settings ({override!r}); a stored "
+                                "override sets nascli's settings only; the file is corrupt")
         return record
 
     def overrides(self) -> list[str]:
@@ -167,7 +174,7 @@ class RunDir:
         path = self.file(TRIALS)
         if not path.exists():
             return [], []
-        lines = path.read_text().splitlines()
+        lines = read_text(path).splitlines()
         trials, kept = [], []
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -179,21 +186,22 @@ class RunDir:
                     warnings.warn(f"{path}: dropped a half-written last line", stacklevel=3)
                     break
                 raise UserError(f"{path} line {number} is not valid JSON; the trial log is corrupt") from None
-            trials.append(Trial.from_dict(data, f"{path} line {number}"))
+            except RecursionError:
+                raise UserError(f"{path} line {number} nests too deeply; the trial log is corrupt") from None
+            trials.append(Trial.from_dict(bounded(data, f"{path} line {number}"), f"{path} line {number}"))
             kept.append(line)
         return trials, kept
 
     def state(self) -> Optional[State]:
         """The search's checkpoint, or None when it is missing or empty."""
         path = self.file(STATE)
-        if not path.exists() or not path.read_text().strip():
-            return None
-        return State.from_dict(read_json(path), str(path))
+        text = read_text(path) if path.exists() else ""
+        return State.from_dict(parse_json(text, str(path)), str(path)) if text.strip() else None
 
     def retrain_metrics(self) -> Optional[dict[str, Any]]:
         """retrain/metrics.json, or None when no retraining finished."""
         path = self.file(RETRAIN_METRICS)
-        return json_object(read_json(path), str(path)) if path.exists() else None
+        return checked_metrics(read_json(path), str(path)) if path.exists() else None
 
     def _load_tensors(self, name: str, header: type[Record]) -> dict[str, Any]:
         """A torch file of the run, loaded as tensors and plain values only (never unpickling objects), its header
@@ -241,7 +249,13 @@ class RunDir:
             staging_run._acquire()
             staging_run.save_config(config)
             staging_run.write_record(record)
-            os.replace(staging, path)  # an empty folder made by Hydra is replaced; a filled one refuses
+            try:
+                os.replace(staging, path)  # an empty folder made by Hydra is replaced; a filled one refuses
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                raise UserError(f"{path} already holds a run (another search created it just now); pass another "
+                                "run_dir=... (nothing was overwritten)") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -255,7 +269,9 @@ class RunDir:
         return self
 
     def _acquire(self) -> None:
-        lock = open(self.file(LOCK), "a")
+        path = self.file(LOCK)
+        with writing(path):
+            lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), "a")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -271,7 +287,8 @@ class RunDir:
 
     def _write_json(self, name: str, data: Any, indent: Optional[int] = 2) -> None:
         path = self.file(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(data, indent=indent) + "\n")
 
     def save_config(self, config: DictConfig) -> None:
@@ -324,7 +341,9 @@ class RunDir:
 
     def append_trial(self, trial: Trial) -> None:
         """Append one finished trial to trials.jsonl and force it to disk."""
-        with open(self.file(TRIALS), "a") as f:
+        path = self.file(TRIALS)
+        with writing(path), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644),
+                                      "a") as f:
             f.write(json.dumps(trial.to_dict()) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -333,7 +352,7 @@ class RunDir:
         """The logged trials; a half-written last line is dropped from the file too, so appends start clean."""
         trials, kept = self._read_trials()
         text = "".join(line + "\n" for line in kept)
-        if self.file(TRIALS).exists() and self.file(TRIALS).read_text() != text:
+        if self.file(TRIALS).exists() and read_text(self.file(TRIALS)) != text:
             write_atomic(self.file(TRIALS), text)
         return trials
 
@@ -341,17 +360,39 @@ class RunDir:
         """Replace supernet.pt atomically, so that a kill while saving leaves the previous epoch's: the header, the
         weights and what its training loop needs to continue."""
         checkpoint = {**loop, **header.to_dict(), "state_dict": state_dict}
-        staging = self.file(f".{SUPERNET}.saving")
-        torch.save(checkpoint, staging)
-        os.replace(staging, self.file(SUPERNET))
+        _save_tensors(checkpoint, self.file(SUPERNET))
 
     def save_model(self, header: ModelHeader, state_dict: dict[str, Any]) -> Path:
         """Save retrain/model.pt so that it loads with torch.load(..., weights_only=True)."""
         checkpoint = {**header.to_dict(), "state_dict": state_dict}
         path = self.file(MODEL)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(checkpoint, path)
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        _save_tensors(checkpoint, path)
         return path
+
+
+def check_output(path: Path, force: bool) -> None:
+    """Refuse to write `path` over a run's own records (ever), or over an existing file without --force."""
+    for folder in path.resolve().parents:
+        if (folder / CONFIG).is_file() and RunDir(folder).owns(path):
+            raise UserError(f"{path} is one of the run {folder}'s own files; write elsewhere (nothing was overwritten)")
+    if path.exists() and not force:
+        raise UserError(f"{path} exists; pass --force to replace it (nothing was overwritten)")
+
+
+def _save_tensors(checkpoint: dict[str, Any], path: Path) -> None:
+    """torch.save `checkpoint` to `path` through a staging file, so that a kill or a full disk leaves the previous
+    file whole; a failed write is a StorageError."""
+    staging = path.with_name(f".{path.name}.saving")
+    with writing(path):
+        staging.unlink(missing_ok=True)  # a planted link is removed, never written through
+        try:
+            torch.save(checkpoint, staging)
+        except RuntimeError as exc:  # torch's zip writer reports a failed write so (a full disk, a size limit)
+            staging.unlink(missing_ok=True)
+            raise StorageError(f"cannot write {path}: torch's writer failed ({first_line(exc)})") from None
+        os.replace(staging, path)
 
 
 def find_runs(paths: list[Path]) -> list[RunDir]:

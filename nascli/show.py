@@ -11,8 +11,9 @@ from rich.console import Console
 from rich.table import Table
 
 from nascli.goal import parse_constraints
-from nascli.records import Front, Summary, WarmStartRecord
+from nascli.records import Front, GoalRecord, Summary, WarmStartRecord
 from nascli.rundir import MODEL, RunDir
+from nascli.spaces.stored import load_model
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 
@@ -35,6 +36,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     run = RunDir(run_dir)
     config = OmegaConf.to_container(run.config())
     summary = run.summary() or Summary(kind="search", status="unknown")
+    goal = summary.goal or GoalRecord(objectives=[])
     best, trials, retrained = run.best(), run.trials(), run.retrain_metrics()
     objective = summary.objective
     console.rule(f"[bold]{run_dir}")
@@ -42,8 +44,8 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         "kind": summary.kind, "status": summary.status, "dataset": summary.dataset,
         "space": (config.get("space") or {}).get("name"), "strategy": summary.strategy, "seed": config.get("seed"),
         "trials": f"{summary.n_trials} ({summary.n_failed} failed)",
-        "objectives": ", ".join((summary.goal or {}).get("objectives", [])) or None,
-        "constraints": ", ".join(str(c) for c in parse_constraints((summary.goal or {}).get("constraints") or {})) or None,
+        "objectives": ", ".join(goal.objectives) or None,
+        "constraints": ", ".join(str(c) for c in parse_constraints(goal.constraints)) or None,
         "feasible": summary.n_feasible, "screened out": summary.n_screened,
         "hypervolume": (summary.hypervolume or {}).get("value"),
         f"best {objective}": summary.best_value, "test_acc": summary.test_acc,
@@ -98,7 +100,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     if retrained is not None and retrained.get("baselines"):
         _print_baselines(retrained, console)
     if run.file(MODEL).exists():
-        checkpoint = run.load_checkpoint()
+        checkpoint = load_model(run_dir)[1]  # built and loaded: a checkpoint that does not fit its space is refused
         tensors = checkpoint["state_dict"].values()
         console.print(f"{'checkpoint':>14}  {len(tensors)} tensors, {sum(t.numel() for t in tensors)} values, "
                       f"input {checkpoint['input_shape']}, {checkpoint['num_classes']} classes", markup=False)

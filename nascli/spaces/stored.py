@@ -13,8 +13,8 @@ from typing import Any
 from torch import Tensor, nn
 
 from nascli.data.base import input_shape_of
-from nascli.errors import UserError
-from nascli.rundir import MODEL, RunDir
+from nascli.errors import UserError, first_line
+from nascli.rundir import MODEL, SUPERNET, RunDir
 from nascli.settings import component
 from nascli.spaces.base import Arch, SearchSpace
 
@@ -35,8 +35,7 @@ def load_model(run_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
                             checkpoint["num_classes"], checkpoint.get("vocab_size"))
         model.load_state_dict(checkpoint["state_dict"])
     except Exception as exc:  # an architecture or weights that do not fit the space or each other
-        raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: "
-                        f"{str(exc).strip().splitlines()[0]}") from None
+        raise UserError(f"{run.file(MODEL)} does not match its run's {space.name} space: {first_line(exc)}") from None
     return model.eval(), checkpoint
 
 
@@ -52,8 +51,11 @@ def weight_source(path_text: str) -> Callable[[Arch], dict[str, Tensor]]:
     if checkpoint is None:
         raise UserError(f"{run.path} has neither a retrained model nor a supernet to initialise from")
     space = space_of(run.config())
-    supernet = space.supernet(input_shape_of(checkpoint), checkpoint["num_classes"])
-    supernet.load_state_dict(checkpoint["state_dict"])
+    try:
+        supernet = space.supernet(input_shape_of(checkpoint), checkpoint["num_classes"])
+        supernet.load_state_dict(checkpoint["state_dict"])
+    except Exception as exc:  # weights that do not fit the space's supernet
+        raise UserError(f"{run.file(SUPERNET)} does not match its run's {space.name} supernet: {first_line(exc)}") from None
 
     def path_weights(arch: Arch) -> dict[str, Tensor]:
         try:
