@@ -8,8 +8,8 @@ error naming the file and the key, never a record with a wrong type inside.
 from __future__ import annotations
 
 import types
-from functools import cache
 from dataclasses import MISSING, dataclass, field, fields
+from functools import cache
 from typing import Any, ClassVar, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from nascli.errors import UserError

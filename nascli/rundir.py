@@ -42,6 +42,8 @@ LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 OWN_FILES = (CONFIG, RECORD, TRIALS, BEST, SUMMARY, STATE, RETRAIN_METRICS, MODEL, VOCABULARY, SUPERNET,
              ARCHITECTURE_WEIGHTS, FRONT, WARM_START)
+
+
 def _reject_interpolations(node: Any, where: str) -> None:
     """Refuse `${...}` anywhere in a stored config (resolving it could read the environment or call resolvers), and
     Hydra's instantiation keys (`_target_`, ...), which no stored config holds."""

@@ -13,12 +13,13 @@ from typing import Any, Callable
 
 import pytest
 import torch
-
-from nascli.errors import UserError, writing
-from nascli.rundir import RunDir
+from omegaconf import OmegaConf
 from conftest import TINY
 from test_errors import assert_one_line_error
 from test_hardening import ZEN, Nas, edit_config, edit_json, no_this, run, snapshot, tabular_run, template  # noqa: F401
+
+from nascli.errors import UserError, writing
+from nascli.rundir import RunDir
 
 COMMANDS = {
     "resume": lambda run: ["search", "--resume", str(run)],
@@ -62,9 +63,7 @@ def test_a_link_out_of_the_run_directory_is_refused(nas: Nas, run: Path, workdir
     outside = workdir / "outside"
     outside.mkdir()
     target = outside / name
-    if (run / name).is_dir():
-        (run / name).rename(target)
-    elif (run / name).exists():
+    if (run / name).exists():
         (run / name).rename(target)
     (run / name).symlink_to(target)
     before = snapshot(outside)
@@ -253,8 +252,6 @@ def test_retrain_init_from_another_space_is_one_line(nas: Nas, run: Path, tabula
 
 def test_create_losing_a_race_is_already_holds_a_run(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two searches creating the same run directory: the one that loses is told it already holds a run."""
-    from omegaconf import OmegaConf
-
     target = workdir / "race"
     real_replace = os.replace
 
