@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, ClassVar, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
 from nascli.errors import UserError
+from nascli.goal import Goal, parse_objective
 
 R = TypeVar("R", bound="Record")
 
@@ -167,6 +168,15 @@ class GoalRecord(Record):
     constraints: dict[str, float] = field(default_factory=dict)
     pick: Optional[str] = None
 
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> GoalRecord:
+        record = super().from_dict(data, where)
+        try:
+            Goal.described(record.to_dict())
+        except ValueError as exc:
+            raise UserError(f"{where} holds no valid goal ({exc}); the file is corrupt") from None
+        return record
+
 
 @dataclass
 class Summary(Record):
@@ -263,6 +273,15 @@ class Front(Record):
     constraints: dict[str, float] = field(default_factory=dict)
     pick: Optional[str] = None
     hypervolume: Optional[dict[str, Any]] = None
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Front:
+        front = super().from_dict(data, where)
+        GoalRecord.from_dict(front.to_dict(), where)
+        metrics = [parse_objective(text).metric for text in front.objectives]
+        if not all(_fits(trial.metrics.get(metric), float) for trial in front.trials for metric in metrics):
+            raise UserError(f"{where} has a trial without a value of every objective; the file is corrupt")
+        return front
 
 
 @dataclass

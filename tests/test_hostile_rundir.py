@@ -178,6 +178,17 @@ def test_warm_start_and_front_records_are_checked(nas: Nas, run: Path) -> None:
     assert_one_line_error(code, err, "front.json")
 
 
+def test_a_goal_or_front_that_does_not_parse_is_one_line(nas: Nas, run: Path, workdir: Path) -> None:
+    edit_json(run / "summary.json", lambda s: {**s, "goal": {"objectives": ["x:sideways", "y:max"]}})
+    code, _, err = nas("report", str(run), "--html", str(workdir / "r.html"))
+    assert_one_line_error(code, err, "summary.json", "x:sideways")
+    edit_json(run / "summary.json", lambda s: {k: v for k, v in s.items() if k != "goal"})
+    trial = json.loads((run / "trials.jsonl").read_text().splitlines()[0])
+    (run / "front.json").write_text(json.dumps({"objectives": ["val_acc:max", "missing:min"], "trials": [trial]}))
+    code, _, err = nas("show", str(run))
+    assert_one_line_error(code, err, "front.json")
+
+
 def test_refused_resume_with_an_invalid_pending_architecture_changes_nothing(nas: Nas, run: Path) -> None:
     state = json.loads((run / "state.json").read_text())
     state["pending"] = [{"id": 99, "arch": {"nonsense": 1}}]

@@ -10,7 +10,7 @@ from nascli.errors import UserError
 from nascli.records import (ArchitectureWeights, Best, Confirmation, Front, ModelHeader, PendingTrial, State, Summary,
                             Trial, WarmStartRecord)
 
-TRIAL = Trial(3, {"blocks": []}, "abc", "ok", {"val_acc": 90.0}, budget=None, seed=7, elapsed=1.5)
+TRIAL = Trial(3, {"blocks": []}, "abc", "ok", {"val_acc": 90.0, "params": 1000}, budget=None, seed=7, elapsed=1.5)
 RECORDS = [
     TRIAL,
     Summary(kind="search", status="completed", best={"id": 3}, baselines={"late_fusion": None}),
