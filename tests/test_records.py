@@ -31,8 +31,8 @@ def test_a_record_reads_back_what_it_wrote(record) -> None:
 
 def test_a_search_s_best_is_its_trial_at_the_top_level() -> None:
     written = RECORDS[2].to_dict()
-    assert written["id"] == 3 and written["metrics"] == {"val_acc": 90.0} and written["space"] == "chain"
-    assert "chosen" not in written and Best.from_dict(written, "best.json").metrics == {"val_acc": 90.0}
+    assert written["id"] == 3 and written["metrics"] == TRIAL.metrics and written["space"] == "chain"
+    assert "chosen" not in written and Best.from_dict(written, "best.json").metrics == TRIAL.metrics
     assert Best.from_dict(RECORDS[3].to_dict(), "best.json").metrics == {}  # a retraining's names no trial
 
 
