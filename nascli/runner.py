@@ -16,6 +16,7 @@ from nascli.data.base import DataSplits
 from nascli.errors import UserError
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import LATENCY_BATCH
+from nascli.executors.ray import check_cluster
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
                             multi_objective_strategies)
 from nascli.goal import Goal
@@ -99,8 +100,12 @@ def _check_supernet(cfg: RunConfig) -> None:
 
 
 def _check_ray(cfg: RunConfig) -> None:
-    if cfg.hardware.executor == "ray" and importlib.util.find_spec("ray") is None:
+    """Ray is installed, and the cluster of hardware.ray_address answers and accepts this process (within seconds)."""
+    if cfg.hardware.executor != "ray":
+        return
+    if importlib.util.find_spec("ray") is None:
         raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'")
+    check_cluster(cfg.hardware.ray_address)
 
 
 def _parts(cfg: RunConfig, job_index: Optional[int] = None) -> SearchParts:

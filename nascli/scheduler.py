@@ -8,6 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Optional
 
+from nascli.errors import UserError
 from nascli.executors.base import Executor, Task
 from nascli.goal import Goal
 from nascli.records import PendingTrial, State, Trial
@@ -139,7 +140,7 @@ class Scheduler:
         if self.confirming and max_seconds is not None and self.elapsed() >= max_seconds:
             self.log(f"search.max_seconds={max_seconds:g} is spent: {len(self.confirming)} confirming trials left out")
             self.confirming = []
-        while self.confirming and len(self.pending) < self.executor.slots:
+        while self.confirming and len(self.pending) < self._capacity():
             run = self.confirming.pop(0)
             self.pending.append(self._pending(self.next_id, Proposal(run["arch"], run["budget"]), repeat=run["repeat"]))
             self.next_id += 1
@@ -155,7 +156,7 @@ class Scheduler:
         """Ask the strategy for a proposal per free slot while the trial limit and the time budget last."""
         deadline = self._deadline()
         limit = self.settings.trial_limit
-        while len(self.pending) < self.executor.slots and (limit is None or self.next_id < limit):
+        while len(self.pending) < self._capacity() and (limit is None or self.next_id < limit):
             if deadline is not None and self.elapsed() >= deadline:
                 break
             self.strategy.pace = self._pace()
@@ -237,14 +238,23 @@ class Scheduler:
         fold = repeat if repeat is not None and self.settings.confirm_folds else 0
         return Pending(Task(trial_id, proposal.arch, key, proposal.budget, seed, repeat, fold), attempts=attempts)
 
+    def _capacity(self) -> int:
+        """How many proposals may be in flight: one per usable slot, and one when none is left, so that a search
+        whose every slot was given up stops with an error (resumable) rather than ending as if it were done."""
+        return max(1, len(self.executor.usable_slots()))
+
     def _dispatch(self) -> None:
         """Start waiting proposals, oldest first, on free slots."""
+        usable = self.executor.usable_slots()
         busy = {item.slot for item in self.pending if item.slot is not None}
-        free = [slot for slot in range(self.executor.slots) if slot not in busy]
+        free = [slot for slot in usable if slot not in busy]
         for item in self.pending:
             if item.future is None and free:
                 item.slot = free.pop(0)
                 item.future = self.executor.submit(item.slot, item.task)
+        if not usable and any(item.future is None for item in self.pending):
+            raise UserError("every trial slot was given up (no machine could start its worker again); continue "
+                            "the search with `nas search --resume RUN_DIR` once there is room for its workers")
 
 
 def _done(trial: Trial) -> Future:

@@ -61,18 +61,16 @@ def run_task(evaluator: Evaluator, task: Task) -> Trial:
     return task.trial("ok", metrics)
 
 
-def settle(
-    inner: Future, task: Task, lost: type[BaseException], reason: str, replace_worker: Callable[[], None]
-) -> Future:
-    """The trial record from a worker's future; if the worker died (`lost`), a failed trial and a new worker."""
+def settle(inner: Future, task: Task, lost: type[BaseException], on_lost: Callable[[], str]) -> Future:
+    """The trial record from a worker's future; if the worker died (`lost`), a failed trial for the reason `on_lost`
+    gives as it replaces the worker (or gives its slot up)."""
     result: Future = Future()
 
     def finished(done: Future) -> None:
         try:
             result.set_result(done.result())
         except lost:
-            replace_worker()
-            result.set_result(task.failed(reason))
+            result.set_result(task.failed(on_lost()))
         except Exception as exc:  # e.g. a result that could not be sent back: the trial failed, the search goes on
             result.set_result(task.failed(failure_reason(exc)))
 
@@ -81,9 +79,13 @@ def settle(
 
 
 class Executor(ABC):
-    """Runs tasks on a fixed number of slots; a slot runs one task at a time."""
+    """Runs tasks on `slots` slots, a task at a time each; an executor may give a slot up (see usable_slots)."""
 
     slots: int = 1
+
+    def usable_slots(self) -> list[int]:
+        """The slots that take tasks: all of them unless the executor gave one up (a worker no machine could start)."""
+        return list(range(self.slots))
 
     @abstractmethod
     def submit(self, slot: int, task: Task) -> Future:

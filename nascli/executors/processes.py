@@ -58,10 +58,11 @@ class ProcessExecutor(Executor):
         except BrokenProcessPool:  # the worker died while idle: the task never ran, so start it on a new one
             self._replace(slot)
             inner = self.pools[slot].submit(_run, task)
-        return settle(
-            inner, task, BrokenProcessPool, f"the worker process on {self.devices[slot]} died",
-            lambda: self._replace(slot),
-        )
+        return settle(inner, task, BrokenProcessPool, lambda: self._lost(slot))
+
+    def _lost(self, slot: int) -> str:
+        self._replace(slot)
+        return f"the worker process on {self.devices[slot]} died"
 
     def _replace(self, slot: int) -> None:
         self.pools[slot].shutdown(wait=False)
