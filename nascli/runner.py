@@ -13,18 +13,19 @@ from typing import Any, Optional
 
 from nascli.config import RunConfig, override_key, resume_config, validate
 from nascli.data.base import DataSplits
-from nascli.errors import UserError
+from nascli.errors import StorageError, UserError, first_line
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import LATENCY_BATCH
 from nascli.executors.ray import check_cluster
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
                             multi_objective_strategies)
+from nascli.fileio import read_json
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
 from nascli.printout import console, print_result, progress
-from nascli.records import Best, State, Summary, Trial
+from nascli.records import Best, GoalRecord, State, Summary, Trial
 from nascli.retraining import Retraining
-from nascli.rundir import STATE, RunDir, read_json
+from nascli.rundir import STATE, RunDir
 from nascli.scheduler import Scheduler
 from nascli.selection import write_answer
 from nascli.spaces.base import Arch, SearchSpace
@@ -82,9 +83,13 @@ def check_job(cfg: RunConfig) -> None:
     if cfg.search.warm_start:
         load_earlier(cfg.search.warm_start, build_space(cfg), cfg.space.name)
     if cfg.retrain.init and (cfg.retrain.enabled or cfg.source):
-        RunDir(Path(cfg.retrain.init).expanduser()).require_run()
+        init_space = RunDir(Path(cfg.retrain.init).expanduser()).config().space.name
+        if init_space != cfg.space.name:
+            raise UserError(f"retrain.init={cfg.retrain.init} is a run of space={init_space}; its weights cannot start "
+                            f"a space={cfg.space.name} network")
     trial_devices(cfg.hardware)
-    _check_ray(cfg)
+    if not cfg.source:  # a retraining trains in this process, never on Ray
+        _check_ray(cfg)
 
 
 def _check_supernet(cfg: RunConfig) -> None:
@@ -164,6 +169,10 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
         raise UserError(f"{run_dir} holds a finished search (status {previous.status}); there is nothing to resume")
     record = run.record()
     cfg = validate(resume_config(run.config(), record.get("overrides", []), overrides))
+    address = cfg.hardware.ray_address
+    if address and "hardware.ray_address" not in {override_key(o) for o in overrides}:
+        raise UserError(f"{run_dir} ran on the Ray cluster at {address}, and a stored address is never used on its "
+                        f"own: pass hardware.ray_address={address} to resume there (or hardware.ray_address=null)")
     state, logged = run.state(), run.trials()
     if state is None and logged:
         raise UserError(f"{run_dir} has {len(logged)} logged trials but no checkpoint (state.json is missing or "
@@ -175,6 +184,12 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
         except Exception as exc:
             raise UserError(f"{run.file(STATE)} does not hold a {cfg.strategy.name} checkpoint ({exc}); "
                             "the file is corrupt") from None
+        for pending in state.pending:
+            try:
+                parts.space.validate(pending.arch)
+            except Exception as exc:
+                raise UserError(f"{run.file(STATE)} has a pending trial {pending.id} that is no {cfg.space.name} "
+                                f"architecture ({first_line(exc)}); the file is corrupt") from None
     run.open_for_writing()
     try:
         logged = run.recover_trials()
@@ -199,7 +214,7 @@ def _search(
         strategy=cfg.strategy.name, seed=cfg.seed, objective=goal.primary.metric,
     )
     if goal.multi or goal.constraints:
-        summary.goal = goal.describe()
+        summary.goal = GoalRecord(**goal.describe())
     if goal.constraints:
         summary.n_feasible, summary.n_screened = 0, 0
 
@@ -254,7 +269,8 @@ def _search(
 def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0) -> Iterator[None]:
     """Write summary.json with the wall time however the work ends, release the run, and print the result.
 
-    Ctrl-C (or SIGTERM) records the status `interrupted`, prints how to continue, and exits with code 130.
+    Ctrl-C (or SIGTERM) records the status `interrupted`, prints how to continue, and exits with code 130. A file
+    that cannot be written (a full disk) stops the work with one line; what was written before is kept.
     """
     start = time.perf_counter()
     interrupted = False
@@ -262,13 +278,23 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
         yield
     except KeyboardInterrupt:
         interrupted, summary.status = True, "interrupted"
+    except StorageError as exc:
+        summary.status, summary.error = "crashed", str(exc)
+        again = f"nas search --resume {run.path}" if summary.kind == "search" else "the same nas retrain"
+        raise StorageError(f"{exc}; the finished work is kept: free space (or make {run.path} writable) and run "
+                           f"`{again}`") from None
     except BaseException as exc:  # a bug or a kill: the run stays resumable, as after a crash
         summary.status, summary.error = "crashed", f"stopped by {type(exc).__name__}: {exc}"
         raise
     finally:
         summary.wall_seconds = round(elapsed_before + time.perf_counter() - start, 3)
-        run.write_summary(summary)
-        run.close()
+        try:
+            run.write_summary(summary)
+        except StorageError:
+            if summary.status != "crashed":
+                raise
+        finally:
+            run.close()
     print_result(run, summary)
     if interrupted:
         raise SystemExit(130)
@@ -306,7 +332,7 @@ def _inherited_overrides(source: Path, args: list[str]) -> list[str]:
     def kept(override: str) -> bool:
         key = override_key(override)
         group = key.split(".")[0]
-        return group in INHERITED and key not in given and group not in given
+        return group in INHERITED and key not in given and group not in given and key != "hardware.ray_address"
 
     return [override for override in run.overrides() if kept(override)]
 
