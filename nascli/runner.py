@@ -82,11 +82,13 @@ def check_job(cfg: RunConfig) -> None:
         cfg.evaluator.cls.check_metrics(cfg.evaluator.settings, named)
     if cfg.search.warm_start:
         load_earlier(cfg.search.warm_start, build_space(cfg), cfg.space.name)
-    if cfg.retrain.init and (cfg.retrain.enabled or cfg.source):
-        init_space = RunDir(Path(cfg.retrain.init).expanduser()).config().space.name
+    inits = {"retrain.init": cfg.retrain.init if cfg.retrain.enabled or cfg.source else None,
+             "evaluator.init": getattr(cfg.evaluator.settings, "init", None)}
+    for key, init in inits.items():
+        init_space = RunDir(Path(init).expanduser()).config().space.name if init else cfg.space.name
         if init_space != cfg.space.name:
-            raise UserError(f"retrain.init={cfg.retrain.init} is a run of space={init_space}; its weights cannot start "
-                            f"a space={cfg.space.name} network")
+            raise UserError(f"{key}={init} is a run of space={init_space}; its weights cannot start a "
+                            f"space={cfg.space.name} network")
     trial_devices(cfg.hardware)
     if not cfg.source:  # a retraining trains in this process, never on Ray
         _check_ray(cfg)

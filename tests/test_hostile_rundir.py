@@ -256,9 +256,11 @@ def test_gpus_on_a_machine_without_one_is_one_line(nas: Nas, workdir: Path) -> N
     assert not (workdir / "g").exists()
 
 
-def test_retrain_init_from_another_space_is_one_line(nas: Nas, run: Path, tabular_run: Path) -> None:
+def test_weights_from_a_run_of_another_space_are_one_line(nas: Nas, run: Path, tabular_run: Path) -> None:
     code, _, err = nas("retrain", str(run), f"retrain.init={tabular_run}", "run_dir=rt")
-    assert_one_line_error(code, err, "retrain.init")
+    assert_one_line_error(code, err, "retrain.init", "space=nb201")
+    code, _, err = nas("search", "dataset=synthetic", f"evaluator.init={tabular_run}", "run_dir=ev")
+    assert_one_line_error(code, err, "evaluator.init", "space=nb201")
 
 
 def test_create_losing_a_race_is_already_holds_a_run(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
