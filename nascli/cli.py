@@ -143,13 +143,21 @@ def report(
 def show(
     run_dir: Path = typer.Argument(..., help="A run directory."),
     top: int = typer.Option(10, "--top", help="How many of the best trials to list."),
+    watch: Optional[float] = typer.Option(
+        None, "--watch", help="Redraw every this many seconds while the search runs (Ctrl-C stops watching)."
+    ),
 ) -> None:
     """Show one run in detail: outcome, config, best architecture, top trials, retraining, files."""
-    from nascli.show import show as show_run
+    from nascli.show import show as show_run, watch as watch_run
 
     if top < 0:
         raise UserError(f"--top must be 0 or more, got {top}")
-    show_run(run_dir, console, top)
+    if watch is None:
+        show_run(run_dir, console, top)
+    elif not watch > 0:
+        raise UserError(f"--watch takes seconds between redraws, more than 0; got {watch}")
+    else:
+        watch_run(run_dir, console, top, watch)
 
 
 @app.command()

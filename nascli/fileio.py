@@ -94,3 +94,18 @@ def refuse_aliases(text: str, where: str) -> None:
                 raise UserError(f"{where} holds a YAML alias; a stored config holds plain values; the file is corrupt")
     except yaml.YAMLError as exc:
         raise UserError(f"{where} cannot be read ({first_line(exc)}); the file is corrupt") from None
+
+
+def reject_interpolations(node: Any, where: str) -> None:
+    """Refuse `${...}` anywhere in a stored config (resolving it could read the environment or call resolvers), and
+    Hydra's instantiation keys (`_target_`, ...), which no stored config holds."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
+                raise UserError(f"{where} holds an unknown key '{key}' (no stored config has one); the file is corrupt")
+            reject_interpolations(value, where)
+    elif isinstance(node, list):
+        for value in node:
+            reject_interpolations(value, where)
+    elif isinstance(node, str) and "${" in node:
+        raise UserError(f"{where} holds an interpolation ({node!r}); a stored config must hold plain values")

@@ -19,7 +19,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from nascli.errors import StorageError, UserError, first_line, writing
-from nascli.fileio import bounded, parse_json, read_json, read_text, refuse_aliases, write_atomic
+from nascli.fileio import bounded, parse_json, read_json, read_text, refuse_aliases, reject_interpolations, write_atomic
 from nascli.records import (ArchitectureWeights, Best, Front, ModelHeader, Record, State, Summary, SupernetHeader,
                             Trial, WarmStartRecord, checked_metrics, corrupt, json_object)
 from nascli.registry import COMPONENT_GROUPS, names
@@ -42,21 +42,6 @@ LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 OWN_FILES = (CONFIG, RECORD, TRIALS, BEST, SUMMARY, STATE, RETRAIN_METRICS, MODEL, VOCABULARY, SUPERNET,
              ARCHITECTURE_WEIGHTS, FRONT, WARM_START)
-
-
-def _reject_interpolations(node: Any, where: str) -> None:
-    """Refuse `${...}` anywhere in a stored config (resolving it could read the environment or call resolvers), and
-    Hydra's instantiation keys (`_target_`, ...), which no stored config holds."""
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if isinstance(key, str) and key.startswith("_") and key.endswith("_"):
-                raise UserError(f"{where} holds an unknown key '{key}' (no stored config has one); the file is corrupt")
-            _reject_interpolations(value, where)
-    elif isinstance(node, list):
-        for value in node:
-            _reject_interpolations(value, where)
-    elif isinstance(node, str) and "${" in node:
-        raise UserError(f"{where} holds an interpolation ({node!r}); a stored config must hold plain values")
 
 
 def usable_dir(path_text: str, what: str) -> Path:
@@ -117,6 +102,20 @@ class RunDir:
         if not self.file(CONFIG).is_file():
             raise UserError(f"{self.path} is not a run directory (no {CONFIG})")
 
+    def in_use(self) -> bool:
+        """Whether a nas process holds the run's lock, i.e. writes it now (asked without disturbing that process)."""
+        try:
+            fd = os.open(self.file(LOCK), os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # released with the descriptor below
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def config(self) -> DictConfig:
         """The stored config, as data: interpolations are refused, not resolved."""
         self.require_run()
@@ -129,7 +128,7 @@ class RunDir:
             raise UserError(f"{path} cannot be read ({first_line(exc)}); the file is corrupt") from None
         if not isinstance(container, dict):
             raise UserError(f"{path} is not a mapping of settings; the file is corrupt")
-        _reject_interpolations(bounded(container, str(path)), str(path))
+        reject_interpolations(bounded(container, str(path)), str(path))
         for group in COMPONENT_GROUPS:
             node = container.get(group)
             if not isinstance(node, dict) or node.get("name") not in names(group):
@@ -146,7 +145,7 @@ class RunDir:
         overrides = record.get("overrides", [])
         if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
             raise UserError(f"{self.file(RECORD)} has no valid 'overrides'; the file is corrupt")
-        _reject_interpolations(overrides, str(self.file(RECORD)))
+        reject_interpolations(overrides, str(self.file(RECORD)))
         for override in overrides:
             if override.split("=", 1)[0].lstrip("+~").replace("/", ".").split(".")[0] == "hydra":
                 raise UserError(f"{self.file(RECORD)} has an override of Hydra's own settings ({override!r}); a stored "

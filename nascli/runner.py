@@ -240,6 +240,7 @@ def _search(
                 summary.count(trial)
             if logged:
                 answer()
+            run.write_summary(summary)  # status running: `nas show` reads the search's progress from it
             with progress() as bar:
                 limit = cfg.search.trial_limit
                 total = None if limit is None else limit + scheduler.confirming_planned()
@@ -251,6 +252,8 @@ def _search(
                         answer()
                     if parts.knowledge is not None:  # the weights up to the trial before: it is told after this
                         run.write_warm_start(parts.knowledge.describe())
+                    summary.wall_seconds = round(scheduler.elapsed(), 3)
+                    run.write_summary(summary)
                     best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
                     bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
             if parts.knowledge is not None:

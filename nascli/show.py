@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from omegaconf import OmegaConf
 from rich.console import Console
@@ -13,6 +14,7 @@ from rich.table import Table
 from nascli.goal import parse_constraints
 from nascli.records import Front, GoalRecord, Summary, WarmStartRecord
 from nascli.rundir import MODEL, RunDir
+from nascli.settings import SearchSettings, typed_settings
 from nascli.spaces.stored import load_model
 
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
@@ -36,12 +38,16 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     run = RunDir(run_dir)
     config = OmegaConf.to_container(run.config())
     summary = run.summary() or Summary(kind="search", status="unknown")
+    running = summary.status == "running" and run.in_use()
+    status = summary.status
+    if summary.status == "running" and not running:
+        status = f"stopped without a summary (killed or crashed); continue with: nas search --resume {run_dir}"
     goal = summary.goal or GoalRecord(objectives=[])
     best, trials, retrained = run.best(), run.trials(), run.retrain_metrics()
     objective = summary.objective
     console.rule(f"[bold]{run_dir}")
     facts = {
-        "kind": summary.kind, "status": summary.status, "dataset": summary.dataset,
+        "kind": summary.kind, "status": status, "dataset": summary.dataset,
         "space": (config.get("space") or {}).get("name"), "strategy": summary.strategy, "seed": config.get("seed"),
         "trials": f"{summary.n_trials} ({summary.n_failed} failed)",
         "objectives": ", ".join(goal.objectives) or None,
@@ -49,7 +55,8 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         "feasible": summary.n_feasible, "screened out": summary.n_screened,
         "hypervolume": (summary.hypervolume or {}).get("value"),
         f"best {objective}": summary.best_value, "test_acc": summary.test_acc,
-        "wall seconds": summary.wall_seconds, "error": summary.error,
+        "wall seconds": summary.wall_seconds, "budget left": _budget_left(config, summary) if running else None,
+        "error": summary.error,
     }
     for key, value in facts.items():
         if value is not None:
@@ -107,6 +114,30 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     console.rule("files")
     for path in run.files():
         console.print(f"{_size(path.stat().st_size):>9}  {path.relative_to(run_dir)}", markup=False)
+
+
+def _budget_left(config: dict[str, Any], summary: Summary) -> Optional[str]:
+    """What a running search has left of search.max_trials and search.max_seconds."""
+    search = typed_settings(SearchSettings, config.get("search") or {}, "search.")
+    left = [] if search.trial_limit is None else [f"{max(search.trial_limit - summary.n_trials, 0)} trials"]
+    if search.max_seconds is not None:
+        left.append(f"{max(search.max_seconds - (summary.wall_seconds or 0), 0):.0f} s")
+    return ", ".join(left) or None
+
+
+def watch(run_dir: Path, console: Console, top: int, seconds: float) -> None:
+    """Show the run again every `seconds` while a nas process writes it; Ctrl-C stops watching (not the search)."""
+    try:
+        while True:
+            console.clear()
+            show(run_dir, console, top)
+            if not RunDir(run_dir).in_use():
+                return
+            console.print(f"watching: redrawn every {seconds:g} s while the search runs; Ctrl-C stops watching",
+                          markup=False)
+            time.sleep(seconds)
+    except KeyboardInterrupt:
+        return
 
 
 def _print_baselines(retrained: dict[str, Any], console: Console) -> None:

@@ -1,0 +1,56 @@
+"""Watching a search: `nas show` on a running, a stopped and a finished run, and `--watch`."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from conftest import TINY
+from nascli.evaluators.train import TrainEvaluator
+from nascli.show import show
+from test_errors import assert_one_line_error
+from test_hardening import Nas, run, template  # noqa: F401
+
+
+def test_show_on_a_running_search_says_so_with_its_progress_and_budget(
+    nas: Nas, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a search runs (here: as its third trial starts), `nas show` reads its progress without disturbing it."""
+    original, seen, log = TrainEvaluator.evaluate, [], workdir / "live" / "trials.jsonl"
+
+    def evaluate(self, arch, seed, budget=None, fold=0):  # noqa: ANN001, ANN202
+        if not seen and log.is_file() and len(log.read_text().splitlines()) == 2:
+            buffer = io.StringIO()
+            show(workdir / "live", Console(file=buffer, width=200), top=5)
+            seen.append(buffer.getvalue())
+        return original(self, arch, seed, budget, fold)
+
+    monkeypatch.setattr(TrainEvaluator, "evaluate", evaluate)
+    code, _, err = nas("search", *TINY, "search.max_trials=4", "retrain.enabled=false", "run_dir=live")
+    assert code == 0, err
+    text = seen[0]
+    assert "status  running" in text and "trials  2 (0 failed)" in text and "budget left  2 trials" in text
+    assert "best val_acc" in text and "top 2 of 2 trials" in text
+    summary = json.loads((workdir / "live" / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["n_trials"] == 4
+
+
+def test_show_on_a_search_that_died_says_how_to_continue(nas: Nas, run: Path) -> None:
+    """A summary still saying `running` with no process holding the run: it was killed; show says to resume."""
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "status": "running"}))
+    code, out, err = nas("show", str(run))
+    assert code == 0, err
+    assert "stopped without a summary" in out and f"nas search --resume {run}" in out and "budget left" not in out
+
+
+def test_watch_returns_once_no_process_writes_the_run(nas: Nas, run: Path) -> None:
+    code, out, err = nas("show", str(run), "--watch", "0.05")
+    assert code == 0, err
+    assert out.count("best architecture") == 1 and "watching" not in out
+    code, _, err = nas("show", str(run), "--watch", "0")
+    assert_one_line_error(code, err, "--watch")
