@@ -1,10 +1,16 @@
 """Errors that reach the user as one line and exit code 2."""
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
+
+
+LOGGER = "nascli.run"  # the logger of the work on a run directory: `printout.run_log` gives it the run's log file
+logging.getLogger(LOGGER).addHandler(logging.NullHandler())  # outside a run, nothing more than what is printed
+logging.getLogger(LOGGER).propagate = False
 
 
 def require(condition: bool, message: str) -> None:
@@ -46,5 +52,6 @@ def writing(path: Path) -> Iterator[None]:
 
 
 def warn(message: str) -> None:
-    """Print a warning the user should see as one line on stderr (the work goes on)."""
+    """Print a warning the user should see as one line on stderr (the work goes on), and log it with the run's."""
     print(f"warning: {message}", file=sys.stderr)
+    logging.getLogger(LOGGER).warning(message)

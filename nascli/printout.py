@@ -1,14 +1,77 @@
-"""What a search or a retraining prints: progress bars and the closing summary with the paths that matter."""
+"""What a search or a retraining prints and logs: progress bars, a line per trial, notices, the closing summary.
+
+Each run directory gets a log (`search.log`, `retrain.log`) of every trial, notice, warning and the closing
+summary. Where stdout is not a terminal (nohup, SLURM, CI) the trial lines are printed too, since no progress
+bar redraws there.
+"""
 
 from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nascli.records import Summary
+from nascli.errors import LOGGER, writing
+from nascli.records import Summary, Trial
 from nascli.rundir import BEST, MODEL, RunDir
 
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
+log = logging.getLogger(LOGGER)
+TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
+
+
+@contextmanager
+def run_log(run: RunDir, kind: str) -> Iterator[None]:
+    """Log the work on `run` to its `<kind>.log` while it runs, and progress lines to stdout when it is no terminal."""
+    path = run.log_file(kind)
+    with writing(path):
+        to_file = logging.FileHandler(path, encoding="utf-8")
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handlers: list[logging.Handler] = [to_file]
+    if not console.is_terminal:
+        to_stdout = logging.StreamHandler(sys.stdout)
+        to_stdout.addFilter(lambda record: getattr(record, "progress", False))  # notices reach stdout by `say`
+        handlers.append(to_stdout)
+    log.setLevel(logging.INFO)
+    for handler in handlers:
+        log.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            log.removeHandler(handler)
+            handler.close()
+
+
+def say(message: str) -> None:
+    """A line for the user: printed, and kept in the run's log."""
+    console.print(message, markup=False)
+    log.info(message)
+
+
+def log_trial(trial: Trial, objective: str) -> None:
+    """One line per finished trial: in the run's log, and on stdout when it is no terminal."""
+    if trial.ok:
+        shown = [(objective, trial.metrics.get(objective))] + [(k, trial.metrics.get(k)) for k in TRIAL_COLUMNS]
+        outcome = " ".join(f"{k}={_number(v)}" for k, v in shown if v is not None)
+    else:
+        outcome = f"error: {trial.error}"
+    budget = f" budget={trial.budget:g}" if trial.budget is not None else ""
+    log_progress(f"trial {trial.id} {trial.status} {trial.hash}{budget} {outcome} (at {trial.elapsed or 0:.1f} s)")
+
+
+def log_progress(message: str) -> None:
+    """A line of progress (a trial, an epoch): in the run's log, and on stdout when it is no terminal."""
+    log.info(message, extra={"progress": True})
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def progress() -> Progress:
@@ -30,11 +93,11 @@ def print_result(run: RunDir, summary: Summary) -> None:
     if summary.test_acc is not None:
         parts.append(f"test_acc {summary.test_acc:.2f}")
     if summary.error:
-        parts.append(f"[red]{summary.error}[/red]")
-    console.print(f"{summary.kind} {summary.status} in {summary.wall_seconds or 0:.0f} s: {', '.join(parts)}")
+        parts.append(summary.error)
+    say(f"{summary.kind} {summary.status} in {summary.wall_seconds or 0:.0f} s: {', '.join(parts)}")
     if summary.baselines:
         scores = (f"{name} {'failed' if acc is None else f'{acc:.2f}'}" for name, acc in summary.baselines.items())
-        console.print(f"baselines (test_acc, same retraining): {', '.join(scores)}")
+        say(f"baselines (test_acc, same retraining): {', '.join(scores)}")
     console.print(f"results in {run.path}")
     for name, what in ((BEST, "best architecture"), (MODEL, "retrained model")):
         if run.file(name).exists():

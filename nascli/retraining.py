@@ -11,7 +11,7 @@ from nascli.evaluators.profile import measure_latency
 from nascli.evaluators.training import TimeLimit, batches_per_epoch
 from nascli.executors.base import failure_reason
 from nascli.hardware import Hardware
-from nascli.printout import console, progress
+from nascli.printout import log_progress, progress, say
 from nascli.records import ModelHeader, Summary
 from nascli.rundir import RunDir
 from nascli.seeding import derive_seed
@@ -69,11 +69,12 @@ class Retraining:
 
             def on_epoch(epoch: int, loss: float) -> None:
                 bar.update(task, completed=epoch, description=f"{label}  loss {loss:.3f}")
+                log_progress(f"{label} epoch {epoch}/{epochs} loss {loss:.4f}")
 
             fitted = fit_and_score(self.space, arch, data, settings, hardware, self.seed, epochs, latency, final=True,
                                    limits=limits, start=self.start(), on_epoch=on_epoch)
         if fitted.metrics["epochs"] < epochs:
-            console.print(f"retrain: {fitted.metrics['epochs']:.1f} of {epochs} epochs fit in retrain.max_seconds="
+            say(f"retrain: {fitted.metrics['epochs']:.1f} of {epochs} epochs fit in retrain.max_seconds="
                           f"{settings.max_seconds:g} ({fitted.metrics['train_seconds']:.0f} s of training)")
         if fitted.transfer is not None:
             fitted.metrics["init"] = {**fitted.transfer.summary(), "finetune": settings.finetune}
@@ -104,10 +105,10 @@ class Retraining:
         baselines = self.space.baselines(arch) if self.baselines is not False else {}
         if not baselines:
             if self.baselines:
-                console.print(f"baselines: space={self.space_name} has none to retrain beside the found network")
+                say(f"baselines: space={self.space_name} has none to retrain beside the found network")
             return
         if self.settings.init:
-            console.print("baselines: skipped, as retrain.init starts the found network from other weights")
+            say("baselines: skipped, as retrain.init starts the found network from other weights")
             return
         results: dict[str, dict[str, Any]] = {}
         # on common random numbers an architecture retrains to the same scores: one met before is not retrained
@@ -117,7 +118,7 @@ class Retraining:
             if key in retrained:
                 same, scores = retrained[key]
                 results[name] = {"arch": baseline, **_without_confusion(scores), "same_as": same}
-                console.print(f"baseline {name}: the same network as {same}, not retrained")
+                say(f"baseline {name}: the same network as {same}, not retrained")
             else:
                 try:
                     scores = self.fit(baseline, label=f"baseline {name}").metrics

@@ -38,6 +38,7 @@ ARCHITECTURE_WEIGHTS = "architecture_weights.json"
 FRONT = "front.json"
 WARM_START = "warm_start.json"
 EXPORT = "export"
+LOGS = ("search.log", "retrain.log")
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 OWN_FILES = (CONFIG, RECORD, TRIALS, BEST, SUMMARY, STATE, RETRAIN_METRICS, MODEL, VOCABULARY, SUPERNET,
@@ -83,9 +84,13 @@ class RunDir:
                 raise UserError(f"{path} is a symbolic link; a run directory's files must be its own (refused)")
         return path
 
+    def log_file(self, kind: str) -> Path:
+        """The log of the run's work of `kind` (search, retrain)."""
+        return self.file(f"{kind}.log")
+
     def owns(self, path: Path) -> bool:
         """Whether `path` is one of the files that hold this run's records."""
-        return any(path.resolve() == (self.path / name).resolve() for name in (*OWN_FILES, LOCK))
+        return any(path.resolve() == (self.path / name).resolve() for name in (*OWN_FILES, *LOGS, LOCK))
 
     # -- reading ------------------------------------------------------------------------------------
     def holds_run(self) -> bool:

@@ -22,7 +22,7 @@ from nascli.factory import (build_evaluator, build_executor, build_space, build_
 from nascli.fileio import read_json
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
-from nascli.printout import console, print_result, progress
+from nascli.printout import log, log_trial, print_result, progress, run_log, say
 from nascli.records import Best, GoalRecord, State, Summary, Trial
 from nascli.retraining import Retraining
 from nascli.rundir import STATE, RunDir
@@ -222,14 +222,14 @@ def _search(
 
     with _summary_written(run, summary, state.elapsed if state else 0.0):
         for line in cfg.derived.values():
-            console.print(line)
+            say(line)
         parts.strategy.before_trials(run, evaluator, cfg.seed)
         evaluator.prepare(run, cfg.seed)
         parts.strategy.prepare(evaluator, goal, parts.knowledge)
-        parts.strategy.log = console.print
+        parts.strategy.log = say
         with build_executor(cfg, evaluator, parts.devices) as executor:
             scheduler = Scheduler(parts.strategy, parts.space, executor, cfg.seed, cfg.search, goal, run.write_state)
-            scheduler.log = console.print
+            scheduler.log = say
             if state:
                 scheduler.restore(state, {trial.id: trial for trial in logged}, crashed)
 
@@ -247,6 +247,7 @@ def _search(
                 task = bar.add_task(f"search {cfg.strategy.name}", total=total, completed=len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)
+                    log_trial(trial, summary.objective)
                     summary.count(trial, parts.strategy.screened if goal.constraints else None)
                     if scheduler.selection.changed:
                         answer()
@@ -277,30 +278,33 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
     Ctrl-C (or SIGTERM) records the status `interrupted`, prints how to continue, and exits with code 130. A file
     that cannot be written (a full disk) stops the work with one line; what was written before is kept.
     """
-    start = time.perf_counter()
-    interrupted = False
-    try:
-        yield
-    except KeyboardInterrupt:
-        interrupted, summary.status = True, "interrupted"
-    except StorageError as exc:
-        summary.status, summary.error = "crashed", str(exc)
-        again = f"nas search --resume {run.path}" if summary.kind == "search" else "the same nas retrain"
-        raise StorageError(f"{exc}; the finished work is kept: free space (or make {run.path} writable) and run "
-                           f"`{again}`") from None
-    except BaseException as exc:  # a bug or a kill: the run stays resumable, as after a crash
-        summary.status, summary.error = "crashed", f"stopped by {type(exc).__name__}: {exc}"
-        raise
-    finally:
-        summary.wall_seconds = round(elapsed_before + time.perf_counter() - start, 3)
+    with run_log(run, summary.kind):
+        start = time.perf_counter()
+        interrupted = False
         try:
-            run.write_summary(summary)
-        except StorageError:
-            if summary.status != "crashed":
-                raise
+            yield
+        except KeyboardInterrupt:
+            interrupted, summary.status = True, "interrupted"
+        except StorageError as exc:
+            summary.status, summary.error = "crashed", str(exc)
+            log.error(summary.error)
+            again = f"nas search --resume {run.path}" if summary.kind == "search" else "the same nas retrain"
+            raise StorageError(f"{exc}; the finished work is kept: free space (or make {run.path} writable) and run "
+                               f"`{again}`") from None
+        except BaseException as exc:  # a bug or a kill: the run stays resumable, as after a crash
+            summary.status, summary.error = "crashed", f"stopped by {type(exc).__name__}: {exc}"
+            log.error(summary.error)
+            raise
         finally:
-            run.close()
-    print_result(run, summary)
+            summary.wall_seconds = round(elapsed_before + time.perf_counter() - start, 3)
+            try:
+                run.write_summary(summary)
+            except StorageError:
+                if summary.status != "crashed":
+                    raise
+            finally:
+                run.close()
+        print_result(run, summary)
     if interrupted:
         raise SystemExit(130)
 

@@ -10,7 +10,10 @@ import pytest
 from rich.console import Console
 
 from conftest import TINY
+from nascli.errors import warn
 from nascli.evaluators.train import TrainEvaluator
+from nascli.printout import run_log
+from nascli.rundir import RunDir
 from nascli.show import show
 from test_errors import assert_one_line_error
 from test_hardening import Nas, run, template  # noqa: F401
@@ -54,3 +57,29 @@ def test_watch_returns_once_no_process_writes_the_run(nas: Nas, run: Path) -> No
     assert out.count("best architecture") == 1 and "watching" not in out
     code, _, err = nas("show", str(run), "--watch", "0")
     assert_one_line_error(code, err, "--watch")
+
+
+def test_every_run_has_a_log_and_prints_trial_lines_where_no_terminal_is(nas: Nas, workdir: Path) -> None:
+    """search.log and retrain.log hold a line per trial or epoch and the closing summary; with stdout not a terminal
+    (as under pytest, nohup or SLURM) the trial lines are printed too."""
+    code, out, err = nas("search", *TINY, "run_dir=run")
+    assert code == 0, err
+    for trial in range(3):
+        assert f"trial {trial} ok " in out
+    lines = (workdir / "run" / "search.log").read_text().splitlines()
+    assert [line.split(" INFO ")[1].split()[:3] for line in lines if " trial " in line] == \
+        [["trial", str(i), "ok"] for i in range(3)]
+    assert any("retrain epoch 1/1 loss" in line for line in lines)
+    assert "search completed in" in lines[-1]
+    code, out, err = nas("retrain", "run", "run_dir=again")
+    assert code == 0, err
+    assert "retrain completed in" in (workdir / "again" / "retrain.log").read_text()
+
+
+def test_a_warning_during_a_run_is_in_its_log(workdir: Path) -> None:
+    run = RunDir(workdir)
+    with run_log(run, "search"):
+        warn("skipped 2 unreadable images")
+    warn("after the run: printed only")
+    text = (workdir / "search.log").read_text()
+    assert "WARNING skipped 2 unreadable images" in text and "after the run" not in text
