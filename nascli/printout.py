@@ -90,6 +90,9 @@ def print_result(run: RunDir, summary: Summary) -> None:
     parts = [f"{summary.n_trials} trials ({summary.n_failed} failed)"] if summary.kind == "search" else []
     if summary.best:
         parts.append(f"best {summary.objective} {summary.best_value:.2f} (trial {summary.best['id']})")
+    if summary.front_size is not None:
+        volume = (summary.hypervolume or {}).get("value")
+        parts.append(f"Pareto front of {summary.front_size}" + (f", hypervolume {volume:.3f}" if volume is not None else ""))
     if summary.test_acc is not None:
         parts.append(f"test_acc {summary.test_acc:.2f}")
     if summary.error:

@@ -16,8 +16,8 @@ from nascli.rundir import RunDir, find_runs
 
 # Keys that differ between runs of the same setting and so do not split groups.
 PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")
-METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s")
-SPREAD = ("val_acc", "test_acc")  # shown as mean ± std
+METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s", "front_size", "hypervolume")
+SPREAD = ("val_acc", "test_acc", "hypervolume")  # shown as mean ± std
 BASELINE = "test_acc:"  # column prefix of a baseline's test accuracy (fusion: each input alone, late fusion)
 
 
@@ -52,6 +52,8 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "flops": costs.get("flops"),
         "latency_ms": costs.get("latency_ms"),
         "wall_s": summary.wall_seconds,
+        "front_size": summary.front_size,  # several objectives: the Pareto front and its hypervolume
+        "hypervolume": (summary.hypervolume or {}).get("value"),
         **{f"{BASELINE}{name}": acc for name, acc in (summary.baselines or {}).items()},
         "_settings": settings,
         "_key": json.dumps([summary.kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
@@ -117,10 +119,10 @@ def _count(value: float) -> str:
     return f"{value:.0f}"
 
 
-def _spread(mean: float, std: float) -> str:
+def _spread(mean: float, std: float, digits: int = 2) -> str:
     if math.isnan(mean):
         return "-"
-    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
+    return f"{mean:.{digits}f}" if math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
@@ -132,6 +134,9 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     shown["params"] = table["params_mean"].map(_count)
     shown["flops"] = table["flops_mean"].map(_count)
     shown["wall_s"] = table["wall_s_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:.1f}")
+    if table["front_size_mean"].notna().any():
+        shown["front"] = table["front_size_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:g}")
+        shown["hypervolume"] = [_spread(m, s, 3) for m, s in zip(table["hypervolume_mean"], table["hypervolume_std"])]
     for column in _baselines(table):
         shown[column] = [_spread(m, s) for m, s in zip(table[f"{column}_mean"], table[f"{column}_std"])]
     if not shown["settings"].astype(bool).any():

@@ -115,8 +115,11 @@ def test_multi_objective_search_records_its_front_hypervolume_and_pick(nas, work
     assert summary["goal"]["objectives"] == ["val_acc:max", "latency:min"]
     best = json.loads((workdir / "run" / "best.json").read_text())
     assert best["id"] in ids and best["metrics"]["val_acc"] == max(t["metrics"]["val_acc"] for t in front["trials"])
+    assert f"Pareto front of {len(ids)}, hypervolume {summary['hypervolume']['value']:.3f}" in out
     code, out, _ = nas("show", "run")
     assert code == 0 and "Pareto front" in out
+    code, out, _ = nas("report", "run")
+    assert code == 0 and "hypervolume" in out and f"{summary['hypervolume']['value']:.3f}" in out
 
 
 def test_multi_objective_search_is_reproducible(nas, workdir: Path, hw_table: Path) -> None:
