@@ -243,8 +243,10 @@ def _search(
             run.write_summary(summary)  # status running: `nas show` reads the search's progress from it
             with progress() as bar:
                 limit = cfg.search.trial_limit
-                total = None if limit is None else limit + scheduler.confirming_planned()
-                task = bar.add_task(f"search {cfg.strategy.name}", total=total, completed=len(logged))
+                timed = limit is None  # a time budget only: the bar counts its seconds, not trials
+                label = f"search {cfg.strategy.name}" + (" (seconds)" if timed else "")
+                total = cfg.search.max_seconds if timed else limit + scheduler.confirming_planned()
+                task = bar.add_task(label, total=total, completed=scheduler.elapsed() if timed else len(logged))
                 for trial in scheduler.run():
                     run.append_trial(trial)
                     log_trial(trial, summary.objective)
@@ -256,7 +258,8 @@ def _search(
                     summary.wall_seconds = round(scheduler.elapsed(), 3)
                     run.write_summary(summary)
                     best_text = f"best {summary.objective} {summary.best_value:.2f}" if summary.best else ""
-                    bar.update(task, advance=1, description=f"search {cfg.strategy.name}  {best_text}")
+                    done = {"completed": min(scheduler.elapsed(), total)} if timed else {"advance": 1}
+                    bar.update(task, description=f"{label}  {best_text}", **done)
             if parts.knowledge is not None:
                 run.write_warm_start(parts.knowledge.describe())
             best = scheduler.selection.best

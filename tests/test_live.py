@@ -83,3 +83,11 @@ def test_a_warning_during_a_run_is_in_its_log(workdir: Path) -> None:
     warn("after the run: printed only")
     text = (workdir / "search.log").read_text()
     assert "WARNING skipped 2 unreadable images" in text and "after the run" not in text
+
+
+def test_under_a_time_budget_the_bar_counts_its_seconds(nas: Nas) -> None:
+    """With search.max_seconds and no trial limit, the bar has a total (the budget's seconds), not `3/?`."""
+    code, out, err = nas("search", *[o for o in TINY if not o.startswith("search.")], "search.max_seconds=2",
+                         "retrain.enabled=false", "run_dir=timed")
+    assert code == 0, err
+    assert "search bo (seconds)" in out and "/?" not in out
