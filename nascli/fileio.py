@@ -43,7 +43,7 @@ def read_text(path: Path) -> str:
         if stat.S_ISDIR(info.st_mode):
             raise UserError(f"{path} is a directory, not a file")
         if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{path} is not a regular file; the run directory is corrupt")
+            raise UserError(f"{path} is not a regular file (a device, a pipe or a socket); refused")
         if info.st_size > MAX_BYTES:
             raise UserError(f"{path} is {info.st_size >> 20} MB, more than any run writes; the file is corrupt")
         data = f.read(MAX_BYTES + 1)
