@@ -7,6 +7,7 @@ that one group derives from another (a multimodal space's inputs, a trial's seco
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -248,11 +249,12 @@ def load_config(overrides: list[str], name: str = "config") -> RunConfig:
 
 
 def group_options(group: str) -> dict[str, str]:
-    """The options of a config group with the one-line description of each."""
+    """The options of a config group with the description of each: its leading comment lines, joined."""
     options = {}
     for path in sorted((config_dir() / group).glob("*.yaml")):
-        comments = [line for line in path.read_text().splitlines() if line.startswith("#") and "@package" not in line]
-        options[path.stem] = comments[0].lstrip("# ").strip() if comments else ""
+        lines = path.read_text().splitlines()
+        leading = itertools.takewhile(lambda line: line.startswith("#"), lines)
+        options[path.stem] = " ".join(line.lstrip("# ").strip() for line in leading if "@package" not in line)
     return options
 
 

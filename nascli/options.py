@@ -52,11 +52,16 @@ def _value(value: Any) -> str:
     return f"`{text}`".replace("|", "\\|")
 
 
+def _cell(text: str) -> str:
+    """Prose for a Markdown table cell: a `|` would end the cell, a `<name>` be an HTML tag, `*.wav … /*` emphasis."""
+    return text.replace("|", "\\|").replace("<", "\\<").replace("*", "\\*")
+
+
 def _table(values: dict[str, Any], comments: dict[str, str], prefix: str) -> list[str]:
     rows = ["| key | default | meaning |", "|---|---|---|"]
     for key, value in values.items():
         if key != "name":
-            rows.append(f"| `{prefix}{key}` | {_value(value)} | {comments.get(key, '').replace('|', '/')} |")
+            rows.append(f"| `{prefix}{key}` | {_value(value)} | {_cell(comments.get(key, ''))} |")
     return rows
 
 
@@ -78,7 +83,7 @@ def options_markdown() -> str:
         out += [f"## {group}=", ""]
         described = group_options(group)
         out += ["| option | what |", "|---|---|"]
-        out += [f"| `{group}={option}`{' (default)' if defaults.get(group) == option else ''} | {text} |"
+        out += [f"| `{group}={option}`{' (default)' if defaults.get(group) == option else ''} | {_cell(text)} |"
                 for option, text in described.items()]
         out.append("")
         for option in described:
