@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import sys
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nascli import __version__
 from nascli.config import GROUPS, default_options, group_options, hydra_errors, parse_overrides
 from nascli.errors import UserError, exit_with, writing
 
@@ -22,18 +24,33 @@ app = typer.Typer(
     help="Neural architecture search from the command line: search, retrain, report.\n\n"
     "Settings are Hydra overrides (key=value, group=option); `nas list` shows the options.",
     no_args_is_help=True,
-    add_completion=False,
     pretty_exceptions_enable=False,
 )
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+# a `~` (or `~user`) that starts a value, a list or sweep element, or a quoted string: Hydra's grammar has no `~`
+TILDE = re.compile(r"(?:^|(?<=[,\['\"]))~[\w.-]*(?=[/,\]'\"]|$)")
+
+
+def expand_home(args: list[str]) -> list[str]:
+    """Overrides with `~` expanded as a shell expands it after `x=`, which it does not do for dotted keys."""
+    expanded = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-"):
+            arg = key + sep + TILDE.sub(lambda home: os.path.expanduser(home.group()), value)
+        expanded.append(arg)
+    return expanded
 
 
 def run_hydra(task: Callable[[], Any], prog: str, args: list[str]) -> None:
     """Run a Hydra entry point with `args`; its composition errors become one line, failed sweep jobs exit 1."""
     from nascli import hydra_app
 
+    if {"-sc", "--shell-completion"} & set(args):
+        raise UserError("nas completes its commands and options itself: `nas --install-completion`")
     parse_overrides([arg for arg in args if "=" in arg and not arg.startswith("-")])
+    hydra_app.check_plugins(args)
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra raises its errors instead of printing them; hydra_errors words them
     sys.argv = [prog, *args]
     hydra_app.failed_jobs.clear()
@@ -62,13 +79,13 @@ def search(
     if resume is None:
         from nascli.hydra_app import search_task
 
-        run_hydra(search_task, "nas search", list(ctx.args))
+        run_hydra(search_task, "nas search", expand_home(list(ctx.args)))
         return
     if any(arg.startswith("-") for arg in ctx.args):
         raise UserError("--resume takes a run directory and search.*/hardware.* overrides, nothing else")
     from nascli.runner import resume as resume_run
 
-    resume_run(resume, list(ctx.args))
+    resume_run(resume, expand_home(list(ctx.args)))
 
 
 @app.command(context_settings=OVERRIDES)
@@ -88,7 +105,7 @@ def retrain(
     from nascli.hydra_app import retrain_task
     from nascli.runner import retrain_overrides
 
-    run_hydra(retrain_task, "nas retrain", retrain_overrides(source, list(ctx.args), pick))
+    run_hydra(retrain_task, "nas retrain", retrain_overrides(source, expand_home(list(ctx.args)), pick))
 
 
 @app.command()
@@ -193,6 +210,28 @@ def list_options(
             table.add_row(group, option + mark, escape(description))  # a description's [extra] is no markup
     console.print(table)
     console.print("Pick one with group=option; see every key with `nas search --cfg job`.")
+
+
+def _print_version(given: bool) -> None:
+    if not given:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        count = torch.cuda.device_count()
+        device = f"cuda ({torch.cuda.get_device_name(0)}{f', {count} GPUs' if count > 1 else ''})"
+    else:
+        device = "cpu (no CUDA GPU visible)" if torch.version.cuda else "cpu"
+    print(f"nascli {__version__}\ntorch {torch.__version__}\ndevice {device}")
+    raise typer.Exit()
+
+
+@app.callback()
+def global_options(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print nascli's version, torch's and the device torch sees, then exit."),
+) -> None:
+    """Neural architecture search from the command line: search, retrain, report."""
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
 import re
 from collections import Counter
@@ -14,7 +13,7 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.data.base import ArrayDataset, DatasetSettings
+from nascli.data.base import ArrayDataset, DatasetSettings, require_extra
 from nascli.data.folder import list_folder, official_or_held_out, required_root
 from nascli.errors import UserError, first_line, require, warn
 from nascli.registry import register
@@ -115,11 +114,15 @@ def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarr
     return out, errors
 
 
+def require_librosa() -> None:
+    """Audio is read with librosa, an optional extra."""
+    require_extra("reading recordings", "audio", "librosa")
+
+
 def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
     """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others, and
     why, and none readable is a UserError saying why."""
-    if importlib.util.find_spec("librosa") is None:
-        raise UserError("audio datasets need librosa: pip install 'nascli[audio]'")
+    require_librosa()
     chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
     with ProcessPoolExecutor(settings.workers or os.cpu_count() or 1) as pool:
         results = list(pool.map(_log_mel, chunks, [settings] * len(chunks)))
@@ -148,6 +151,7 @@ class AudioFolder(ArrayDataset):
         return required_root(self.settings.root, "audio_folder", "root/<class>/*.wav")
 
     def check(self) -> None:
+        require_librosa()
         list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav", quiet=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
@@ -173,6 +177,7 @@ class FSDD(ArrayDataset):
         raise UserError(f"no FSDD recordings ({{digit}}_{{speaker}}_{{index}}.wav) in {root} or {root / 'recordings'}")
 
     def check(self) -> None:
+        require_librosa()
         self._recordings()
 
     def arrays(self) -> tuple[np.ndarray, ...]:

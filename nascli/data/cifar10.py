@@ -61,7 +61,7 @@ class CIFAR10(FileDataset):
     subdir = "cifar-10-batches-py"
     install_hint = (
         "put the extracted cifar-10-batches-py folder, or an image folder with train/ and test/ class folders, "
-        "under a folder and pass dataset.root=FOLDER, or `pip install torchvision` to download it"
+        "under a folder and pass dataset.root=FOLDER, or `pip install 'nascli[vision]'` to download it"
     )
 
     def alternative(self) -> Optional[Path]:

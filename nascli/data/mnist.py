@@ -73,7 +73,7 @@ class FashionMNIST(_IdxDataset):
     npz_name = "fashion-mnist.npz"
     install_hint = (
         "install it with `apt-get install dataset-fashion-mnist`, put the four IDX files in a folder "
-        "and pass dataset.root=FOLDER, or `pip install torchvision` to download it"
+        "and pass dataset.root=FOLDER, or `pip install 'nascli[vision]'` to download it"
     )
 
 
@@ -86,4 +86,4 @@ class MNIST(_IdxDataset):
     system_dir = "/usr/share/datasets/mnist"
     torchvision_class = "MNIST"
     npz_name = "mnist.npz"
-    install_hint = "put the four IDX files in a folder and pass dataset.root=FOLDER, or `pip install torchvision` to download it"
+    install_hint = "put the four IDX files in a folder and pass dataset.root=FOLDER, or `pip install 'nascli[vision]'` to download it"

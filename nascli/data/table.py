@@ -11,7 +11,7 @@ from typing import Any, Optional
 import numpy as np
 import pandas as pd
 
-from nascli.data.audio import SpectrogramSettings, spectrograms
+from nascli.data.audio import SpectrogramSettings, require_librosa, spectrograms
 from nascli.data.base import stratified_split
 from nascli.data.folder import chunked, decode_images, probe_images
 from nascli.data.multimodal import Arrays, MultimodalDataset
@@ -68,6 +68,8 @@ class MultimodalTable(MultimodalDataset):
         if not self.settings.inputs:
             raise UserError("dataset.inputs is required: the table's input columns and their kind, "
                             "e.g. dataset.inputs='{photo: image, clip: audio, caption: text}'")
+        if "audio" in self.settings.inputs.values():
+            require_librosa()
         self._file(self.settings.train, "train")
         if self.settings.test is not None:
             self._file(self.settings.test, "test")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,7 +10,7 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.data.base import DataSplits
+from nascli.data.base import DataSplits, require_extra
 from nascli.errors import TrialFailed, UserError, require
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.fitting import Start, fit_and_score
@@ -66,8 +65,8 @@ class TrainEvaluator(Evaluator):
 
     @classmethod
     def check(cls, settings: TrainEvaluatorSettings) -> None:
-        if settings.latency == "onnxruntime" and importlib.util.find_spec("onnxruntime") is None:
-            raise UserError("evaluator.latency=onnxruntime needs ONNX Runtime: pip install 'nascli[onnx]'")
+        if settings.latency == "onnxruntime":  # exported by torch's dynamo exporter (onnxscript), run by ONNX Runtime
+            require_extra("evaluator.latency=onnxruntime", "onnx", "onnxruntime", "onnxscript")
         if settings.init:
             RunDir(Path(settings.init).expanduser()).require_run()
 

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
+from nascli.data.base import require_extra
 from nascli.errors import UserError, require
 from nascli.registry import register
 from nascli.rundir import RunDir
@@ -105,8 +106,11 @@ class HeadSpace(SearchSpace):
 
     @classmethod
     def check(cls, settings: HeadSettings) -> None:
-        """A backbone run must exist and hold a retrained model (a torchvision name is checked when it loads)."""
-        if not settings.backbone.startswith(TORCHVISION):
+        """A backbone run must exist and hold a retrained model; a torchvision name needs torchvision (its name is
+        checked when it loads)."""
+        if settings.backbone.startswith(TORCHVISION):
+            require_extra(f"space.backbone={settings.backbone}", "vision", "torchvision")
+        else:
             RunDir(Path(settings.backbone).expanduser()).load_checkpoint()
 
     def _layer(self, rng: random.Random) -> dict[str, Any]:
