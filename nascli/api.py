@@ -24,7 +24,7 @@ import pandas as pd
 from omegaconf import DictConfig
 from torch import nn
 
-from nascli.config import load_config
+from nascli.config import expand_home, load_config
 from nascli.errors import UserError
 from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
@@ -100,7 +100,7 @@ def search(overrides: Sequence[str] = (), run_dir: Optional[str | Path] = None, 
     The run is written to `run_dir` (default: the config's run_dir, under outputs/); returns it. `quiet` prints
     no progress or summary (warnings still go to stderr).
     """
-    overrides = list(overrides)
+    overrides = expand_home(list(overrides))
     cfg = load_config(overrides)
     check_job(cfg)
     path = Path(run_dir if run_dir is not None else cfg.run_dir).expanduser().resolve()
@@ -114,7 +114,7 @@ def retrain(source: str | Path, overrides: Sequence[str] = (), run_dir: Optional
     """Retrain the architecture of `source` (a search run, or an architecture JSON file) as `nas retrain` does:
     a search run's dataset, space, hardware, seed and retrain settings carry over unless `overrides` change them;
     `pick` retrains that trial instead of the best; `quiet` as for `search`."""
-    overrides = retrain_overrides(Path(source).expanduser(), list(overrides), pick)
+    overrides = retrain_overrides(Path(source).expanduser(), expand_home(list(overrides)), pick)
     cfg = load_config(overrides, "retrain")
     check_job(cfg)
     path = Path(run_dir if run_dir is not None else cfg.run_dir).expanduser().resolve()

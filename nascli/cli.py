@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sys
 from collections.abc import Callable
@@ -17,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nascli import __version__
-from nascli.config import GROUPS, default_options, group_options, hydra_errors, parse_overrides
+from nascli.config import GROUPS, default_options, expand_home, group_options, hydra_errors, parse_overrides
 from nascli.errors import UserError, exit_with, writing
 
 app = typer.Typer(
@@ -28,21 +27,6 @@ app = typer.Typer(
 )
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
-# a `~` (or `~user`) that starts a value, a list or sweep element, or a quoted string: Hydra's grammar has no `~`
-TILDE = re.compile(r"(?:^|(?<=[,\['\"]))~[\w.-]*(?=[/,\]'\"]|$)")
-
-
-def expand_home(args: list[str]) -> list[str]:
-    """Overrides with `~` expanded as a shell expands it after `x=`, which it does not do for dotted keys."""
-    expanded = []
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if sep and not arg.startswith("-"):
-            arg = key + sep + TILDE.sub(lambda home: os.path.expanduser(home.group()), value)
-        expanded.append(arg)
-    return expanded
-
-
 def run_hydra(task: Callable[[], Any], prog: str, args: list[str]) -> None:
     """Run a Hydra entry point with `args`; its composition errors become one line, failed sweep jobs exit 1."""
     from nascli import hydra_app

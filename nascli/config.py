@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -187,6 +189,21 @@ def _unknown_key_message(key: str, overrides: list[str]) -> str:
         return f"unknown key '{key}'; see `nas search --cfg job` for the valid keys"
     where = f" under {parent}" if parent else ""
     return f"unknown key '{key}'; valid keys{where}: {', '.join(valid) if valid else '(none)'}"
+
+
+# a `~` (or `~user`) that starts a value, a list or sweep element, or a quoted string: Hydra's grammar has no `~`
+TILDE = re.compile(r"(?:^|(?<=[,\['\"]))~[\w.-]*(?=[/,\]'\"]|$)")
+
+
+def expand_home(args: list[str]) -> list[str]:
+    """Overrides with `~` expanded as a shell expands it after `x=`, which it does not do for dotted keys."""
+    expanded = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and not arg.startswith("-"):
+            arg = key + sep + TILDE.sub(lambda home: os.path.expanduser(home.group()), value)
+        expanded.append(arg)
+    return expanded
 
 
 def parse_overrides(overrides: list[str]) -> list:

@@ -1,5 +1,6 @@
 """Errors that reach the user as one line and exit code 2."""
 
+import importlib.util
 import logging
 import sys
 from collections.abc import Iterator
@@ -26,6 +27,18 @@ def first_line(exc: BaseException) -> str:
 
 class UserError(Exception):
     """A mistake the user can fix (bad option, missing file, ...); shown as one line, exit code 2."""
+
+
+def require_extra(purpose: str, extra: str, *modules: str) -> None:
+    """A one-line UserError with the pip hint unless each module of an optional extra is installed (not imported)."""
+    for module in modules:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted name whose parent package is missing
+            found = False
+        if not found:
+            raise UserError(f"{purpose} needs {module.rpartition('.')[2]}, which is not installed: "
+                            f"pip install 'nascli[{extra}]'")
 
 
 class StorageError(UserError):

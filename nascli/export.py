@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from nascli.errors import UserError, writing
+from nascli.errors import UserError, require_extra, writing
 from nascli.onnx_writer import write_onnx
 from nascli.rundir import EXPORT, VOCABULARY, RunDir, check_output
 from nascli.spaces.stored import load_model
@@ -27,10 +27,8 @@ def _torchscript(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path) 
 
 
 def _onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> torch.Tensor:
-    try:
-        import onnxruntime
-    except ImportError:
-        raise UserError("--format onnx needs ONNX: pip install 'nascli[onnx]'") from None
+    import onnxruntime  # optional: checked by export()
+
     names = names or ["input"]
     write_onnx(model, sample, out, names)
     session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
@@ -47,6 +45,8 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
+    if fmt == "onnx":
+        require_extra("--format onnx", "onnx", "onnxruntime", "onnxscript")
     model, checkpoint = load_model(run_dir)
     run = RunDir(run_dir)
     if out is None:

@@ -21,8 +21,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, ListConfig, OmegaConf, read_write
 
 from nascli.config import RunConfig, config_dir, hydra_errors, override_key, store_schemas, sweep_jobs, validate
-from nascli.data.base import require_extra
-from nascli.errors import UserError, exit_with
+from nascli.errors import UserError, exit_with, require_extra
 from nascli.goal import Goal
 from nascli.records import Summary
 from nascli.rundir import RunDir, usable_dir

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,7 +12,7 @@ from typing import Any, Optional
 
 from nascli.config import RunConfig, override_key, resume_config, validate
 from nascli.data.base import DataSplits
-from nascli.errors import StorageError, UserError, first_line
+from nascli.errors import StorageError, UserError, first_line, require_extra
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import LATENCY_BATCH
 from nascli.executors.ray import check_cluster
@@ -110,8 +109,7 @@ def _check_ray(cfg: RunConfig) -> None:
     """Ray is installed, and the cluster of hardware.ray_address answers and accepts this process (within seconds)."""
     if cfg.hardware.executor != "ray":
         return
-    if importlib.util.find_spec("ray") is None:
-        raise UserError("hardware=ray needs Ray: pip install 'nascli[ray]'")
+    require_extra("hardware=ray", "ray", "ray")
     check_cluster(cfg.hardware.ray_address)
 
 

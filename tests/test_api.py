@@ -44,3 +44,9 @@ def test_mistakes_raise_user_error_and_write_nothing(workdir: Path) -> None:
     with pytest.raises(api.UserError, match="does not exist"):
         api.retrain(workdir / "missing", run_dir="again")
     assert not any(workdir.iterdir())
+
+
+def test_a_tilde_in_an_override_is_the_home_folder_as_in_the_cli(workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(workdir / "home"))
+    with pytest.raises(api.UserError, match=re.escape(f"{workdir / 'home' / 'photos'}")):
+        api.search(["dataset=folder", "dataset.root=~/photos"], run_dir="run")

@@ -15,8 +15,7 @@ import torch
 import yaml
 
 from nascli import __version__
-from nascli.cli import expand_home
-from nascli.config import group_options, parse_overrides
+from nascli.config import expand_home, group_options, parse_overrides
 from test_errors import assert_one_line_error
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ from typing import Optional
 
 import numpy as np
 
-from nascli.data.base import ArrayDataset, DatasetSettings, require_extra
+from nascli.data.base import ArrayDataset, DatasetSettings
 from nascli.data.folder import list_folder, official_or_held_out, required_root
-from nascli.errors import UserError, first_line, require, warn
+from nascli.errors import UserError, first_line, require, require_extra, warn
 from nascli.registry import register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import warnings
 from abc import ABC, abstractmethod
@@ -278,18 +277,6 @@ def channel_stats(x: np.ndarray) -> tuple[Tensor, Tensor]:
 def normalised(x: np.ndarray, mean: Tensor, std: Tensor) -> Tensor:
     """Samples as one float32 tensor, standardised in place by per-channel statistics."""
     return torch.from_numpy(np.ascontiguousarray(x)).float().sub_(mean).div_(std)
-
-
-def require_extra(purpose: str, extra: str, *modules: str) -> None:
-    """A one-line UserError with the pip hint unless each module of an optional extra is installed (not imported)."""
-    for module in modules:
-        try:
-            found = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:  # a dotted name whose parent package is missing
-            found = False
-        if not found:
-            raise UserError(f"{purpose} needs {module.rpartition('.')[2]}, which is not installed: "
-                            f"pip install 'nascli[{extra}]'")
 
 
 def memory_budget(settings: DatasetSettings, device: Optional[torch.device]) -> float:

@@ -10,8 +10,8 @@ from typing import Any, Optional
 
 import torch
 
-from nascli.data.base import DataSplits, require_extra
-from nascli.errors import TrialFailed, UserError, require
+from nascli.data.base import DataSplits
+from nascli.errors import TrialFailed, UserError, require, require_extra
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.fitting import Start, fit_and_score
 from nascli.evaluators.metrics import OBJECTIVES

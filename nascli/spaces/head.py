@@ -16,8 +16,7 @@ from typing import Any, Optional
 import torch
 from torch import Tensor, nn
 
-from nascli.data.base import require_extra
-from nascli.errors import UserError, require
+from nascli.errors import UserError, require, require_extra
 from nascli.registry import register
 from nascli.rundir import RunDir
 from nascli.spaces.base import Arch, SearchSpace, draw_boxes
