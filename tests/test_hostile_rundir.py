@@ -6,8 +6,6 @@ import errno
 import json
 import os
 import resource
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -301,20 +299,22 @@ def test_a_write_that_fails_mid_search_is_one_line_and_resumable(
     assert code == 0, err
 
 
-def test_a_file_size_limit_is_one_line_and_the_search_resumes(workdir: Path) -> None:
+def test_a_file_size_limit_is_one_line_and_the_search_resumes(nas: Nas, workdir: Path) -> None:
     """A file-size limit (a stand-in for a full disk) stops the retraining's checkpoint with one line; the trials
     are kept and `--resume` finishes the run."""
     limit = 64 << 10  # above every record of TINY, below its checkpoint
-    result = subprocess.run([sys.executable, "-m", "nascli", "search", *TINY, "run_dir=r"], cwd=workdir,
-                            capture_output=True, text=True, timeout=300,
-                            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
-    assert_one_line_error(result.returncode, result.stderr, "model.pt", "--resume")
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))  # Python ignores SIGXFSZ: a write past it fails
+    try:
+        code, _, err = nas("search", *TINY, "run_dir=r")
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert_one_line_error(code, err, "model.pt", "--resume")
     assert len((workdir / "r" / "trials.jsonl").read_text().splitlines()) == 3
     assert json.loads((workdir / "r" / "summary.json").read_text())["status"] == "crashed"
     assert not list((workdir / "r" / "retrain").glob(".*"))
-    result = subprocess.run([sys.executable, "-m", "nascli", "search", "--resume", "r"], cwd=workdir,
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr
+    code, _, err = nas("search", "--resume", "r")
+    assert code == 0, err
     assert (workdir / "r" / "retrain" / "model.pt").is_file()
 
 
