@@ -58,7 +58,7 @@ def log_trial(trial: Trial, objective: str) -> None:
     """One line per finished trial: in the run's log, and on stdout when it is no terminal."""
     if trial.ok:
         shown = [(objective, trial.metrics.get(objective))] + [(k, trial.metrics.get(k)) for k in TRIAL_COLUMNS]
-        outcome = " ".join(f"{k}={_number(v)}" for k, v in shown if v is not None)
+        outcome = " ".join(f"{k}={cell(v)}" for k, v in shown if v is not None)
     else:
         outcome = f"error: {trial.error}"
     budget = f" budget={trial.budget:g}" if trial.budget is not None else ""
@@ -70,7 +70,10 @@ def log_progress(message: str) -> None:
     log.info(message, extra={"progress": True})
 
 
-def _number(value: Any) -> str:
+def cell(value: Any) -> str:
+    """A value as nascli prints it: floats to 4 significant digits, unknown as `-`."""
+    if value is None:
+        return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 

@@ -132,7 +132,6 @@ def checked_metrics(data: Any, where: str) -> dict[str, Metric]:
     return data
 
 
-
 @dataclass
 class Trial(Record):
     """One finished trial, as trials.jsonl holds it."""

@@ -119,6 +119,10 @@ def _count(value: float) -> str:
     return f"{value:.0f}"
 
 
+def _whole(value: float) -> str:
+    return "-" if math.isnan(value) else f"{value:g}"
+
+
 def _spread(mean: float, std: float, digits: int = 2) -> str:
     if math.isnan(mean):
         return "-"
@@ -128,14 +132,14 @@ def _spread(mean: float, std: float, digits: int = 2) -> str:
 def display_table(table: pd.DataFrame) -> pd.DataFrame:
     """The summary formatted for people: accuracies as mean ± std, counts with units."""
     shown = table[["dataset", "space", "strategy", "settings", "runs", "seeds"]].copy()
-    shown["trials"] = table["trials_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:g}")
+    shown["trials"] = table["trials_mean"].map(_whole)
     shown["val_acc"] = [_spread(m, s) for m, s in zip(table["val_acc_mean"], table["val_acc_std"])]
     shown["test_acc"] = [_spread(m, s) for m, s in zip(table["test_acc_mean"], table["test_acc_std"])]
     shown["params"] = table["params_mean"].map(_count)
     shown["flops"] = table["flops_mean"].map(_count)
     shown["wall_s"] = table["wall_s_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:.1f}")
     if table["front_size_mean"].notna().any():
-        shown["front"] = table["front_size_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:g}")
+        shown["front"] = table["front_size_mean"].map(_whole)
         shown["hypervolume"] = [_spread(m, s, 3) for m, s in zip(table["hypervolume_mean"], table["hypervolume_std"])]
     for column in _baselines(table):
         shown[column] = [_spread(m, s) for m, s in zip(table[f"{column}_mean"], table[f"{column}_std"])]

@@ -75,7 +75,7 @@ class Retraining:
                                    limits=limits, start=self.start(), on_epoch=on_epoch)
         if fitted.metrics["epochs"] < epochs:
             say(f"retrain: {fitted.metrics['epochs']:.1f} of {epochs} epochs fit in retrain.max_seconds="
-                          f"{settings.max_seconds:g} ({fitted.metrics['train_seconds']:.0f} s of training)")
+                f"{settings.max_seconds:g} ({fitted.metrics['train_seconds']:.0f} s of training)")
         if fitted.transfer is not None:
             fitted.metrics["init"] = {**fitted.transfer.summary(), "finetune": settings.finetune}
         return fitted

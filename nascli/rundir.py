@@ -38,7 +38,7 @@ ARCHITECTURE_WEIGHTS = "architecture_weights.json"
 FRONT = "front.json"
 WARM_START = "warm_start.json"
 EXPORT = "export"
-LOGS = ("search.log", "retrain.log")
+LOGS = {"search": "search.log", "retrain": "retrain.log"}  # the log of each kind of work
 LOCK = ".lock"
 MARKERS = (CONFIG, TRIALS, SUMMARY)
 OWN_FILES = (CONFIG, RECORD, TRIALS, BEST, SUMMARY, STATE, RETRAIN_METRICS, MODEL, VOCABULARY, SUPERNET,
@@ -86,11 +86,11 @@ class RunDir:
 
     def log_file(self, kind: str) -> Path:
         """The log of the run's work of `kind` (search, retrain)."""
-        return self.file(f"{kind}.log")
+        return self.file(LOGS[kind])
 
     def owns(self, path: Path) -> bool:
         """Whether `path` is one of the files that hold this run's records."""
-        return any(path.resolve() == (self.path / name).resolve() for name in (*OWN_FILES, *LOGS, LOCK))
+        return any(path.resolve() == (self.path / name).resolve() for name in (*OWN_FILES, *LOGS.values(), LOCK))
 
     # -- reading ------------------------------------------------------------------------------------
     def holds_run(self) -> bool:
@@ -277,7 +277,7 @@ class RunDir:
     def _acquire(self) -> None:
         path = self.file(LOCK)
         with writing(path):
-            lock = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), "a")
+            lock = _open_to_append(path)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -348,8 +348,7 @@ class RunDir:
     def append_trial(self, trial: Trial) -> None:
         """Append one finished trial to trials.jsonl and force it to disk."""
         path = self.file(TRIALS)
-        with writing(path), os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644),
-                                      "a") as f:
+        with writing(path), _open_to_append(path) as f:
             f.write(json.dumps(trial.to_dict()) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -376,6 +375,11 @@ class RunDir:
             path.parent.mkdir(parents=True, exist_ok=True)
         _save_tensors(checkpoint, path)
         return path
+
+
+def _open_to_append(path: Path) -> Any:
+    """`path` opened to append text, never through a link planted in its place."""
+    return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), "a")
 
 
 def check_output(path: Path, force: bool) -> None:

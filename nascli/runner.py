@@ -84,7 +84,9 @@ def check_job(cfg: RunConfig) -> None:
     inits = {"retrain.init": cfg.retrain.init if cfg.retrain.enabled or cfg.source else None,
              "evaluator.init": getattr(cfg.evaluator.settings, "init", None)}
     for key, init in inits.items():
-        init_space = RunDir(Path(init).expanduser()).config().space.name if init else cfg.space.name
+        if not init:
+            continue
+        init_space = RunDir(Path(init).expanduser()).config().space.name
         if init_space != cfg.space.name:
             raise UserError(f"{key}={init} is a run of space={init_space}; its weights cannot start a "
                             f"space={cfg.space.name} network")

@@ -12,12 +12,12 @@ from rich.console import Console
 from rich.table import Table
 
 from nascli.goal import parse_constraints
+from nascli.printout import TRIAL_COLUMNS, cell
 from nascli.records import Front, GoalRecord, Summary, WarmStartRecord
 from nascli.rundir import MODEL, RunDir
 from nascli.settings import SearchSettings, typed_settings
 from nascli.spaces.stored import load_model
 
-TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 
 
 def _size(n: int) -> str:
@@ -25,12 +25,6 @@ def _size(n: int) -> str:
         if n >= size:
             return f"{n / size:.1f} {unit}"
     return f"{n} B"
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def show(run_dir: Path, console: Console, top: int = 10) -> None:
@@ -60,7 +54,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     }
     for key, value in facts.items():
         if value is not None:
-            console.print(f"{key:>14}  {_cell(value)}", markup=False)
+            console.print(f"{key:>14}  {cell(value)}", markup=False)
     console.rule("config")
     console.print(OmegaConf.to_yaml(OmegaConf.create(config)).rstrip(), markup=False)
     if best is not None:
@@ -69,13 +63,13 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         console.print(f"hash {best.hash}", markup=False)
         confirmed = best.confirmed
         if confirmed is not None:
-            console.print(f"confirmed: {objective} {_cell(confirmed.mean)} on average over {confirmed.runs} runs "
-                          f"({', '.join(_cell(v) for v in confirmed.values)})", markup=False)
+            console.print(f"confirmed: {objective} {cell(confirmed.mean)} on average over {confirmed.runs} runs "
+                          f"({', '.join(cell(v) for v in confirmed.values)})", markup=False)
             over = confirmed.reference_kept_over
             if over is not None:
-                console.print(f"a reference of the space, kept over {over.get('hash')} (mean {_cell(over.get('mean'))}): "
+                console.print(f"a reference of the space, kept over {over.get('hash')} (mean {cell(over.get('mean'))}): "
                               f"not better by more than search.reference_margin standard errors "
-                              f"({_cell(over.get('standard_error'))})", markup=False)
+                              f"({cell(over.get('standard_error'))})", markup=False)
     if trials:
         ok = sorted((t for t in trials if t.value(objective) is not None), key=lambda t: -t.metrics[objective])
         console.rule(f"top {min(top, len(ok))} of {len(trials)} trials by {objective}")
@@ -83,8 +77,8 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         repeats = any(t.repeat is not None for t in trials)
         table = Table("id", objective, *extra, "budget", *(["repeat"] if repeats else []), "hash")
         for trial in ok[:top]:
-            table.add_row(str(trial.id), _cell(trial.metrics[objective]), *(_cell(trial.metrics.get(c)) for c in extra),
-                          _cell(trial.budget), *([_cell(trial.repeat)] if repeats else []), trial.hash)
+            table.add_row(str(trial.id), cell(trial.metrics[objective]), *(cell(trial.metrics.get(c)) for c in extra),
+                          cell(trial.budget), *([cell(trial.repeat)] if repeats else []), trial.hash)
         console.print(table)
         for trial in [t for t in trials if not t.ok][:top]:
             console.print(f"trial {trial.id} failed: {trial.error}", markup=False)
@@ -98,7 +92,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         console.rule("retraining")
         for key, value in retrained.items():
             if key not in ("confusion_matrix", "baselines"):
-                console.print(f"{key:>14}  {_cell(value)}", markup=False)
+                console.print(f"{key:>14}  {cell(value)}", markup=False)
         matrix = retrained.get("confusion_matrix")
         if matrix:
             console.print(f"{'confusion':>14}  rows: true class, columns: predicted", markup=False)
@@ -144,10 +138,10 @@ def _print_baselines(retrained: dict[str, Any], console: Console) -> None:
     console.rule("baselines, retrained the same way")
     columns = ("test_acc", "test_f1", "params", "flops", "train_seconds")
     table = Table("network", *columns)
-    table.add_row("found", *(_cell(retrained.get(c)) for c in columns))
+    table.add_row("found", *(cell(retrained.get(c)) for c in columns))
     for name, result in retrained["baselines"].items():
         label = f"{name} (= {result['same_as']})" if "same_as" in result else name
-        table.add_row(label, *(_cell(result.get(c)) for c in columns) if "error" not in result
+        table.add_row(label, *(cell(result.get(c)) for c in columns) if "error" not in result
                       else ("failed: " + str(result["error"]), *[""] * (len(columns) - 1)))
     console.print(table)
 
@@ -161,7 +155,7 @@ def _print_front(front: Front, console: Console) -> None:
                  "retrain one with --pick ID")
     table = Table("id", *metrics, "hash")
     for trial in members:
-        table.add_row(str(trial.id), *(_cell(trial.metrics.get(m)) for m in metrics), trial.hash)
+        table.add_row(str(trial.id), *(cell(trial.metrics.get(m)) for m in metrics), trial.hash)
     console.print(table)
 
 
