@@ -41,7 +41,7 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
 
     Returns the file and the largest absolute difference of the outputs; a file that does not
     reproduce them is removed and reported as an error. An earlier export in the run's export folder is replaced;
-    an existing `out` only with `force`.
+    an existing `out` (or the vocabulary.json a text model writes beside it) only with `force`.
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
@@ -49,12 +49,15 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
         require_extra("--format onnx", "onnx", "onnxruntime", "onnxscript")
     model, checkpoint = load_model(run_dir)
     run = RunDir(run_dir)
-    if out is None:
-        out = run.file(EXPORT) / FORMATS[fmt]
-    elif out.is_dir():
-        raise UserError(f"--out {out} is a directory; name the file to write")
-    else:
+    given, out = out, out or run.file(EXPORT) / FORMATS[fmt]
+    vocabulary, beside = run.file(VOCABULARY), out.parent / VOCABULARY
+    copy_vocabulary = vocabulary.exists() and vocabulary.resolve() != beside.resolve()
+    if given is not None:
+        if out.is_dir():
+            raise UserError(f"--out {out} is a directory; name the file to write")
         check_output(out, force)
+        if copy_vocabulary:
+            check_output(beside, force)
     with writing(out):
         out.parent.mkdir(parents=True, exist_ok=True)
         out.touch()
@@ -74,8 +77,7 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
         out.unlink(missing_ok=True)
         raise UserError(f"the {fmt} export's outputs differ from the checkpoint's by {difference:.2e} (> {atol}); "
                         "nothing was written")
-    vocabulary = run.file(VOCABULARY)
-    if vocabulary.exists() and vocabulary.resolve() != (out.parent / VOCABULARY).resolve():
-        with writing(out.parent / VOCABULARY):
-            shutil.copyfile(vocabulary, out.parent / VOCABULARY)
+    if copy_vocabulary:
+        with writing(beside):
+            shutil.copyfile(vocabulary, beside)
     return out, difference

@@ -106,6 +106,14 @@ def test_text_search_retrain_and_export_keep_the_vocabulary(nas, workdir: Path) 
     assert json.loads((workdir / "again" / "export" / "vocabulary.json").read_text()) == vocabulary
     model = torch.jit.load(str(workdir / "again" / "export" / "model.ts"))
     assert model(torch.from_numpy(encode(["good great movie"], vocabulary, 8))).shape == (1, 2)
+    (workdir / "mine").mkdir()
+    (workdir / "mine" / "vocabulary.json").write_text("my own")  # written beside --out: replaced only with --force
+    code, _, err = nas("export", "again", "--out", "mine/model.ts")
+    assert_one_line_error(code, err, "vocabulary.json", "--force")
+    assert (workdir / "mine" / "vocabulary.json").read_text() == "my own" and not (workdir / "mine" / "model.ts").exists()
+    code, _, err = nas("export", "again", "--out", "mine/model.ts", "--force")
+    assert code == 0, err
+    assert json.loads((workdir / "mine" / "vocabulary.json").read_text()) == vocabulary
 
 
 def test_image_space_on_text_and_bad_text_files_are_one_line(nas, workdir: Path) -> None:
