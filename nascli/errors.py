@@ -8,7 +8,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-
 LOGGER = "nascli.run"  # the logger of the work on a run directory: `printout.run_log` gives it the run's log file
 logging.getLogger(LOGGER).addHandler(logging.NullHandler())  # outside a run, nothing more than what is printed
 logging.getLogger(LOGGER).propagate = False
@@ -41,7 +40,12 @@ def require_extra(purpose: str, extra: str, *modules: str) -> None:
                             f"pip install 'nascli[{extra}]'")
 
 
-class StorageError(UserError):
+class Stopped(UserError):
+    """Work that stopped part-way for a cause the user can remove (a full disk, no machine left for a worker): what
+    was done is kept and the run continues once the cause is gone."""
+
+
+class StorageError(Stopped):
     """A file could not be written (a full disk, a file-size limit, a read-only folder)."""
 
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from nascli.config import RunConfig, override_key, resume_config, validate
 from nascli.data.base import DataSplits
-from nascli.errors import StorageError, UserError, first_line, require_extra
+from nascli.errors import Stopped, StorageError, UserError, first_line, require_extra
 from nascli.evaluators.base import Evaluator
 from nascli.evaluators.profile import LATENCY_BATCH
 from nascli.executors.ray import check_cluster
@@ -288,12 +288,12 @@ def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0)
             yield
         except KeyboardInterrupt:
             interrupted, summary.status = True, "interrupted"
-        except StorageError as exc:
+        except Stopped as exc:
             summary.status, summary.error = "crashed", str(exc)
             log.error(summary.error)
             again = f"nas search --resume {run.path}" if summary.kind == "search" else "the same nas retrain"
-            raise StorageError(f"{exc}; the finished work is kept: free space (or make {run.path} writable) and run "
-                               f"`{again}`") from None
+            fix = f"free space (or make {run.path} writable) and " if isinstance(exc, StorageError) else "then "
+            raise type(exc)(f"{exc}; the finished work is kept: {fix}run `{again}`") from None
         except BaseException as exc:  # a bug or a kill: the run stays resumable, as after a crash
             summary.status, summary.error = "crashed", f"stopped by {type(exc).__name__}: {exc}"
             log.error(summary.error)

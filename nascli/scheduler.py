@@ -8,7 +8,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from nascli.errors import UserError
+from nascli.errors import Stopped
 from nascli.executors.base import Executor, Task
 from nascli.goal import Goal
 from nascli.records import PendingTrial, State, Trial
@@ -253,8 +253,8 @@ class Scheduler:
                 item.slot = free.pop(0)
                 item.future = self.executor.submit(item.slot, item.task)
         if not usable and any(item.future is None for item in self.pending):
-            raise UserError("every trial slot was given up (no machine could start its worker again); continue "
-                            "the search with `nas search --resume RUN_DIR` once there is room for its workers")
+            raise Stopped("every trial slot was given up (no machine could start its worker again); make room for "
+                          "its workers")
 
 
 def _done(trial: Trial) -> Future:

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import pytest
 from conftest import TINY, read_trials
+from test_errors import assert_one_line_error
 
+from nascli import runner
 from nascli.config import load_config
-from nascli.errors import UserError
+from nascli.errors import Stopped
 from nascli.executors import ray as ray_executor
 from nascli.executors.base import Executor, Task
 from nascli.factory import build_evaluator, build_space, build_strategy
@@ -251,7 +253,20 @@ def test_a_search_goes_on_with_the_slots_left_and_stops_resumably_when_none_is(t
     states: list[State] = []
     scheduler = Scheduler(strategy, space, GivingUpExecutor(), cfg.seed, cfg.search, goal, states.append)
     trials: list = []
-    with pytest.raises(UserError, match="every trial slot was given up .*`nas search --resume"):
+    with pytest.raises(Stopped, match="every trial slot was given up .*make room for its workers"):
         trials.extend(scheduler.run())
     assert [(t.id, t.status) for t in trials] == [(0, "ok"), (1, "failed"), (2, "ok"), (3, "ok"), (4, "failed")]
     assert [p.id for p in states[-1].pending] == [5]  # the checkpoint holds the trial no slot could take
+
+
+def test_a_search_with_no_slot_left_is_one_line_naming_its_resume(
+    nas, workdir: Path, table: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the CLI: the trials done are kept, summary.json says crashed, and the line names the real --resume."""
+    monkeypatch.setattr(runner, "build_executor", lambda *args: GivingUpExecutor())
+    code, _, err = nas("search", "space=nb201", "evaluator=tabular", f"evaluator.table={table}", "strategy=random",
+                       "search.max_trials=20", "run_dir=run")
+    assert_one_line_error(code, err, "every trial slot was given up", f"nas search --resume {workdir / 'run'}")
+    assert len(read_trials(workdir / "run")) == 5
+    assert json.loads((workdir / "run" / "summary.json").read_text())["status"] == "crashed"
+
