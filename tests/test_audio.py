@@ -17,7 +17,7 @@ pytest.importorskip("librosa")
 
 RATE = 8000
 QUICK = [o for o in TINY if not o.startswith("dataset")] + ["dataset.seconds=0.5", "dataset.n_mels=16",
-                                                             "dataset.workers=1"]
+                                                             "dataset.workers=1", "dataset.cache_dir=cache"]
 
 
 def tone(path: Path, frequency: float, seconds: float, seed: int) -> None:
@@ -48,7 +48,7 @@ def test_fsdd_keeps_the_official_split_and_shapes(workdir: Path) -> None:
             for index in range(12):
                 tone(workdir / "fsdd" / "recordings" / f"{digit}_{speaker}_{index}.wav", 300 * (digit + 1), 0.4,
                      seed=index)
-    cfg = load_config(["dataset=fsdd", f"dataset.root={workdir / 'fsdd'}", "dataset.workers=1"])
+    cfg = load_config(["dataset=fsdd", f"dataset.root={workdir / 'fsdd'}", "dataset.workers=1", "dataset.cache_dir=cache"])
     splits = cfg.dataset.cls(cfg.dataset.settings).load()
     assert splits.input_shape == (1, 40, 63)  # 40 mels, 1 s at 8 kHz with a hop of 128 samples
     assert len(splits.test_x) == 3 * 2 * 5  # recordings 0-4 of each digit and speaker

@@ -97,7 +97,7 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
         for index in range(8):
             tone(workdir / "fsdd" / "recordings" / f"{digit}_ann_{index}.wav", 300 * (digit + 1), 0.3, seed=index)
     cfg = load_config(["dataset=av_digits", f"dataset.root={workdir}", "dataset.workers=1", "dataset.n_mels=16",
-                       "dataset.noise_snr_db=null"])  # clean tones: their loudest band names the digit
+                       "dataset.noise_snr_db=null", "dataset.cache_dir=cache"])  # clean tones: their loudest band names the digit
     dataset = cfg.dataset.cls(cfg.dataset.settings)
     pool, y, test, test_y = dataset.arrays()
     assert len(pool["audio"]) == len(pool["image"]) == 60 and len(test["audio"]) == 30

@@ -125,7 +125,8 @@ def tone(path: Path, rate: int, frequency: float, seconds: float = 0.25) -> None
     wavfile.write(path, rate, (0.5 * np.sin(2 * np.pi * frequency * t) * 32767).astype(np.int16))
 
 
-AUDIO = ["dataset=audio_folder", "dataset.root=sounds", "dataset.workers=1", "dataset.seconds=0.25", "dataset.n_mels=16"]
+AUDIO = ["dataset=audio_folder", "dataset.root=sounds", "dataset.workers=1", "dataset.seconds=0.25", "dataset.n_mels=16",
+         "dataset.cache_dir=cache"]
 
 
 def test_recordings_that_cannot_be_read_are_counted_by_why(workdir: Path) -> None:

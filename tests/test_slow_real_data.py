@@ -62,7 +62,7 @@ def test_fsdd_official_split(workdir: Path) -> None:
 
     with tarfile.open(SHARED / "fsdd" / "fsdd-wav.tar.gz") as archive:
         archive.extractall(workdir, filter="data")
-    cfg = load_config(["dataset=fsdd", f"dataset.root={workdir}"])
+    cfg = load_config(["dataset=fsdd", f"dataset.root={workdir}", "dataset.cache_dir=cache"])
     splits = cfg.dataset.cls(cfg.dataset.settings).load()
     assert splits.input_shape == (1, 40, 63) and splits.num_classes == 10
     assert len(splits.test_x) == 300 and len(splits.train_x) + len(splits.val_x) == 2700

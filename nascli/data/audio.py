@@ -1,12 +1,14 @@
-"""Recordings as log-mel spectrograms (librosa), searched with the image spaces as 1 x mels x frames inputs."""
+"""Recordings as log-mel spectrograms (librosa), searched with the image spaces as 1 x mels x frames inputs; decoded
+once in parallel and cached, keyed by the files and the settings that shape the spectrograms."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
+import json
 import os
 import re
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -14,6 +16,8 @@ from typing import Optional
 import numpy as np
 
 from nascli.data.base import ArrayDataset, DatasetSettings
+from nascli.data.cache import (CACHE_ROOT, cache_folder, cached, decode_into, decoded_chunks, load_array, paths_digest,
+                               read_json)
 from nascli.data.folder import list_folder, official_or_held_out, required_root
 from nascli.errors import UserError, first_line, require, require_extra, warn
 from nascli.registry import register
@@ -22,6 +26,8 @@ AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
 FSDD_NAME = re.compile(r"^(\d)_([A-Za-z]+)_(\d+)\.wav$")
 FSDD_TEST_INDICES = range(5)  # the official split: recordings 0-4 of each digit and speaker are the test set
 CHUNK = 64
+CACHE = CACHE_ROOT / "audio"
+CACHE_VERSION = 1  # raised when the features of the same settings change
 AUDIO_MAGIC = {".wav": (b"RIFF", b"RIFX", b"RF64"), ".flac": (b"fLaC", b"ID3"), ".ogg": (b"OggS",)}  # how files begin
 
 
@@ -49,7 +55,14 @@ class SpectrogramSettings(DatasetSettings):
 
 
 @dataclass
-class AudioSettings(SpectrogramSettings):
+class CachedSpectrogramSettings(SpectrogramSettings):
+    """Spectrogram settings, and where the spectrograms are cached."""
+
+    cache_dir: Optional[str] = None  # null: ~/.cache/nascli/audio
+
+
+@dataclass
+class AudioSettings(CachedSpectrogramSettings):
     """Spectrogram settings, and the test share held out when a folder has no test split."""
 
     test_fraction: float = 0.2  # held out, stratified, when there is no official test split
@@ -82,14 +95,18 @@ def _unreadable(path: Path, exc: Exception) -> str:
     return f"corrupt ({getattr(exc, 'error_string', '') or first_line(exc)})"
 
 
+def _frames(settings: SpectrogramSettings) -> int:
+    """The spectrograms' width: frames = seconds * sample_rate / hop_length + 1."""
+    return 1 + round(settings.seconds * settings.sample_rate) // settings.hop_length
+
+
 def _log_mel(paths: list[Path], settings: SpectrogramSettings) -> tuple[np.ndarray, list[Optional[tuple[str, str]]]]:
     """Log-mel spectrograms (N, 1, n_mels, frames) of fixed-length clips, and for each file None or, when it cannot
     be used, its name and why."""
     import librosa  # lazily: only audio datasets need it (pip install 'nascli[audio]')
 
-    length = int(round(settings.seconds * settings.sample_rate))
-    frames = 1 + length // settings.hop_length
-    out = np.zeros((len(paths), 1, settings.n_mels, frames), dtype=np.float32)
+    length = round(settings.seconds * settings.sample_rate)
+    out = np.zeros((len(paths), 1, settings.n_mels, _frames(settings)), dtype=np.float32)
     errors: list[Optional[tuple[str, str]]] = []
     for i, path in enumerate(paths):
         name = f"{path.parent.name}/{path.name}"
@@ -119,26 +136,63 @@ def require_librosa() -> None:
     require_extra("reading recordings", "audio", "librosa")
 
 
-def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Spectrograms of every recording (in parallel) and which ones could be read; a warning counts the others, and
-    why, and none readable is a UserError saying why."""
-    require_librosa()
-    chunks = [paths[i : i + CHUNK] for i in range(0, len(paths), CHUNK)]
-    with ProcessPoolExecutor(settings.workers or os.cpu_count() or 1) as pool:
-        results = list(pool.map(_log_mel, chunks, [settings] * len(chunks)))
-    features = np.concatenate([r[0] for r in results])
-    errors = [e for r in results for e in r[1]]
-    keep = np.asarray([e is None for e in errors])
+def _checked(errors: list[Optional[tuple[str, str]]], where: Path) -> np.ndarray:
+    """Which recordings could be read (`errors` None); a warning counts the others, and why, and none readable is a
+    UserError saying why."""
+    keep = np.asarray([e is None for e in errors], dtype=bool)
     skipped = [e for e in errors if e is not None]
     if skipped:
         reasons = ", ".join(f"{n} {why}" for why, n in Counter(why for _, why in skipped).most_common())
         first = ", ".join(name for name, _ in skipped[:3])
         if not keep.any():
-            raise UserError(f"{len(paths)} of {len(paths)} recordings in {where} could not be read: {reasons} "
+            raise UserError(f"{len(keep)} of {len(keep)} recordings in {where} could not be read: {reasons} "
                             f"(first: {first})")
         warn(f"skipped {len(skipped)} unreadable recording(s) in {where} (first: {first}): {reasons}; "
-             f"{int(keep.sum())} of {len(paths)} are used")
-    return features[keep], keep
+             f"{int(keep.sum())} of {len(keep)} are used")
+    return keep
+
+
+def spectrograms(paths: list[Path], settings: SpectrogramSettings, where: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Spectrograms of every readable recording (decoded in parallel, not cached) and which ones could be read, as
+    `_checked` says."""
+    require_librosa()
+    workers = settings.workers or os.cpu_count() or 1
+    results = list(decoded_chunks(_log_mel, paths, CHUNK, (settings,), workers, "recordings"))
+    keep = _checked([e for r in results for e in r[1]], where)
+    return np.concatenate([r[0] for r in results])[keep], keep
+
+
+def features_key(settings: SpectrogramSettings) -> str:
+    """Every setting that shapes the spectrograms (and librosa's version), as a folder name."""
+    noise = "clean" if settings.noise_snr_db is None else f"snr{settings.noise_snr_db:g}"
+    return (f"v{CACHE_VERSION}-sr{settings.sample_rate}-{settings.seconds:g}s-mels{settings.n_mels}-"
+            f"fft{settings.n_fft}-hop{settings.hop_length}-{noise}-librosa{importlib.metadata.version('librosa')}")
+
+
+def cached_spectrograms(paths: list[Path], settings: CachedSpectrogramSettings, where: Path,
+                        digest: str) -> tuple[np.ndarray, np.ndarray]:
+    """`spectrograms` of the recordings whose files have `digest`: decoded once, then read memory-mapped from the
+    cache (dataset.cache_dir)."""
+    require_librosa()
+    shape = (1, settings.n_mels, _frames(settings))
+
+    def build(staging: Path) -> None:
+        """features.npy (float32) of the readable recordings, and each recording's error or null (errors.json)."""
+        errors = decode_into(staging / "features.npy", _log_mel, paths, CHUNK, (settings,),
+                             settings.workers or os.cpu_count() or 1, "recordings", shape, np.float32)
+        if all(e is not None for e in errors):
+            _checked(errors, where)  # none readable: a UserError, and no cache
+        (staging / "errors.json").write_text(json.dumps({"errors": errors}))
+
+    def read(cache: Path) -> tuple[np.ndarray, list[Optional[tuple[str, str]]]]:
+        features, errors = load_array(cache / "features.npy", mmap=True), read_json(cache / "errors.json")["errors"]
+        kept = sum(e is None for e in errors)
+        if len(errors) != len(paths) or features.shape != (kept, *shape) or features.dtype != np.float32:
+            raise ValueError("its spectrograms do not match the recordings")
+        return features, [None if e is None else (str(e[0]), str(e[1])) for e in errors]
+
+    features, errors = cached(cache_folder(settings.cache_dir, CACHE) / digest / features_key(settings), build, read)
+    return features, _checked(errors, where)
 
 
 @register("dataset", "audio_folder")
@@ -156,7 +210,7 @@ class AudioFolder(ArrayDataset):
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         listing = list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
-        x, keep = spectrograms(listing.paths(listing.files), self.settings, listing.root)
+        x, keep = cached_spectrograms(listing.paths(listing.files), self.settings, listing.root, listing.digest)
         is_test = listing.is_test[keep] if listing.is_test is not None else None
         return official_or_held_out(x, listing.labels[keep], is_test, self.settings.test_fraction)
 
@@ -165,7 +219,7 @@ class AudioFolder(ArrayDataset):
 class FSDD(ArrayDataset):
     """The Free Spoken Digit Dataset: recordings/{digit}_{speaker}_{index}.wav; index 0-4 is the official test set."""
 
-    Settings = SpectrogramSettings
+    Settings = CachedSpectrogramSettings
 
     def _recordings(self) -> list[Path]:
         root = required_root(self.settings.root, "fsdd", "holding recordings/{digit}_{speaker}_{index}.wav")
@@ -182,7 +236,8 @@ class FSDD(ArrayDataset):
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         paths = self._recordings()
-        x, keep = spectrograms(paths, self.settings, paths[0].parent)
+        folder = paths[0].parent
+        x, keep = cached_spectrograms(paths, self.settings, folder, paths_digest(f"fsdd{CACHE_VERSION}", folder, paths))
         names = [FSDD_NAME.match(p.name) for p, kept in zip(paths, keep) if kept]
         y = np.asarray([int(m.group(1)) for m in names])
         is_test = np.asarray([int(m.group(3)) in FSDD_TEST_INDICES for m in names])

@@ -9,7 +9,7 @@ from typing import Optional
 import numpy as np
 from sklearn.decomposition import PCA
 
-from nascli.data.audio import FSDD, SpectrogramSettings
+from nascli.data.audio import FSDD, CachedSpectrogramSettings
 from nascli.data.base import kept_classes, train_and_validation
 from nascli.data.files import FileDatasetSettings
 from nascli.data.folder import required_root
@@ -20,7 +20,7 @@ from nascli.registry import register
 
 
 @dataclass
-class AVDigitsSettings(SpectrogramSettings):
+class AVDigitsSettings(CachedSpectrogramSettings):
     """Where the two datasets are, how much of the images survives, and how images meet recordings."""
 
     image_variance: float = 0.25  # the images keep the principal components that explain this share of variance
@@ -79,9 +79,9 @@ class AVDigits(MultimodalDataset):
         root = self._root()
         images_root = root / "mnist" if (root / "mnist").is_dir() else root
         audio_root = root / "fsdd" if (root / "fsdd").is_dir() else root
-        fields = {name: getattr(self.settings, name) for name in SpectrogramSettings.__dataclass_fields__}
+        fields = {name: getattr(self.settings, name) for name in CachedSpectrogramSettings.__dataclass_fields__}
         return (MNIST(FileDatasetSettings(root=str(images_root))),
-                FSDD(SpectrogramSettings(**{**fields, "root": str(audio_root)})))
+                FSDD(CachedSpectrogramSettings(**{**fields, "root": str(audio_root)})))
 
     def check(self) -> None:
         for part in self._parts():

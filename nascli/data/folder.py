@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import shutil
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,11 +14,12 @@ import numpy as np
 from PIL import Image
 
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
+from nascli.data.cache import CACHE_ROOT, cache_folder, cached, decode_into, files_digest, load_array, read_json
 from nascli.errors import UserError, require, warn
 from nascli.registry import register
 
+CACHE = CACHE_ROOT / "folders"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
-CACHE = Path.home() / ".cache" / "nascli" / "folders"
 CACHE_VERSION = 1
 SIZE_SAMPLE = 1000  # images whose sizes and modes choose image_size and channels
 CHUNK = 256  # images decoded per task
@@ -132,16 +131,15 @@ def list_folder(
         raise UserError(f"dataset.root {root} is not a folder")
     split = is_split_folder(root)
     unlisted: list[str] = []
-    # surrogateescape: a name that is not UTF-8 keeps its bytes (as Python decoded them), so it hashes as it is
-    digest = hashlib.sha256(f"{CACHE_VERSION}:{root.resolve()}".encode(errors="surrogateescape"))
     found = []  # (path, class folder, in test/)
+    stats = []  # (path, size, modification time)
     for prefix, testing in [("train", False), ("test", True)] if split else [("", False)]:
         above = frozenset({_identity(root), _identity(root / prefix)})
         for name in _class_folders(root / prefix, unlisted):
             for path, size, mtime in _scan(root / prefix / name, f"{prefix}/{name}".lstrip("/"), suffixes, above,
                                            unlisted):
                 found.append((path, name, testing))
-                digest.update(f"\n{path}:{size}:{mtime}".encode(errors="surrogateescape"))
+                stats.append((path, size, mtime))
     if unlisted and not quiet:
         entries = "entry" if len(unlisted) == 1 else "entries"
         warn(f"skipped {len(unlisted)} {entries} in {root} that cannot be read or followed "
@@ -159,7 +157,7 @@ def list_folder(
     if split and not any(is_test):
         raise UserError(f"dataset.root {root}: test/ holds no {kind}")
     return Listing(root, classes, files, np.asarray(labels, dtype=np.int64), np.asarray(is_test) if split else None,
-                   digest.hexdigest()[:24])
+                   files_digest(f"{CACHE_VERSION}:{root.resolve()}", stats))
 
 
 def _mode_channels(mode: str) -> int:
@@ -220,57 +218,32 @@ def _choose_shape(listing: Listing, settings: FolderSettings, folder: Path, work
 def decode_folder(listing: Listing, settings: FolderSettings) -> tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
     """Decode a folder once (in parallel), cache it, and return memory-mapped images, labels and test marks."""
     workers = settings.workers or os.cpu_count() or 1
-    folder = (Path(settings.cache_dir).expanduser() if settings.cache_dir else CACHE) / listing.digest
+    folder = cache_folder(settings.cache_dir, CACHE) / listing.digest
     size, channels = _choose_shape(listing, settings, folder, workers)
-    cached = folder / f"{channels}x{size}x{size}"
-    if not (cached / "meta.json").exists():
-        _write_cache(listing, cached, size, channels, workers)
-    images = np.load(cached / "images.npy", mmap_mode="r")
-    keep = np.load(cached / "keep.npy")
-    meta = json.loads((cached / "meta.json").read_text())
+
+    def build(staging: Path) -> None:
+        """Every image as uint8 rows of images.npy, which ones were kept (keep.npy), and what was skipped."""
+        errors = decode_into(staging / "images.npy", decode_images, listing.paths(listing.files), CHUNK,
+                             (size, channels), workers, "images", (channels, size, size), np.uint8)
+        skipped = [e for e in errors if e is not None]
+        if len(skipped) == len(errors):
+            raise UserError(f"dataset.root {listing.root}: none of the {len(errors)} images can be decoded")
+        np.save(staging / "keep.npy", np.asarray([e is None for e in errors]))
+        meta = {"classes": listing.classes, "image_size": size, "channels": channels,
+                "images": len(errors) - len(skipped), "skipped": len(skipped), "first_skipped": skipped[:3]}
+        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
+
+    def read(cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+        images, keep = load_array(cache / "images.npy", mmap=True), load_array(cache / "keep.npy")
+        meta = read_json(cache / "meta.json")
+        if keep.dtype != bool or keep.shape != (len(listing.files),) or images.shape != (keep.sum(), channels, size, size):
+            raise ValueError("its arrays do not match the folder")
+        return images, keep, meta
+
+    images, keep, meta = cached(folder / f"{channels}x{size}x{size}", build, read)
     if meta["skipped"]:
         warn(f"skipped {meta['skipped']} unreadable image(s) in {listing.root} (first: {', '.join(meta['first_skipped'])})")
     return images, listing.labels[keep], listing.is_test[keep] if listing.is_test is not None else None
-
-
-def _write_cache(listing: Listing, cached: Path, size: int, channels: int, workers: int) -> None:
-    """Decode every image into a uint8 .npy in a staging folder, then rename it into place (atomic)."""
-    staging = cached.with_name(f".{cached.name}.{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        array = np.lib.format.open_memmap(staging / "all.npy", "w+", np.uint8, (len(listing.files), channels, size, size))
-        errors: list[Optional[str]] = []
-        with ProcessPoolExecutor(workers) as pool:
-            start = 0
-            chunks = chunked(listing.paths(listing.files))
-            for decoded, chunk_errors in pool.map(decode_images, chunks, [size] * len(chunks), [channels] * len(chunks)):
-                array[start : start + len(decoded)] = decoded
-                errors += chunk_errors
-                start += len(decoded)
-        keep = np.asarray([e is None for e in errors])
-        if not keep.any():
-            raise UserError(f"dataset.root {listing.root}: none of the {len(errors)} images can be decoded")
-        array.flush()
-        if keep.all():  # the usual case: no copy
-            del array
-            os.replace(staging / "all.npy", staging / "images.npy")
-        else:
-            kept = np.lib.format.open_memmap(staging / "images.npy", "w+", np.uint8, (int(keep.sum()), channels, size, size))
-            kept[:] = array[keep]
-            kept.flush()
-            del array, kept
-            (staging / "all.npy").unlink()
-        np.save(staging / "keep.npy", keep)
-        skipped = [e for e in errors if e is not None]
-        meta = {"classes": listing.classes, "image_size": size, "channels": channels, "images": int(keep.sum()),
-                "skipped": len(skipped), "first_skipped": skipped[:3]}
-        (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-        cached.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(staging, cached)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
 
 
 def official_or_held_out(
