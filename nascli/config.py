@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from nascli.errors import UserError, first_line
-from nascli.registry import COMPONENT_GROUPS, SCHEMA_GROUP, names, schema
+from nascli.registry import COMPONENT_GROUPS, OPTIONAL_GROUPS, SCHEMA_GROUP, names, schema
 from nascli.settings import (Component, ConfigSchema, HardwareSettings, RetrainSettings, SearchSettings, component,
                              typed_settings)
 
-GROUPS = ("dataset", "space", "strategy", "hardware", "evaluator")
+GROUPS = ("dataset", "space", "strategy", "hardware", "evaluator", "logger")
 
 
 def config_dir() -> Path:
@@ -49,6 +49,7 @@ class RunConfig:
     strategy: Component
     evaluator: Component
     hardware: HardwareSettings
+    logger: Optional[Component]
     search: SearchSettings
     retrain: RetrainSettings
     seed: int
@@ -79,12 +80,15 @@ def validate(cfg: DictConfig) -> RunConfig:
         container = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]), resolve=True)
     except OmegaConfBaseException as exc:
         raise UserError(f"cannot resolve config: {first_line(exc)}") from None
-    top = {k: v for k, v in container.items() if k not in COMPONENT_GROUPS}
+    top = {k: v for k, v in container.items() if k not in COMPONENT_GROUPS + OPTIONAL_GROUPS}
     typed = typed_settings(ConfigSchema, top, "")
     components = {group: component(group, container.get(group)) for group in COMPONENT_GROUPS}
+    optional = {group: component(group, container[group]) if container.get(group) is not None else None
+                for group in OPTIONAL_GROUPS}
     derived = _resolve(container, components, typed.retrain)
     return RunConfig(
         **components,
+        **optional,
         hardware=typed.hardware,
         search=typed.search,
         retrain=typed.retrain,
@@ -159,7 +163,7 @@ def store_schemas() -> None:
     process: the store outlives Hydra's own state, which each composition clears)."""
     store = ConfigStore.instance()
     store.store(name="config_schema", node=ConfigSchema)
-    for group in COMPONENT_GROUPS:
+    for group in COMPONENT_GROUPS + OPTIONAL_GROUPS:
         for name in names(group):
             store.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=schema(group, name))
 
@@ -243,15 +247,16 @@ def merge_overrides(base: list[str], extra: list[str]) -> list[str]:
     return [o.input_line for o in parse_overrides(base) if override_key(o.input_line) not in replaced] + extra
 
 
-RESUMABLE = ("search", "hardware")
+RESUMABLE = ("search", "hardware", "logger")
 
 
 def resume_config(stored: DictConfig, original: list[str], extra: list[str]) -> DictConfig:
-    """A run's stored config with `extra` overrides applied; only search.* and hardware.* may change."""
+    """A run's stored config with `extra` overrides applied; only search.*, hardware.* and logger may change."""
     groups = {override_key(o.input_line).split(".")[0] for o in parse_overrides(extra)}
     fixed = groups - set(RESUMABLE)
     if fixed:
-        raise UserError(f"a resumed search keeps its config; only search.* and hardware.* may change, not {sorted(fixed)[0]}")
+        raise UserError(f"a resumed search keeps its config; only search.*, hardware.* and logger may change, "
+                        f"not {sorted(fixed)[0]}")
     if not extra:
         return stored
     fresh = compose_config(merge_overrides(original, extra))

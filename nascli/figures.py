@@ -15,7 +15,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from nascli.goal import Goal  # noqa: E402
-from nascli.records import ArchitectureWeights, Trial  # noqa: E402
+from nascli.records import ArchitectureWeights, Curve, Trial  # noqa: E402
 from nascli.spaces.base import Arch, SearchSpace  # noqa: E402
 
 Trials = list[Trial]
@@ -203,6 +203,33 @@ def architecture_weights_figure(weights: ArchitectureWeights, title: str) -> Fig
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     _legend_below(figure, axes.flat[0])
+    return figure
+
+
+def learning_curves_figure(trials: Trials, retrained: Optional[Curve], title: str) -> Figure:
+    """Training loss and accuracy against epochs: each trial's training (thin, coloured by trial order) and the
+    retraining's (black)."""
+    figure, (loss, accuracy) = plt.subplots(1, 2, figsize=(11, 3.6))
+    trained = [trial for trial in trials if trial.curve]
+    shades = plt.get_cmap("viridis")
+    for order, trial in enumerate(trained):
+        epochs = [point["epoch"] for point in trial.curve]
+        style = {"color": shades(order / max(1, len(trained) - 1)), "alpha": 0.6, "linewidth": 0.8,
+                 "marker": "." if len(epochs) < 3 else None}  # a one-epoch trial is a point
+        loss.plot(epochs, [point["loss"] for point in trial.curve], **style)
+        accuracy.plot(epochs, [point["acc"] for point in trial.curve], **style)
+    if retrained:
+        epochs = [point["epoch"] for point in retrained]
+        loss.plot(epochs, [point["loss"] for point in retrained], color="black", linewidth=1.8, label="retraining")
+        accuracy.plot(epochs, [point["acc"] for point in retrained], color="black", linewidth=1.8)
+    loss.set(xlabel="epoch", ylabel="training loss", title="loss")
+    accuracy.set(xlabel="epoch", ylabel="training accuracy (%)", title="accuracy on the training batches")
+    for ax in (loss, accuracy):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    figure.suptitle(f"{title}: {len(trained)} trials (early: purple, late: yellow)", fontsize=9)
+    figure.tight_layout()
+    _legend_below(figure, loss)
     return figure
 
 

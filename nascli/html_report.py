@@ -67,13 +67,14 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
     families: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # (dataset, space, objective) -> label -> runs
     images: dict[str, bytes] = {}
     captions: dict[str, str] = {}
-    drawings, relaxations = [], []
+    drawings, relaxations, learning = [], [], []
     multi: dict[tuple[str, str, str], dict[str, list[Any]]] = {}  # runs with several objectives, by their objectives
     goals: dict[tuple[str, str, str], Goal] = {}
     root = Path(os.path.commonpath(list(runs["run"])))
     for _, row in runs.iterrows():
         run = RunDir(Path(row["run"]))
         trials, best, summary = run.trials(), run.best(), run.summary()
+        short = str(run.path.relative_to(root)) if run.path != root else run.path.name
         objective = summary.objective if summary else "val_acc"
         if trials:
             family = (str(row["dataset"]), str(row["space"]), objective)
@@ -85,16 +86,20 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
                 multi.setdefault(family, {}).setdefault(labels[row["_key"]], []).append(trials)
         if best is not None:
             space = space_of(run.config())
-            short = str(run.path.relative_to(root)) if run.path != root else run.path.name
             name = f"arch-{_file_part(short)}.png"
             score = best.metrics.get(objective)
             subtitle = f"best {objective} {score:.2f}" if score is not None else "retrained architecture"
             images[name] = figures.png(figures.architecture_figure(space, best.arch, short, subtitle))
             captions[name] = f"{run.path}: best architecture ({space.name} space)"
             drawings.append(name)
+        retrained = (run.retrain_metrics() or {}).get("curve")
+        if retrained or any(trial.curve for trial in trials):
+            name = f"learning-{_file_part(short)}.png"
+            images[name] = figures.png(figures.learning_curves_figure(trials, retrained, short))
+            captions[name] = f"{run.path}: training loss and accuracy per epoch of each trial and of the retraining"
+            learning.append(name)
         weights = run.architecture_weights()
         if weights is not None and weights.epochs:
-            short = str(run.path.relative_to(root)) if run.path != root else run.path.name
             name = f"weights-{_file_part(short)}.png"
             images[name] = figures.png(figures.architecture_weights_figure(weights, short))
             captions[name] = f"{run.path}: the relaxation's operation weights per position after each epoch"
@@ -120,7 +125,7 @@ def build_figures(paths: list[Path]) -> tuple[pd.DataFrame, Figures]:
                           "the worst corner).")
         volumes.append(name)
     sections = {"Best so far": curves, "Accuracy and cost": fronts, "Several objectives": volumes,
-                "Best architectures": drawings, "Architecture weights (DARTS)": relaxations}
+                "Best architectures": drawings, "Learning curves": learning, "Architecture weights (DARTS)": relaxations}
     return table, Figures(images, captions, sections)
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from nascli.config import GROUPS, compose_config, default_options, group_options
-from nascli.registry import COMPONENT_GROUPS, lookup
+from nascli.registry import lookup
 from nascli.settings import ConfigSchema, HardwareSettings, RetrainSettings, SearchSettings
 
 TOP_LEVEL = ("seed", "run_dir", "sweep_dir", "source", "pick")
@@ -89,6 +89,6 @@ def options_markdown() -> str:
         for option in described:
             node = compose_config([f"{group}={option}"])[group]
             values = OmegaConf.to_container(node, resolve=False)
-            cls = lookup(group, node["name"]).Settings if group in COMPONENT_GROUPS else HardwareSettings
+            cls = lookup(group, node["name"]).Settings if group != "hardware" else HardwareSettings
             out += [f"### {group}={option}", "", *_table(values, field_comments(cls), f"{group}."), ""]
     return "\n".join(out).rstrip() + "\n"

@@ -120,7 +120,9 @@ class Record:
 
 
 Metric = Union[bool, float, None, list[Any], dict[str, Any]]  # a number or flag, or a structured one (confusion matrix)
-SHAPED_METRICS = {"confusion_matrix": list[list[int]], "init": dict[str, Any], "baselines": dict[str, dict[str, Any]]}
+Curve = list[dict[str, float]]  # a training's learning curve: a point per epoch (epoch, loss, acc, lr, seconds)
+SHAPED_METRICS = {"confusion_matrix": list[list[int]], "init": dict[str, Any], "baselines": dict[str, dict[str, Any]],
+                  "curve": Curve}
 
 
 def checked_metrics(data: Any, where: str) -> dict[str, Metric]:
@@ -149,6 +151,7 @@ class Trial(Record):
     elapsed: Optional[float] = None  # seconds of search when it was logged
     feasible: Optional[bool] = None  # whether it met search.constraints (recorded only when there are any)
     repeat: Optional[int] = None  # search.confirm_top: the how-manieth extra run of an architecture (1, 2, ...)
+    curve: Optional[Curve] = None  # the trial's training, a point per epoch, where it trained
 
     @property
     def ok(self) -> bool:

@@ -10,12 +10,13 @@ from typing import TypeVar
 from nascli.errors import UserError
 
 COMPONENT_GROUPS = ("dataset", "space", "strategy", "evaluator")
+OPTIONAL_GROUPS = ("logger",)  # groups a config may leave null
 # The packages whose modules register the components of each group when imported.
 _PACKAGES = {"dataset": "nascli.data", "space": "nascli.spaces", "strategy": "nascli.strategies",
-             "evaluator": "nascli.evaluators"}
+             "evaluator": "nascli.evaluators", "logger": "nascli.trackers"}
 SCHEMA_GROUP = "nascli_schema"  # Hydra group of each option's structured-config schema: <this>/<group>/<name>
 
-_classes: dict[str, dict[str, type]] = {group: {} for group in COMPONENT_GROUPS}
+_classes: dict[str, dict[str, type]] = {group: {} for group in COMPONENT_GROUPS + OPTIONAL_GROUPS}
 T = TypeVar("T", bound=type)
 
 

@@ -15,17 +15,18 @@ from nascli.records import Summary
 from nascli.rundir import RunDir, find_runs
 
 # Keys that differ between runs of the same setting and so do not split groups.
-PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir")
+PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir", "logger")  # settings that do not change what a run finds
 METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s", "front_size", "hypervolume")
 SPREAD = ("val_acc", "test_acc", "hypervolume")  # shown as mean ± std
 BASELINE = "test_acc:"  # column prefix of a baseline's test accuracy (fusion: each input alone, late fusion)
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as one level of dotted keys (each under `prefix`), lists as JSON text."""
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, value in node.items():
-            out.update(_flatten(value, f"{prefix}{key}."))
+            out.update(flatten(value, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: json.dumps(node) if isinstance(node, list) else node}
 
@@ -36,7 +37,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
     best = run.best()
     found = best.metrics if best is not None else {}
     costs = run.retrain_metrics() or found
-    settings = {k: v for k, v in _flatten(config).items() if k not in PER_RUN_KEYS}
+    settings = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in PER_RUN_KEYS}
     return {
         "run": str(run.path),
         "kind": summary.kind,

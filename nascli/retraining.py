@@ -8,7 +8,7 @@ from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed
 from nascli.evaluators.fitting import Fitted, Start, fit_and_score
 from nascli.evaluators.profile import measure_latency
-from nascli.evaluators.training import TimeLimit, batches_per_epoch
+from nascli.evaluators.training import Epoch, TimeLimit, batches_per_epoch
 from nascli.executors.base import failure_reason
 from nascli.hardware import Hardware
 from nascli.printout import log_progress, progress, say
@@ -67,9 +67,10 @@ class Retraining:
         with progress() as bar:
             task = bar.add_task(label, total=epochs)
 
-            def on_epoch(epoch: int, loss: float) -> None:
-                bar.update(task, completed=epoch, description=f"{label}  loss {loss:.3f}")
-                log_progress(f"{label} epoch {epoch}/{epochs} loss {loss:.4f}")
+            def on_epoch(point: Epoch) -> None:
+                bar.update(task, completed=point.epoch, description=f"{label}  loss {point.loss:.3f}")
+                log_progress(f"{label} epoch {point.epoch}/{epochs} loss {point.loss:.4f} train_acc {point.acc:.2f} "
+                             f"({point.seconds:.1f} s)")
 
             fitted = fit_and_score(self.space, arch, data, settings, hardware, self.seed, epochs, latency, final=True,
                                    limits=limits, start=self.start(), on_epoch=on_epoch)
@@ -130,5 +131,5 @@ class Retraining:
 
 
 def _without_confusion(metrics: dict[str, Any]) -> dict[str, Any]:
-    """A retraining's metrics as a baseline records them: without the confusion matrix."""
-    return {k: v for k, v in metrics.items() if k != "confusion_matrix"}
+    """A retraining's metrics as a baseline records them: without the confusion matrix and learning curve."""
+    return {k: v for k, v in metrics.items() if k not in ("confusion_matrix", "curve")}

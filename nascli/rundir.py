@@ -22,7 +22,7 @@ from nascli.errors import StorageError, UserError, first_line, writing
 from nascli.fileio import bounded, parse_json, read_json, read_text, refuse_aliases, reject_interpolations, write_atomic
 from nascli.records import (ArchitectureWeights, Best, Front, ModelHeader, Record, State, Summary, SupernetHeader,
                             Trial, WarmStartRecord, checked_metrics, corrupt, json_object)
-from nascli.registry import COMPONENT_GROUPS, names
+from nascli.registry import COMPONENT_GROUPS, OPTIONAL_GROUPS, names
 
 CONFIG = "config.yaml"
 RECORD = "run.json"
@@ -134,8 +134,10 @@ class RunDir:
         if not isinstance(container, dict):
             raise UserError(f"{path} is not a mapping of settings; the file is corrupt")
         reject_interpolations(bounded(container, str(path)), str(path))
-        for group in COMPONENT_GROUPS:
+        for group in COMPONENT_GROUPS + OPTIONAL_GROUPS:
             node = container.get(group)
+            if group in OPTIONAL_GROUPS and node is None:
+                continue
             if not isinstance(node, dict) or node.get("name") not in names(group):
                 name = node.get("name") if isinstance(node, dict) else node
                 raise UserError(f"{path} names no registered {group} ({name!r}; registered: {', '.join(names(group))}); "

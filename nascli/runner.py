@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -27,8 +27,10 @@ from nascli.retraining import Retraining
 from nascli.rundir import STATE, RunDir
 from nascli.scheduler import Scheduler
 from nascli.selection import write_answer
+from nascli.settings import Component
 from nascli.spaces.base import Arch, SearchSpace
 from nascli.strategies.base import Strategy
+from nascli.trackers.base import tracking
 from nascli.warmstart import Knowledge, load_earlier
 
 INHERITED = ("dataset", "space", "hardware", "seed", "retrain")  # what `nas retrain RUN` takes from the search
@@ -72,6 +74,8 @@ def check_job(cfg: RunConfig) -> None:
     cfg.space.cls.check(cfg.space.settings)
     cfg.strategy.cls.check(cfg.strategy.settings)
     cfg.evaluator.cls.check(cfg.evaluator.settings)
+    if cfg.logger is not None:
+        cfg.logger.cls.check(cfg.logger.settings)
     goal = Goal.from_settings(cfg.search, "")  # the evaluator's objective is not needed to check the rest
     if goal.multi and not cfg.strategy.cls.multi_objective:
         raise UserError(f"strategy={cfg.strategy.name} optimises one objective; for several search.objectives use "
@@ -160,7 +164,8 @@ def _start_run(cfg: RunConfig, record: dict[str, Any], data: Optional[DataSplits
 
 
 def resume(run_dir: Path, overrides: list[str]) -> Summary:
-    """Continue a search that was stopped, from its checkpoint and trial log; overrides may change search.*, hardware.*.
+    """Continue a search that was stopped, from its checkpoint and trial log; overrides may change search.*,
+    hardware.* and logger.
 
     Everything is read and checked before anything is written, so a refused resume leaves the run as it was.
     """
@@ -171,6 +176,8 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
         raise UserError(f"{run_dir} holds a finished search (status {previous.status}); there is nothing to resume")
     record = run.record()
     cfg = validate(resume_config(run.config(), record.get("overrides", []), overrides))
+    if cfg.logger is not None:
+        cfg.logger.cls.check(cfg.logger.settings)
     address = cfg.hardware.ray_address
     if address and "hardware.ray_address" not in {override_key(o) for o in overrides}:
         raise UserError(f"{run_dir} ran on the Ray cluster at {address}, and a stored address is never used on its "
@@ -220,7 +227,7 @@ def _search(
     if goal.constraints:
         summary.n_feasible, summary.n_screened = 0, 0
 
-    with _summary_written(run, summary, state.elapsed if state else 0.0):
+    with _summary_written(run, summary, cfg.logger, state.elapsed if state else 0.0) as track:
         for line in cfg.derived.values():
             say(line)
         parts.strategy.before_trials(run, evaluator, cfg.seed)
@@ -250,6 +257,7 @@ def _search(
                 for trial in scheduler.run():
                     run.append_trial(trial)
                     log_trial(trial, summary.objective)
+                    track(trial)
                     summary.count(trial, parts.strategy.screened if goal.constraints else None)
                     if scheduler.selection.changed:
                         answer()
@@ -275,17 +283,20 @@ def _search(
 
 
 @contextmanager
-def _summary_written(run: RunDir, summary: Summary, elapsed_before: float = 0.0) -> Iterator[None]:
-    """Write summary.json with the wall time however the work ends, release the run, and print the result.
+def _summary_written(
+    run: RunDir, summary: Summary, logger: Optional[Component], elapsed_before: float = 0.0
+) -> Iterator[Callable[[Trial], None]]:
+    """Write summary.json with the wall time however the work ends, release the run, and print the result; the
+    work is reported to the `logger` tracker (yielded: what takes each finished trial) and to the run's log.
 
     Ctrl-C (or SIGTERM) records the status `interrupted`, prints how to continue, and exits with code 130. A file
     that cannot be written (a full disk) stops the work with one line; what was written before is kept.
     """
-    with run_log(run, summary.kind):
+    with run_log(run, summary.kind), tracking(logger, run, summary) as track:
         start = time.perf_counter()
         interrupted = False
         try:
-            yield
+            yield track
         except KeyboardInterrupt:
             interrupted, summary.status = True, "interrupted"
         except Stopped as exc:
@@ -398,6 +409,6 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     run.write_best(Best(arch, space.hash(arch), cfg.space.name, source=str(source), trial=cfg.pick))
     summary = Summary(kind="retrain", source=str(source), dataset=cfg.dataset.name, space=cfg.space.name,
                       seed=cfg.seed)
-    with _summary_written(run, summary):
+    with _summary_written(run, summary, cfg.logger):
         retraining.into(run, summary, arch)
     return summary

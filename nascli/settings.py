@@ -153,6 +153,7 @@ class ConfigSchema:
     space: Any = None
     strategy: Any = None
     evaluator: Any = None
+    logger: Any = None  # an experiment tracker's settings (logger=tensorboard|mlflow|wandb|csv); null: none
     hardware: HardwareSettings = field(default_factory=HardwareSettings)
     search: SearchSettings = field(default_factory=SearchSettings)
     retrain: RetrainSettings = field(default_factory=RetrainSettings)

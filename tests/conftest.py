@@ -74,9 +74,10 @@ TIMING = ("elapsed", "train_seconds", "latency_ms")
 
 
 def untimed(trials: list[dict]) -> list[dict]:
-    """Trials without their timings, which differ between identical runs."""
+    """Trials without their timings (and their curves' seconds), which differ between identical runs."""
     return [
-        {**{k: v for k, v in t.items() if k not in TIMING}, "metrics": {k: v for k, v in t["metrics"].items() if k not in TIMING}}
+        {**{k: v for k, v in t.items() if k not in TIMING}, "metrics": {k: v for k, v in t["metrics"].items() if k not in TIMING},
+         "curve": [{k: v for k, v in point.items() if k != "seconds"} for point in t.get("curve") or []]}
         for t in trials
     ]
 

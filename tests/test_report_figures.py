@@ -25,13 +25,15 @@ def test_html_report_embeds_every_figure_and_needs_nothing_else(nas, workdir: Pa
     assert code == 0, err
     page = (workdir / "report.html").read_text()
     images = re.findall(r'<img alt="[^"]*" src="data:image/png;base64,([^"]+)">', page)
-    assert len(images) == page.count("<img") == 2 * 2 + 5  # curves and Pareto per dataset/space, 5 architectures
+    # curves and Pareto per dataset/space, 5 architectures, the learning curves of the one run that trained
+    assert len(images) == page.count("<img") == 2 * 2 + 5 + 1
     assert all(_is_drawn_png(base64.b64decode(data)) for data in images)
     assert not re.search(r'(src|href)="(?!data:)', page) and "<link" not in page and "http" not in page
     assert "table:table" in page and "± " in page  # the runs table, mean ± std over seeds
     plots = sorted(p.name for p in (workdir / "plots").iterdir())
-    assert len(plots) == 9 and [name.split("-")[0] for name in plots].count("arch") == 5
-    assert {"curves-synthetic-chain-val_acc.png", "pareto-table_table-nb201-val_acc.png"} <= set(plots)
+    assert len(plots) == 10 and [name.split("-")[0] for name in plots].count("arch") == 5
+    assert {"curves-synthetic-chain-val_acc.png", "pareto-table_table-nb201-val_acc.png",
+            "learning-trained.png"} <= set(plots)
     assert all(_is_drawn_png((workdir / "plots" / name).read_bytes()) for name in plots)
 
 

@@ -145,7 +145,7 @@ def test_resume_drops_a_torn_last_line_reruns_that_trial_and_may_extend_the_budg
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["dataset=digits"], "only search.* and hardware.* may change"),
+        (["dataset=digits"], "only search.*, hardware.* and logger may change"),
         (["-m"], "--resume takes a run directory"),
     ],
 )

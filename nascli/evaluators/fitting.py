@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Optional
 
 import torch
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from nascli.data.base import DataSplits, joined
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.profile import count_flops, count_params
-from nascli.evaluators.training import TimeLimit, train
+from nascli.evaluators.training import Epoch, TimeLimit, train
 from nascli.hardware import Hardware
 from nascli.settings import TrainSettings
 from nascli.spaces.base import Arch, SearchSpace
@@ -46,13 +46,14 @@ class Fitted:
 def fit_and_score(
     space: SearchSpace, arch: Arch, data: DataSplits, settings: TrainSettings, hardware: Hardware, seed: int,
     epochs: int, latency: Callable[[nn.Module], float], final: bool = False, limits: tuple[TimeLimit, ...] = (),
-    start: Optional[Start] = None, on_epoch: Optional[Callable[[int, float], None]] = None,
+    start: Optional[Start] = None, on_epoch: Optional[Callable[[Epoch], None]] = None,
 ) -> Fitted:
     """`arch` built for `data` (seeded by `seed`), started from `start`, trained for `epochs` and scored.
 
     A trial trains on the train split and is scored on validation; the final network (`final`) trains on train
     and validation together and is scored on test, with its confusion matrix. A limit that shortens the training
-    (`TimeLimit(shorten=True)`) makes `epochs` in the metrics the share of the planned epochs that ran.
+    (`TimeLimit(shorten=True)`) makes `epochs` in the metrics the share of the planned epochs that ran. The
+    metrics' `curve` is the training's learning curve, a point per epoch (see Epoch).
     """
     torch.manual_seed(seed)
     model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
@@ -67,8 +68,15 @@ def fit_and_score(
         held_out, split = (data.test_x, data.test_y), "test"
     else:
         x, y, held_out, split = data.train_x, data.train_y, (data.val_x, data.val_y), "val"
+    curve: list[dict[str, float]] = []
+
+    def kept(point: Epoch) -> None:
+        curve.append(asdict(point))
+        if on_epoch is not None:
+            on_epoch(point)
+
     seconds = train(model, x, y, settings, hardware, seed, epochs=epochs, augmentation=data.augmentation,
-                    on_epoch=on_epoch, groups=groups, limits=limits, compiled=hardware.compile)
+                    on_epoch=kept, groups=groups, limits=limits, compiled=hardware.compile)
     shortening = next((limit for limit in limits if limit.shorten), None)
     scores = evaluate_model(model, *held_out, hardware, split, confusion=final)
     milliseconds = latency(model)
@@ -79,4 +87,5 @@ def fit_and_score(
         "latency_ms": milliseconds,
         "train_seconds": seconds,
         "epochs": shortening.fitted_epochs(epochs) if shortening is not None else epochs,
+        "curve": curve,
     }, transfer)

@@ -22,9 +22,10 @@ from torch.distributions import Dirichlet, kl_divergence
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError, require, warn
 from nascli.evaluators.metrics import evaluate_model
-from nascli.evaluators.training import batches_per_epoch, every_parameter, optimizer_and_schedule, train, training_loss
+from nascli.evaluators.training import (Epoch, batches_per_epoch, every_parameter, optimizer_and_schedule, train,
+                                       training_loss)
 from nascli.hardware import Hardware
-from nascli.printout import progress
+from nascli.printout import log_progress, progress
 from nascli.records import ArchitectureWeights, SupernetHeader
 from nascli.rundir import SUPERNET, RunDir
 from nascli.seeding import derive_seed
@@ -130,11 +131,12 @@ def train_paths(supernets: Supernets, net: Supernet, settings: TrainSettings, st
     with progress() as bar:
         task = bar.add_task("supernet", total=epochs, completed=state["epoch"])
 
-        def on_epoch(epoch: int, loss: float) -> None:
+        def on_epoch(point: Epoch) -> None:
             nonlocal last_loss
-            paths.start_epoch(epoch)
-            last_loss = loss
-            bar.update(task, completed=epoch, description=f"supernet loss {loss:.3f}")
+            paths.start_epoch(point.epoch)
+            last_loss = point.loss
+            bar.update(task, completed=point.epoch, description=f"supernet loss {point.loss:.3f}")
+            log_progress(f"supernet epoch {point.epoch}/{epochs} loss {point.loss:.4f} ({point.seconds:.1f} s)")
 
         try:
             train(paths, data.train_x, data.train_y, settings, supernets.hardware, derive_seed(seed, "supernet"),

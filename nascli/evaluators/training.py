@@ -6,6 +6,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Optional
 
@@ -17,6 +18,17 @@ from nascli.data.base import UNKNOWN_ID, Augmentation, Inputs, holds_tokens, net
 from nascli.errors import TrialFailed
 from nascli.hardware import Hardware
 from nascli.settings import TrainSettings
+
+
+@dataclass(frozen=True)
+class Epoch:
+    """One epoch of a training as its learning curve keeps it."""
+
+    epoch: int
+    loss: float  # the mean training loss
+    acc: float  # the accuracy (%) on the epoch's training batches, as augmented
+    lr: float  # the learning rate at its end (the first parameter group's)
+    seconds: float  # since the training began
 
 
 def augment(x: Tensor, augmentation: Augmentation, generator: torch.Generator) -> Tensor:
@@ -174,7 +186,7 @@ def train(
     seed: int,
     epochs: Optional[int] = None,
     augmentation: Augmentation = Augmentation(),
-    on_epoch: Optional[Callable[[int, float], None]] = None,
+    on_epoch: Optional[Callable[[Epoch], None]] = None,
     resume: Optional[dict[str, Any]] = None,
     checkpoint: Optional[Callable[[dict[str, Any]], None]] = None,
     groups: Optional[list[dict[str, Any]]] = None,
@@ -182,6 +194,8 @@ def train(
     compiled: bool = False,
 ) -> float:
     """Train `model` in place with SGD or AdamW on a one-cycle schedule; return the seconds it took.
+
+    `on_epoch` receives each epoch's point of the learning curve.
 
     `checkpoint` receives the loop's state (epoch, optimizer, schedule, generator) after each epoch, and
     `resume` (such a state) continues from it: the model's weights are the caller's to save and restore.
@@ -214,6 +228,7 @@ def train(
     for epoch in range(first_epoch, epochs):
         order = torch.randperm(len(x), generator=generator, device=x.device)
         loss_sum = torch.zeros((), device=x.device)
+        correct, seen = torch.zeros((), dtype=torch.long, device=x.device), 0
         steps, i = min(steps_per_epoch, total - done), 0
         while i < steps:
             idx = order[i * settings.batch_size : (i + 1) * settings.batch_size]
@@ -226,6 +241,8 @@ def train(
             optimizer.step()
             schedule.step()
             loss_sum += loss.detach()
+            correct += (logits.detach().argmax(1) == y[idx]).sum()
+            seen += len(idx)
             i, done = i + 1, done + 1
             for limit in limits:
                 fitted = limit.after_step()
@@ -240,7 +257,8 @@ def train(
         for limit in limits:
             limit.after_epoch()
         if on_epoch is not None:
-            on_epoch(epoch + 1, mean_loss)
+            on_epoch(Epoch(epoch + 1, round(mean_loss, 5), round(100.0 * correct.item() / seen, 3),
+                           float(f"{optimizer.param_groups[0]['lr']:.6g}"), round(time.perf_counter() - start, 3)))
         if checkpoint is not None:
             checkpoint({"epoch": epoch + 1, "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(),
                         "generator": generator.get_state()})

@@ -32,9 +32,11 @@ class Task:
     fold: int = 0
 
     def trial(self, status: str, metrics: dict[str, Any], error: Optional[str] = None) -> Trial:
-        """The record of this task's trial."""
+        """The record of this task's trial; a learning curve among the metrics becomes the trial's own."""
+        metrics = dict(metrics)
+        curve = metrics.pop("curve", None)
         return Trial(self.id, self.arch, self.hash, status, metrics, self.budget, self.seed, error=error,
-                     repeat=self.repeat)
+                     repeat=self.repeat, curve=curve)
 
     def failed(self, reason: str) -> Trial:
         """The record of this task failing for `reason`."""
