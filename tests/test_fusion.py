@@ -96,8 +96,10 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
     for digit in range(3):
         for index in range(8):
             tone(workdir / "fsdd" / "recordings" / f"{digit}_ann_{index}.wav", 300 * (digit + 1), 0.3, seed=index)
-    cfg = load_config(["dataset=av_digits", f"dataset.root={workdir}", "dataset.workers=1", "dataset.n_mels=16",
-                       "dataset.noise_snr_db=null", "dataset.cache_dir=cache"])  # clean tones: their loudest band names the digit
+    # clean tones: their loudest band names the digit
+    overrides = ["dataset=av_digits", f"dataset.root={workdir}", "dataset.workers=1", "dataset.n_mels=16",
+                 "dataset.noise_snr_db=null", "dataset.cache_dir=cache"]
+    cfg = load_config(overrides)
     dataset = cfg.dataset.cls(cfg.dataset.settings)
     pool, y, test, test_y = dataset.arrays()
     assert len(pool["audio"]) == len(pool["image"]) == 60 and len(test["audio"]) == 30
@@ -106,13 +108,16 @@ def test_av_digits_pairs_mnist_with_recordings_of_the_same_digit(workdir: Path) 
         assert len(set(loudest_band[y == digit].tolist())) == 1
     assert len(set(loudest_band.tolist())) == 3
     data = dataset.load()
-    assert data.input_shape == {"image": (1, 28, 28), "audio": (1, 16, 63)} and len(data.test_x) == 30
+    assert data.input_shape == {"image": (1, 28, 28), "audio": (1, 16, 32)} and len(data.test_x) == 30
 
     def recordings(split) -> set[bytes]:
         return {row.numpy().tobytes() for row in split.parts["audio"]}
 
     assert not recordings(data.train_x) & recordings(data.val_x)  # validation hears no training recording
     assert data.resampled(1) is data  # search.confirm_folds keeps that validation
+    cfg = load_config([*overrides, "dataset.train_per_class=12"])  # only the images drawn are paired, as before
+    fewer = cfg.dataset.cls(cfg.dataset.settings).load()
+    assert len(fewer.train_x) + len(fewer.val_x) == 36 and not recordings(fewer.train_x) & recordings(fewer.val_x)
 
 
 @pytest.mark.parametrize("inputs", [None, WITH_TEXT])

@@ -236,7 +236,8 @@ def decode_folder(listing: Listing, settings: FolderSettings) -> tuple[np.ndarra
     def read(cache: Path) -> tuple[np.ndarray, np.ndarray, dict]:
         images, keep = load_array(cache / "images.npy", mmap=True), load_array(cache / "keep.npy")
         meta = read_json(cache / "meta.json")
-        if keep.dtype != bool or keep.shape != (len(listing.files),) or images.shape != (keep.sum(), channels, size, size):
+        shape = (keep.sum(), channels, size, size)
+        if keep.dtype != bool or keep.shape != (len(listing.files),) or images.shape != shape:
             raise ValueError("its arrays do not match the folder")
         return images, keep, meta
 
