@@ -13,14 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
+from nascli.console import console
 from nascli.errors import LOGGER, writing
 from nascli.records import Summary, Trial
 from nascli.rundir import BEST, MODEL, RunDir
 
-console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 log = logging.getLogger(LOGGER)
 TRIAL_COLUMNS = ("params", "flops", "latency_ms", "train_seconds")
 
@@ -75,17 +72,6 @@ def cell(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def progress() -> Progress:
-    """A progress bar with counts, elapsed and remaining time."""
-    # Redrawn once a second on a terminal (its clocks tick in seconds) and only at the end elsewhere: rich's
-    # default 10 redraws a second take CPU time from training on a small machine, even with nothing to show.
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(), console=console,
-        auto_refresh=console.is_terminal, refresh_per_second=1,
-    )
 
 
 def print_result(run: RunDir, summary: Summary) -> None:

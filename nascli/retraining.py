@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+from nascli.console import progress
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed
 from nascli.evaluators.fitting import Fitted, Start, fit_and_score
@@ -11,7 +12,7 @@ from nascli.evaluators.profile import measure_latency
 from nascli.evaluators.training import Epoch, TimeLimit, batches_per_epoch
 from nascli.executors.base import failure_reason
 from nascli.hardware import Hardware
-from nascli.printout import log_progress, progress, say
+from nascli.printout import log_progress, say
 from nascli.records import ModelHeader, Summary
 from nascli.rundir import RunDir
 from nascli.seeding import derive_seed

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nascli.config import RunConfig, override_key, resume_config, validate
+from nascli.console import progress
 from nascli.data.base import DataSplits
 from nascli.errors import Stopped, StorageError, UserError, first_line, require_extra
 from nascli.evaluators.base import Evaluator
@@ -21,7 +22,7 @@ from nascli.factory import (build_evaluator, build_executor, build_space, build_
 from nascli.fileio import read_json
 from nascli.goal import Goal
 from nascli.hardware import Hardware, describe_environment, resolve_hardware, trial_devices
-from nascli.printout import log, log_trial, print_result, progress, run_log, say
+from nascli.printout import log, log_trial, print_result, run_log, say
 from nascli.records import Best, GoalRecord, State, Summary, Trial
 from nascli.retraining import Retraining
 from nascli.rundir import STATE, RunDir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import hashlib
 import os
 import tarfile
@@ -175,6 +176,22 @@ def test_a_garbled_image_folder_cache_is_built_again(workdir: Path, capsys: pyte
     assert capsys.readouterr().err.startswith(f"warning: the cache {cache.relative_to(workdir)} cannot be read")
     for a, b in zip(first, second):
         np.testing.assert_array_equal(a, b)
+
+
+def test_a_garbled_remembered_image_shape_is_probed_again(workdir: Path) -> None:
+    for name in ("a/1.png", "a/2.png", "a/3.png", "b/1.png", "b/2.png", "b/3.png"):
+        (workdir / "photos" / name).parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (6, 6)).save(workdir / "photos" / name)
+
+    def load() -> tuple[np.ndarray, ...]:
+        return ImageFolder(FolderSettings(root="photos", workers=1, cache_dir="cache")).arrays()
+
+    first = load()
+    (remembered,) = (workdir / "cache").rglob("shape-*.json")
+    remembered.write_text('{"not": "a shape"')
+    second = load()
+    assert second[0].shape == first[0].shape and first[0].shape[1:] == (1, 6, 6)
+    assert json.loads(remembered.read_text()) == [6, 1]
 
 
 def test_images_keep_their_cache_key(workdir: Path) -> None:

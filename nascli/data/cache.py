@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any, Optional, TypeVar
 
 import numpy as np
-from rich import get_console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from nascli.console import progress
 from nascli.errors import StorageError, UserError, first_line, warn
 
 CACHE_ROOT = Path.home() / ".cache" / "nascli"  # each kind of cache in a folder of its own
@@ -94,22 +93,12 @@ def load_array(path: Path, mmap: bool = False) -> np.ndarray:
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
-def progress_bar() -> Progress:
-    """The search's progress bar: counts, elapsed and remaining time, redrawn once a second on a terminal only."""
-    # the columns and redraw rate of printout.progress, which this lower layer cannot import
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-        auto_refresh=get_console().is_terminal, refresh_per_second=1,
-    )
-
-
 def decoded_chunks(decode: Decoder, paths: list[Path], size: int, args: tuple, workers: int,
                    what: str) -> Iterator[tuple[np.ndarray, list[Any]]]:
     """`decode(chunk, *args)` of each chunk of `size` paths, in order, over `workers` processes under a progress bar
     counting `what`."""
     chunks = [paths[i : i + size] for i in range(0, len(paths), size)]
-    with progress_bar() as bar, ProcessPoolExecutor(workers) as pool:
+    with progress() as bar, ProcessPoolExecutor(workers) as pool:
         task = bar.add_task(f"decoding {what}", total=len(paths))
         repeated = [[arg] * len(chunks) for arg in args]
         for chunk, result in zip(chunks, pool.map(decode, chunks, *repeated)):

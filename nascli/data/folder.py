@@ -202,7 +202,12 @@ def _choose_shape(listing: Listing, settings: FolderSettings, folder: Path, work
         return settings.image_size, settings.channels
     remembered = folder / f"shape-{settings.image_size}-{settings.max_image_size}-{settings.channels}.json"
     if remembered.exists():
-        return tuple(json.loads(remembered.read_text()))
+        try:
+            size, channels = json.loads(remembered.read_text())
+            if isinstance(size, int) and size >= 1 and channels in (1, 3):
+                return size, channels
+        except (ValueError, TypeError, UnicodeDecodeError):  # garbled: probed again and rewritten
+            pass
     sample = listing.paths(listing.files[:: max(1, len(listing.files) // SIZE_SAMPLE)])
     with ProcessPoolExecutor(workers) as pool:
         probed = [p for chunk in pool.map(probe_images, chunked(sample)) for p in chunk if p is not None]

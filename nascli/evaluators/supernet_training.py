@@ -19,13 +19,14 @@ from omegaconf import OmegaConf
 from torch import Tensor, nn
 from torch.distributions import Dirichlet, kl_divergence
 
+from nascli.console import progress
 from nascli.data.base import DataSplits
 from nascli.errors import TrialFailed, UserError, require, warn
 from nascli.evaluators.metrics import evaluate_model
 from nascli.evaluators.training import (Epoch, batches_per_epoch, every_parameter, optimizer_and_schedule, train,
-                                       training_loss)
+                                        training_loss)
 from nascli.hardware import Hardware
-from nascli.printout import log_progress, progress
+from nascli.printout import log_progress
 from nascli.records import ArchitectureWeights, SupernetHeader
 from nascli.rundir import SUPERNET, RunDir
 from nascli.seeding import derive_seed
