@@ -8,7 +8,7 @@ error naming the file and the key, never a record with a wrong type inside.
 from __future__ import annotations
 
 import types
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from functools import cache
 from typing import Any, ClassVar, Optional, TypeVar, Union, get_args, get_origin, get_type_hints
 
@@ -313,8 +313,32 @@ class State(Record):
 
 
 @dataclass
+class Preprocessing(Record):
+    """How a raw input (an image file, a recording, a sentence, an array) became what the network was trained on,
+    and the name of each class: what `nas predict` needs to label new inputs without the training data."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("classes",)
+
+    kind: str  # image | audio | text | arrays | multimodal: what a raw input is
+    classes: list[str] = field(default_factory=list)  # the name of each class index
+    mean: Optional[list[float]] = None  # per channel: arrays are standardised as (x - mean) / std
+    std: Optional[list[float]] = None
+    image_size: Optional[int] = None  # image files are resized to this square side ...
+    channels: Optional[int] = None  # ... with this many channels (1 grey, 3 RGB, 4 RGBA)
+    pixel_divisor: Optional[float] = None  # image files' 0-255 pixels are divided by this (None: kept as they are)
+    audio: Optional[dict[str, Optional[float]]] = None  # recordings: the log-mel settings (sample_rate, n_mels, ...)
+    vocabulary: Optional[dict[str, Any]] = None  # sentences: the tokenizer (tokens, lowercase, pattern, max_length)
+
+    def named(self, count: int, kept: Optional[list[int]] = None) -> Preprocessing:
+        """The same with the names of the `kept` classes (all `count`), "0", "1", ... where the dataset has none."""
+        names = self.classes or [str(i) for i in range(count)]
+        return replace(self, classes=names if kept is None else [names[i] for i in kept])
+
+
+@dataclass
 class ModelHeader(Record):
-    """What retrain/model.pt holds beside its state_dict: the architecture and what it was built for."""
+    """What retrain/model.pt holds beside its state_dict: the architecture, what it was built for and how its
+    inputs are made (None in checkpoints of nascli before `nas predict`)."""
 
     KEEP_NONE: ClassVar[tuple[str, ...]] = ("vocab_size",)
 
@@ -323,6 +347,7 @@ class ModelHeader(Record):
     num_classes: int
     space: Optional[str] = None
     vocab_size: Optional[int | dict[str, int]] = None
+    preprocessing: Optional[Preprocessing] = None
 
 
 @dataclass

@@ -97,7 +97,7 @@ class Retraining:
         run.write_retrain_metrics(metrics)
         shape = ({name: list(part) for name, part in data.input_shape.items()} if isinstance(data.input_shape, dict)
                  else list(data.input_shape))
-        run.save_model(ModelHeader(arch, shape, data.num_classes, self.space_name, data.vocab_size),
+        run.save_model(ModelHeader(arch, shape, data.num_classes, self.space_name, data.vocab_size, data.preprocessing),
                        {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()})
         summary.status, summary.test_acc = "completed", metrics["test_acc"]
         self._baselines(run, summary, arch, metrics)

@@ -11,6 +11,7 @@ from numpy.lib.npyio import NpzFile
 
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.errors import UserError, first_line, require
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 CHANNEL_COUNTS = (1, 3, 4)
@@ -53,19 +54,47 @@ def as_images(x: np.ndarray, name: str) -> np.ndarray:
     raise UserError(f"{name} has shape {x.shape}; expected (N, D) features or (N, H, W[, C]) / (N, C, H, W) images")
 
 
-def labelled(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
-    """Samples and labels checked against each other: one label per sample, real finite numbers, no NaN label."""
-    if y.ndim != 1 or len(y) != len(x):
-        raise UserError(f"{x_name} has {len(x)} samples but {y_name} has shape {y.shape}; one label per sample is needed")
+def samples(x: np.ndarray, x_name: str) -> np.ndarray:
+    """Samples of real finite numbers as (N, C, H, W), as `as_images` makes them; others are a UserError."""
     if np.issubdtype(x.dtype, np.complexfloating):
         raise UserError(f"{x_name} holds complex numbers (dtype {x.dtype}); give real ones, e.g. the real and "
                         "imaginary parts (or magnitude and phase) as separate channels")
     if not np.issubdtype(x.dtype, np.number) or np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
         raise UserError(f"{x_name} must hold finite numbers (dtype {x.dtype})")
+    return as_images(x, x_name)
+
+
+def labelled(x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Samples and labels checked against each other: one label per sample, real finite numbers, no NaN label."""
+    if y.ndim != 1 or len(y) != len(x):
+        raise UserError(f"{x_name} has {len(x)} samples but {y_name} has shape {y.shape}; one label per sample is needed")
+    x = samples(x, x_name)
     unlabelled = int(np.isnan(y).sum()) if np.issubdtype(y.dtype, np.floating) else 0
     if unlabelled:
         raise UserError(f"{unlabelled} of the {len(y)} labels in {y_name} are NaN; label those samples or drop them")
-    return as_images(x, x_name), y
+    return x, y
+
+
+def unlabelled_samples(path: Path) -> np.ndarray:
+    """The samples (N, C, H, W) of a .npy file, or of an .npz's array x (else x_test, else its only one), read
+    without unpickling; a file that holds none is a UserError naming it."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, NpzFile):
+            return samples(loaded, str(path))
+        with loaded as data:
+            only = data.files[0] if len(data.files) == 1 else None
+            name = next((n for n in ("x", "x_test") if n in data.files), only)
+            if name is None:
+                raise UserError(f"{path} holds the arrays {', '.join(data.files) or 'none'}; name the samples x")
+            x = data[name]
+    except UserError:
+        raise
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist") from None
+    except Exception as exc:  # numpy's parsers raise many kinds (ValueError, EOFError, ...) on a bad file
+        raise UserError(f"cannot read {path}: {first_line(exc)} (a .npy or .npz of numbers is expected)") from None
+    return samples(x, f"{path} {name}")
 
 
 @dataclass
@@ -99,10 +128,14 @@ class Arrays(ArrayDataset):
             raise UserError(f"{path} has only one of x_test and y_test; give both or neither")
         x, y = labelled(data["x_train"], data["y_train"], "x_train", "y_train")
         if "x_test" not in data:
-            _, y = np.unique(y, return_inverse=True)
+            self._classes, y = np.unique(y, return_inverse=True)
             return hold_out_test(x, y, self.settings.test_fraction)
         test_x, test_y = labelled(data["x_test"], data["y_test"], "x_test", "y_test")
         if test_x.shape[1:] != x.shape[1:]:
             raise UserError(f"x_test samples have shape {test_x.shape[1:]} but x_train samples {x.shape[1:]}")
-        _, codes = np.unique(np.concatenate([y, test_y]), return_inverse=True)
+        self._classes, codes = np.unique(np.concatenate([y, test_y]), return_inverse=True)
         return x, codes[: len(y)], test_x, codes[len(y) :]
+
+    def preprocessing(self) -> Preprocessing:
+        """Samples taken as they are; each class named by its label."""
+        return Preprocessing("arrays", [str(label) for label in self._classes])

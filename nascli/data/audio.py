@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from nascli.data.cache import (CACHE_ROOT, cache_folder, cached, decode_into, de
                                read_json)
 from nascli.data.folder import list_folder, official_or_held_out, required_root
 from nascli.errors import UserError, first_line, require, require_extra, warn
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg"})
@@ -28,6 +29,7 @@ FSDD_TEST_INDICES = range(5)  # the official split: recordings 0-4 of each digit
 CHUNK = 64
 CACHE = CACHE_ROOT / "audio"
 CACHE_VERSION = 1  # raised when the features of the same settings change
+FRONT_END = ("sample_rate", "seconds", "n_mels", "n_fft", "hop_length", "noise_snr_db")  # what shapes a spectrogram
 AUDIO_MAGIC = {".wav": (b"RIFF", b"RIFX", b"RF64"), ".flac": (b"fLaC", b"ID3"), ".ogg": (b"OggS",)}  # how files begin
 
 
@@ -70,6 +72,19 @@ class AudioSettings(CachedSpectrogramSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         require(0 < self.test_fraction < 1, "test_fraction must be in (0, 1)")
+
+
+def front_end(settings: SpectrogramSettings, classes: Optional[list[str]] = None) -> Preprocessing:
+    """How a recording becomes a spectrogram with these settings, as a model's preprocessing records it."""
+    return Preprocessing("audio", classes or [], audio={name: getattr(settings, name) for name in FRONT_END})
+
+
+def front_end_settings(audio: dict[str, Any], where: str) -> SpectrogramSettings:
+    """The spectrogram settings a model's preprocessing records; settings that are not valid are a UserError."""
+    try:
+        return SpectrogramSettings(**{name: audio[name] for name in FRONT_END}, workers=None)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where} holds no valid audio settings ({first_line(exc)}); the file is corrupt") from None
 
 
 def with_noise(wave: np.ndarray, snr_db: float, name: str) -> np.ndarray:
@@ -210,9 +225,13 @@ class AudioFolder(ArrayDataset):
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         listing = list_folder(self._root(), AUDIO_SUFFIXES, "recordings", "wav")
+        self._classes = listing.classes
         x, keep = cached_spectrograms(listing.paths(listing.files), self.settings, listing.root, listing.digest)
         is_test = listing.is_test[keep] if listing.is_test is not None else None
         return official_or_held_out(x, listing.labels[keep], is_test, self.settings.test_fraction)
+
+    def preprocessing(self) -> Preprocessing:
+        return front_end(self.settings, self._classes)
 
 
 @register("dataset", "fsdd")
@@ -242,3 +261,6 @@ class FSDD(ArrayDataset):
         y = np.asarray([int(m.group(1)) for m in names])
         is_test = np.asarray([int(m.group(3)) in FSDD_TEST_INDICES for m in names])
         return x[~is_test], y[~is_test], x[is_test], y[is_test]
+
+    def preprocessing(self) -> Preprocessing:
+        return front_end(self.settings)

@@ -6,7 +6,7 @@ import os
 import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Optional
 
 import numpy as np
@@ -15,6 +15,7 @@ from sklearn.model_selection import StratifiedKFold, train_test_split
 from torch import Tensor
 
 from nascli.errors import UserError, require
+from nascli.records import Preprocessing
 
 SPLIT_SEED = 0  # fixed so that runs with different seeds compare on the same splits
 UNKNOWN_ID = 1  # the token id of a word outside the vocabulary (0 pads)
@@ -74,6 +75,7 @@ class DataSplits:
     # token data: the tokenizer, x holds ids into its "tokens"; multimodal data: each token input's, by name
     vocabulary: Optional[dict[str, Any]] = None
     val_held_out: bool = True  # validation is a share held out of the training data (False: given apart, e.g. a dev set)
+    preprocessing: Optional[Preprocessing] = None  # how raw inputs became x, and the class names (saved with models)
 
     @property
     def input_shape(self) -> InputShape:
@@ -311,28 +313,37 @@ class ArrayDataset(Dataset):
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Samples (N, C, H, W) and labels (N,) of the training pool and of the test set."""
 
+    def preprocessing(self) -> Preprocessing:
+        """How a raw input becomes a sample of `arrays()`, and the class names, once they have been read."""
+        return Preprocessing("arrays")
+
     def load(self, device: Optional[torch.device] = None) -> DataSplits:
         """Train / validation / test splits, normalised by the training pool's channel statistics.
 
         Inputs larger (as float32) than the memory budget stay in their host array and stream batch by batch.
         """
         x, y, test_x, test_y = self.arrays()
+        count = int(max(y.max(), test_y.max()) + 1)
         rows, y, test_rows, test_y = kept_classes(y, test_y, self.settings.classes)
         x, test_x = (x, test_x) if self.settings.classes is None else (x[rows], test_x[test_rows])
         train, val = train_and_validation(y, self.settings)
         stream = 4 * (x.size + test_x.size) > memory_budget(self.settings, device)
+        mean, std = stats = channel_stats(x)
+        known = replace(self.preprocessing(), mean=mean.flatten().tolist(), std=std.flatten().tolist())
         return DataSplits(
-            *splits_of(x, test_x, y, test_y, train, val, stream),
+            *splits_of(x, test_x, y, test_y, train, val, stream, stats),
             num_classes=int(max(y.max(), test_y.max()) + 1),
             augmentation=self.settings.augmentation(),
+            preprocessing=known.named(count, self.settings.classes),
         )
 
 
 def splits_of(x: np.ndarray, test_x: np.ndarray, y: np.ndarray, test_y: np.ndarray, train: np.ndarray,
-              val: np.ndarray, stream: bool) -> tuple[Inputs, Tensor, Inputs, Tensor, Inputs, Tensor]:
+              val: np.ndarray, stream: bool, stats: Optional[tuple[Tensor, Tensor]] = None
+              ) -> tuple[Inputs, Tensor, Inputs, Tensor, Inputs, Tensor]:
     """Train, validation and test inputs and labels of a pool and a test set, normalised by the pool's channel
-    statistics; streamed from their host arrays batch by batch, or as tensors in memory."""
-    mean, std = channel_stats(x)
+    statistics (`stats`, computed when not given); streamed from their host arrays batch by batch, or in memory."""
+    mean, std = stats if stats is not None else channel_stats(x)
     if stream:
         inputs = (StreamedSamples(x, train, mean, std), StreamedSamples(x, val, mean, std),
                   StreamedSamples(test_x, np.arange(len(test_x)), mean, std))

@@ -12,6 +12,7 @@ import numpy as np
 from nascli.data.files import FileDataset
 from nascli.data.folder import FolderSettings, folder_arrays, is_split_folder
 from nascli.errors import UserError
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 try:
@@ -22,6 +23,7 @@ except ImportError:  # numpy < 2
     from numpy.core.numeric import _frombuffer
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
+CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
 # The only globals a batch may name. Genuine batches (Python 2, protocol 2) need the array three; protocol 5
 # writes arrays with _frombuffer, Python 3 writes bytes under protocols < 3 as _codecs.encode (or bytes()
@@ -63,6 +65,7 @@ class CIFAR10(FileDataset):
         "put the extracted cifar-10-batches-py folder, or an image folder with train/ and test/ class folders, "
         "under a folder and pass dataset.root=FOLDER, or `pip install 'nascli[vision]'` to download it"
     )
+    _decoded = Preprocessing("image", CLASSES, image_size=32, channels=3, pixel_divisor=255.0)  # the batches' pixels
 
     def alternative(self) -> Optional[Path]:
         return next((p for p in self._under_root("cifar10") if is_split_folder(p)), None)
@@ -75,7 +78,8 @@ class CIFAR10(FileDataset):
     def arrays(self) -> tuple[np.ndarray, ...]:
         images = self.alternative()
         if images is not None:
-            return folder_arrays(FolderSettings(image_size=32, channels=3), images)
+            arrays, self._decoded = folder_arrays(FolderSettings(image_size=32, channels=3), images)
+            return arrays
         folder = self.locate()
 
         def load(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
@@ -91,3 +95,6 @@ class CIFAR10(FileDataset):
             return np.concatenate(images).astype(np.float32) / 255.0, np.concatenate(labels)
 
         return (*load(TRAIN_BATCHES), *load(("test_batch",)))
+
+    def preprocessing(self) -> Preprocessing:
+        return self._decoded

@@ -9,6 +9,7 @@ from sklearn.datasets import load_digits
 
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.errors import require
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 
@@ -33,3 +34,7 @@ class Digits(ArrayDataset):
         digits = load_digits()
         images = digits.images.reshape(-1, 1, 8, 8).astype(np.float32) / 16.0
         return hold_out_test(images, digits.target, self.settings.test_fraction)
+
+    def preprocessing(self) -> Preprocessing:
+        """Grey 8 x 8 images in [0, 1]: an image file's 0-255 pixels scaled to the same range."""
+        return Preprocessing("image", image_size=8, channels=1, pixel_divisor=255.0)

@@ -16,6 +16,7 @@ from PIL import Image
 from nascli.data.base import ArrayDataset, DatasetSettings, hold_out_test
 from nascli.data.cache import CACHE_ROOT, cache_folder, cached, decode_into, files_digest, load_array, read_json
 from nascli.errors import UserError, require, warn
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 CACHE = CACHE_ROOT / "folders"
@@ -268,9 +269,12 @@ def required_root(root: Optional[str], dataset: str, layout: str) -> Path:
     return Path(root).expanduser()
 
 
-def folder_arrays(settings: FolderSettings, root: Path) -> tuple[np.ndarray, ...]:
-    """Training pool and test set of an image folder."""
-    return official_or_held_out(*decode_folder(list_folder(root), settings), settings.test_fraction)
+def folder_arrays(settings: FolderSettings, root: Path) -> tuple[tuple[np.ndarray, ...], Preprocessing]:
+    """Training pool and test set of an image folder, and how its files became them."""
+    listing = list_folder(root)
+    x, y, is_test = decode_folder(listing, settings)
+    return (official_or_held_out(x, y, is_test, settings.test_fraction),
+            Preprocessing("image", listing.classes, image_size=x.shape[2], channels=x.shape[1]))
 
 
 @register("dataset", "folder")
@@ -278,6 +282,7 @@ class ImageFolder(ArrayDataset):
     """Your images: one folder per class (optionally under train/ and test/), any size and channel count."""
 
     Settings = FolderSettings
+    _decoded = Preprocessing("image")
 
     def _root(self) -> Path:
         return required_root(self.settings.root, "folder", "root/<class>/*.jpg|png")
@@ -286,4 +291,8 @@ class ImageFolder(ArrayDataset):
         list_folder(self._root(), quiet=True)
 
     def arrays(self) -> tuple[np.ndarray, ...]:
-        return folder_arrays(self.settings, self._root())
+        arrays, self._decoded = folder_arrays(self.settings, self._root())
+        return arrays
+
+    def preprocessing(self) -> Preprocessing:
+        return self._decoded

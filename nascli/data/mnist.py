@@ -11,6 +11,7 @@ import numpy as np
 from nascli.data.arrays import labelled, read_npz
 from nascli.data.files import FileDataset
 from nascli.errors import UserError
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 IDX_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -36,6 +37,8 @@ class _IdxDataset(FileDataset):
     files = IDX_FILES
     torchvision_class = ""
     npz_name = ""  # the same data as one .npz of x_train, y_train, x_test, y_test (as Keras ships it)
+    classes: list[str] = []  # the name of each class; none: its index
+    _divisor: Optional[float] = 255.0  # what the pixels read were divided by (IDX files: 255; an .npz's: none)
 
     def alternative(self) -> Optional[Path]:
         return next((p for p in self._under_root(self.npz_name) if p.is_file() and p.suffix == ".npz"), None)
@@ -48,6 +51,7 @@ class _IdxDataset(FileDataset):
 
     def arrays(self) -> tuple[np.ndarray, ...]:
         npz = self.alternative()
+        self._divisor = None if npz is not None else 255.0
         if npz is not None:
             data = read_npz(npz, ("x_train", "y_train", "x_test", "y_test"))
             return (*labelled(data["x_train"], data["y_train"], "x_train", "y_train"),
@@ -61,6 +65,10 @@ class _IdxDataset(FileDataset):
         train_x, train_y, test_x, test_y = (load(name) for name in IDX_FILES)
         return train_x[:, None].astype(np.float32) / 255.0, train_y, test_x[:, None].astype(np.float32) / 255.0, test_y
 
+    def preprocessing(self) -> Preprocessing:
+        """Grey 28 x 28 images; an .npz's pixels are taken as they are (Keras ships 0-255), the IDX files' scaled."""
+        return Preprocessing("image", self.classes, image_size=28, channels=1, pixel_divisor=self._divisor)
+
 
 @register("dataset", "fashion_mnist")
 class FashionMNIST(_IdxDataset):
@@ -71,6 +79,7 @@ class FashionMNIST(_IdxDataset):
     system_dir = "/usr/share/datasets/fashion-mnist"
     torchvision_class = "FashionMNIST"
     npz_name = "fashion-mnist.npz"
+    classes = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
     install_hint = (
         "install it with `apt-get install dataset-fashion-mnist`, put the four IDX files in a folder "
         "and pass dataset.root=FOLDER, or `pip install 'nascli[vision]'` to download it"

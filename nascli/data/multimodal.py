@@ -13,6 +13,7 @@ from nascli.data.base import (Dataset, DataSplits, Modalities, hold_out_test, ke
                               train_and_validation)
 from nascli.data.text import TokenSettings, encode, fitted_tokens
 from nascli.errors import require
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 Arrays = dict[str, np.ndarray]
@@ -36,6 +37,10 @@ class MultimodalDataset(Dataset):
         """The inputs after preprocessing fitted on the training rows of the pool only (none by default)."""
         return pool, test
 
+    def class_names(self) -> list[str]:
+        """The name of each class, once `arrays()` has run (none: its index)."""
+        return []
+
     def load(self, device: Optional[torch.device] = None) -> DataSplits:
         """Train / validation / test splits of every input: arrays normalised by the training pool's statistics,
         texts as token ids of a vocabulary built on the training split (saved as each token input's).
@@ -43,6 +48,7 @@ class MultimodalDataset(Dataset):
         When the arrays together (as float32) exceed the memory budget, each streams from its host array.
         """
         pool, y, test, test_y = self.arrays()
+        count = int(max(y.max(), test_y.max()) + 1)
         rows, y, test_rows, test_y = kept_classes(y, test_y, self.settings.classes)
         pool = {name: part[rows] for name, part in pool.items()}
         test = {name: part[test_rows] for name, part in test.items()}
@@ -61,9 +67,10 @@ class MultimodalDataset(Dataset):
                 parts[name] = splits_of(pool[name], test[name], y, test_y, train, val, stream)[::2]
         inputs = [Modalities({name: parts[name][i] for name in kinds}, kinds) for i in range(3)]
         labels = [torch.from_numpy(np.asarray(a, dtype=np.int64)) for a in (y[train], y[val], test_y)]
+        described = Preprocessing("multimodal", self.class_names()).named(count, self.settings.classes)
         return DataSplits(inputs[0], labels[0], inputs[1], labels[1], inputs[2], labels[2],
                           num_classes=int(max(y.max(), test_y.max()) + 1), augmentation=self.settings.augmentation(),
-                          vocabulary=vocabularies or None, val_held_out=self.val_held_out)
+                          vocabulary=vocabularies or None, val_held_out=self.val_held_out, preprocessing=described)
 
 
 @dataclass

@@ -53,6 +53,9 @@ class MultimodalTable(MultimodalDataset):
 
     Settings = MultimodalTableSettings
 
+    def class_names(self) -> list[str]:
+        return self._classes
+
     def kinds(self) -> dict[str, str]:  # recordings: 1 x mels x frames images
         return {column: INPUT_KINDS[kind] for column, kind in (self.settings.inputs or {}).items()}
 
@@ -118,7 +121,7 @@ class MultimodalTable(MultimodalDataset):
         classes = sorted(set(train[s.label_column].astype(str)) | set(test[s.label_column].astype(str)))
         if len(classes) < 2:
             raise UserError(f"{s.train} has one class ({classes[0]}); classification needs two or more")
-        index = {name: i for i, name in enumerate(classes)}
+        index, self._classes = {name: i for i, name in enumerate(classes)}, classes
         (pool, pool_ok), (held_out, test_ok) = self._inputs(train, s.train), self._inputs(test, s.test or s.train)
         dropped = int((~pool_ok).sum() + (~test_ok).sum())
         if dropped:

@@ -15,6 +15,7 @@ from sklearn.feature_extraction.text import CountVectorizer
 from nascli.data.base import (UNKNOWN_ID, Augmentation, Dataset, DatasetSettings, DataSplits, kept_classes,
                               stratified_split, train_and_validation, training_pool)
 from nascli.errors import UserError, require
+from nascli.records import Preprocessing
 from nascli.registry import register
 
 PAD, UNKNOWN = "<pad>", "<unk>"  # ids 0 and 1
@@ -192,7 +193,8 @@ class TextDataset(Dataset):
 
         return DataSplits(x[fit], labels_of(y[fit]), x[val], labels_of(y[val]), test_x, labels_of(test_y),
                           num_classes=len(classes), augmentation=s.augmentation(), vocabulary=vocabulary,
-                          val_held_out=s.val is None)
+                          val_held_out=s.val is None,
+                          preprocessing=Preprocessing("text", vocabulary["classes"], vocabulary=vocabulary))
 
 
 @register("dataset", "text")
