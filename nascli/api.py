@@ -5,6 +5,7 @@
     run.trials            # a pandas DataFrame, one row per trial
     run.best.arch         # the architecture found
     model = run.model()   # the retrained network, ready for inference
+    run.predict(["new_images/"])  # its labels of new inputs, a row each (as `nas predict` gives them)
     again = api.retrain(run.path, ["retrain.epochs=100"], run_dir="runs/digits-100")
 
 Settings are the same Hydra overrides the CLI takes. A mistake (an unknown option, a missing dataset) raises
@@ -26,6 +27,7 @@ from torch import nn
 
 from nascli.config import expand_home, load_config
 from nascli.errors import UserError
+from nascli.predict import predict as predict_inputs
 from nascli.records import Best, Summary, Trial
 from nascli.rundir import RunDir, find_runs
 from nascli.runner import check_job, retrain as retrain_run, retrain_overrides, search as search_run
@@ -75,6 +77,11 @@ class Run:
     def model(self) -> nn.Module:
         """The retrained network in eval mode, on the CPU."""
         return load_model(self.path)[0]
+
+    def predict(self, inputs: Sequence[str | Path], column: Optional[str] = None, top: int = 3) -> pd.DataFrame:
+        """The retrained network's labels of new raw inputs (files, folders, arrays, tables of sentences) with their
+        probabilities, a row each, as `nas predict` gives them; unreadable inputs are skipped with a warning."""
+        return predict_inputs(self.path, [Path(p).expanduser() for p in inputs], column, top).table
 
 
 def load_run(path: str | Path) -> Run:

@@ -27,6 +27,7 @@ app = typer.Typer(
 )
 console = Console(highlight=False, soft_wrap=True)  # paths stay whole, for copying
 OVERRIDES = {"allow_extra_args": True, "ignore_unknown_options": True}
+PREDICT_ROWS = 10  # rows of `nas predict` shown on the terminal
 def run_hydra(task: Callable[[], Any], prog: str, args: list[str]) -> None:
     """Run a Hydra entry point with `args`; its composition errors become one line, failed sweep jobs exit 1."""
     from nascli import hydra_app
@@ -174,6 +175,41 @@ def export(
     path, difference = export_model(run_dir, format, out, force)
     console.print(f"wrote {path} ({format}); on a batch of {SAMPLE_BATCH} its outputs match the checkpoint's "
                   f"within {difference:.1e}")
+
+
+@app.command()
+def predict(
+    run_dir: Path = typer.Argument(..., help="A run directory with a retrained model (retrain/model.pt)."),
+    inputs: list[Path] = typer.Argument(
+        ..., help="Image or audio files, folders of them, .npy/.npz arrays, or (text models) CSV/TSV files."
+    ),
+    out: Optional[Path] = typer.Option(None, "--out", help="Write every row as CSV to this file."),
+    top: int = typer.Option(3, "--top", help="How many of the likeliest labels each row gives."),
+    column: Optional[str] = typer.Option(
+        None, "--column", help="The CSV column of sentences (default: the run's dataset.text_column, or the only one)."
+    ),
+    device: str = typer.Option("auto", "--device", help="auto (a GPU when one is visible), cpu or cuda."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+) -> None:
+    """Label new inputs with a run's retrained model, preprocessed as its training data was."""
+    from nascli.predict import predict as label
+
+    labelled = label(run_dir, inputs, column, top, device, out, force)
+    table = labelled.table
+    shown = table.head(PREDICT_ROWS).round(4)
+    if console.is_terminal:
+        rich_table = Table(*shown.columns)
+        for row in shown.itertuples(index=False):
+            rich_table.add_row(*(escape(str(v)) for v in row))
+        console.print(rich_table)
+    else:
+        print(shown.to_string(index=False))
+    skipped = f", skipped {len(labelled.skipped)}" if labelled.skipped else ""
+    console.print(f"labelled {len(table)} input(s){skipped}")
+    if out is not None:
+        console.print(f"wrote {out}")
+    elif len(table) > len(shown):
+        console.print(f"showing the first {len(shown)}; --out FILE.csv writes every row")
 
 
 @app.command("list")
