@@ -167,14 +167,19 @@ def export(
     run_dir: Path = typer.Argument(..., help="A run directory with a retrained model (retrain/model.pt)."),
     format: str = typer.Option("torchscript", "--format", help="torchscript or onnx (pip install 'nascli[onnx]')."),
     out: Optional[Path] = typer.Option(None, "--out", help="The file to write (default: RUN_DIR/export/model.ts|onnx)."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file (and the card beside it)."),
+    with_preprocessing: bool = typer.Option(
+        False, "--with-preprocessing", help="ONNX of an image model: uint8 pixels (N, H, W, C) in, probabilities out."
+    ),
 ) -> None:
-    """Export the retrained model, checking that the file reproduces the checkpoint's outputs."""
+    """Export the retrained model with its classes and preprocessing inside and a model card beside it, checking
+    that the file reproduces the checkpoint's outputs."""
     from nascli.export import SAMPLE_BATCH, export as export_model
+    from nascli.model_card import card_beside
 
-    path, difference = export_model(run_dir, format, out, force)
-    console.print(f"wrote {path} ({format}); on a batch of {SAMPLE_BATCH} its outputs match the checkpoint's "
-                  f"within {difference:.1e}")
+    path, difference = export_model(run_dir, format, out, force, with_preprocessing=with_preprocessing)
+    console.print(f"wrote {path} ({format}) and {card_beside(path)}; on a batch of "
+                  f"{SAMPLE_BATCH} its outputs match the checkpoint's within {difference:.1e}")
 
 
 @app.command()

@@ -32,3 +32,12 @@ def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, na
                               report=False)
     finally:
         exporter_log.setLevel(level)
+
+
+def set_metadata(path: Path, properties: dict[str, str]) -> None:
+    """Write `properties` into an ONNX file's metadata (ONNX Runtime reads them: session.get_modelmeta())."""
+    import onnx  # the optional onnx package, checked by the caller
+
+    model = onnx.load(str(path))
+    onnx.helper.set_model_props(model, properties)
+    onnx.save(model, str(path))
