@@ -5,22 +5,38 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from nascli.config import validate
 from nascli.errors import UserError, require_extra, warn, writing
 from nascli.model_card import card_beside, description, model_card
 from nascli.onnx_writer import set_metadata, write_onnx
+from nascli.quantize import compared, quantize
 from nascli.records import ModelHeader, Preprocessing
 from nascli.rundir import EXPORT, MODEL, VOCABULARY, RunDir, check_output
 from nascli.spaces.stored import load_model
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
 SAMPLE_BATCH = 8
+QUANTISATIONS = ("int8",)
+
+
+@dataclass
+class Exported:
+    """What an export wrote: the model file, how far its outputs are from the checkpoint's, its card, and (with
+    quantisation) the compressed file with its comparison to the float model."""
+
+    path: Path
+    difference: float
+    card: Path
+    compressed: Optional[Path] = None
+    compression: Optional[dict[str, Any]] = None
 
 
 class WithPreprocessing(nn.Module):
@@ -76,33 +92,42 @@ def _with_preprocessing(model: nn.Module, header: ModelHeader, generator: torch.
 
 
 def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = False, atol: float = 1e-4,
-           with_preprocessing: bool = False) -> tuple[Path, float]:
+           with_preprocessing: bool = False, quantisation: Optional[str] = None) -> Exported:
     """Export the run's retrained model with what it is (class names, preprocessing, architecture) inside, and a
     model card beside it; check the file reproduces the checkpoint's outputs on a sample batch.
 
-    Returns the file and the largest absolute difference of the outputs; a file that does not reproduce them is
-    removed and reported as an error. An earlier export in the run's export folder is replaced; an existing `out`
-    (or the card or vocabulary.json beside it) only with `force`. `with_preprocessing` (ONNX, image models) puts
-    the images' preprocessing into the graph: uint8 pixels in, probabilities out.
+    A file that does not reproduce them is removed and reported as an error. An earlier export in the run's export
+    folder is replaced; an existing `out` (or the card, vocabulary.json or int8 file beside it) only with `force`.
+    `with_preprocessing` (ONNX, image models) puts the images' preprocessing into the graph: uint8 pixels in,
+    probabilities out. `quantisation` "int8" (ONNX) also writes the int8 model beside it, compared with the float
+    one on the run's test split (its dataset is loaded for calibration and the comparison).
     """
     if fmt not in FORMATS:
         raise UserError(f"unknown export format '{fmt}'; choose one of: {', '.join(FORMATS)}")
     if fmt == "onnx":
         require_extra("--format onnx", "onnx", "onnx", "onnxruntime", "onnxscript")
-    elif with_preprocessing:
-        raise UserError("--with-preprocessing works with --format onnx")
+    elif with_preprocessing or quantisation:
+        raise UserError(f"{'--with-preprocessing' if with_preprocessing else '--quantize'} works with --format onnx")
+    if quantisation is not None and (quantisation not in QUANTISATIONS or with_preprocessing):
+        raise UserError(f"--quantize takes {', '.join(QUANTISATIONS)}, without --with-preprocessing")
     model, checkpoint = load_model(run_dir)
     run = RunDir(run_dir)
     header = ModelHeader.from_dict(checkpoint, str(run.file(MODEL)))
+    if quantisation is not None and isinstance(header.input_shape, dict):
+        raise UserError("--quantize takes a model of one input; this one takes several")
     given, out = out, out or run.file(EXPORT) / FORMATS[fmt]
-    card = card_beside(out)
+    card, compressed = card_beside(out), out.with_name(f"{out.stem}_{quantisation}{out.suffix}")
     vocabulary, beside = run.file(VOCABULARY), out.parent / VOCABULARY
     copy_vocabulary = vocabulary.exists() and vocabulary.resolve() != beside.resolve()
     if given is not None:
         if out.is_dir():
             raise UserError(f"--out {out} is a directory; name the file to write")
-        for path in (out, card, *([beside] if copy_vocabulary else [])):
+        for path in (out, card, *([beside] if copy_vocabulary else []), *([compressed] if quantisation else [])):
             check_output(path, force)
+    data = None
+    if quantisation is not None:  # loaded before anything is written: missing data is one line, and nothing else
+        cfg = validate(run.config())
+        data = cfg.dataset.cls(cfg.dataset.settings).load()
     generator = torch.Generator().manual_seed(0)
     exported, sample = (_with_preprocessing(model, header, generator) if with_preprocessing
                         else (model, _samples(header, generator)))
@@ -126,8 +151,15 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
     if copy_vocabulary:
         with writing(beside):
             shutil.copyfile(vocabulary, beside)
+    compression = None
+    if data is not None:
+        with writing(compressed):
+            method = quantize(out, compressed, data)
+            set_metadata(compressed, about)
+        compression = {"quantisation": quantisation, "method": method, "file": compressed.name,
+                       **compared(out, compressed, data)}
     text = model_card(header, fmt, out.name, str(run_dir), OmegaConf.to_container(run.config()),
-                      run.retrain_metrics(), run.summary())
+                      run.retrain_metrics(), run.summary(), compression)
     with writing(card):
         card.write_text(text)
-    return out, difference
+    return Exported(out, difference, card, compressed if compression else None, compression)

@@ -68,6 +68,18 @@ def _preprocessing_lines(header: ModelHeader) -> list[str]:
     return lines
 
 
+def _compression_lines(compression: Optional[dict[str, Any]]) -> list[str]:
+    if compression is None:
+        return ["None: the weights are the retrained model's, in float32."]
+    c = compression
+    return [f"`{c['file']}`: {c['quantisation']} quantisation by ONNX Runtime, {c['method']}.", "",
+            "| model | test_acc | size | latency, batch 1 | latency, batch 64 |", "|---|---|---|---|---|",
+            *(f"| {label} | {c[f'{label}_test_acc']:.2f} | {c[f'{label}_bytes'] / 1024:.0f} kB | "
+              f"{c[f'{label}_latency_ms_batch1']:.3g} ms | {c[f'{label}_latency_ms_batch64']:.3g} ms |"
+              for label in ("float", "int8")),
+            "", "Latency: median of ONNX Runtime runs on the CPU of the machine that exported it."]
+
+
 def _numbers(values: Optional[list[float]]) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in values or []) + "]"
 
@@ -86,7 +98,8 @@ def _inputs(fmt: str, header: ModelHeader) -> str:
 
 
 def model_card(header: ModelHeader, fmt: str, file: str, run_path: str, config: dict[str, Any],
-               metrics: Optional[dict[str, Any]], summary: Optional[Summary]) -> str:
+               metrics: Optional[dict[str, Any]], summary: Optional[Summary],
+               compression: Optional[dict[str, Any]] = None) -> str:
     """The model card of an export (Markdown)."""
     described = header.preprocessing
     dataset = config.get("dataset") or {}
@@ -110,8 +123,7 @@ def model_card(header: ModelHeader, fmt: str, file: str, run_path: str, config: 
             lines.append(f"- retrained for {metrics['epochs']:g} epochs in {metrics.get('train_seconds', 0):.0f} s")
     if summary is not None and summary.best_value is not None:
         lines.append(f"- the search's best {summary.objective} (validation split): {summary.best_value:.4g}")
-    lines += ["", "## Compression", "", "None: the weights are the retrained model's, in float32.", "",
-              "## How to run it", "", f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
+    lines += ["", "## Compression", "", *_compression_lines(compression), "", "## How to run it", "", f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
     if not isinstance(header.input_shape, dict):  # a model of several inputs takes them in nascli.input_shape's order
         lines += [f"With the {fmt} file alone:", "", RUN_IT[fmt].format(file=file, inputs=_inputs(fmt, header))]
     lines.append("")
