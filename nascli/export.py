@@ -91,6 +91,16 @@ def _with_preprocessing(model: nn.Module, header: ModelHeader, generator: torch.
     return WithPreprocessing(model, described).eval(), {"pixels": pixels}
 
 
+def _record_compression(run: RunDir, name: str, compression: dict[str, Any]) -> None:
+    """Keep a compressed model's comparison with the float one in the run's retraining metrics (`compressed`)."""
+    run.open_for_writing()
+    try:
+        metrics = run.retrain_metrics() or {}
+        run.write_retrain_metrics({**metrics, "compressed": {**metrics.get("compressed", {}), name: compression}})
+    finally:
+        run.close()
+
+
 def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = False, atol: float = 1e-4,
            with_preprocessing: bool = False, quantisation: Optional[str] = None) -> Exported:
     """Export the run's retrained model with what it is (class names, preprocessing, architecture) inside, and a
@@ -156,8 +166,11 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
         with writing(compressed):
             method = quantize(out, compressed, data)
             set_metadata(compressed, about)
-        compression = {"quantisation": quantisation, "method": method, "file": compressed.name,
+        where = compressed.resolve()  # within the run: relative to it, so that the run can move
+        file = where.relative_to(run.path.resolve()) if where.is_relative_to(run.path.resolve()) else where
+        compression = {"quantisation": quantisation, "method": method, "file": str(file),
                        **compared(out, compressed, data)}
+        _record_compression(run, quantisation, compression)
     text = model_card(header, fmt, out.name, str(run_dir), OmegaConf.to_container(run.config()),
                       run.retrain_metrics(), run.summary(), compression)
     with writing(card):

@@ -72,7 +72,7 @@ def _compression_lines(compression: Optional[dict[str, Any]]) -> list[str]:
     if compression is None:
         return ["None: the weights are the retrained model's, in float32."]
     c = compression
-    return [f"`{c['file']}`: {c['quantisation']} quantisation by ONNX Runtime, {c['method']}.", "",
+    return [f"`{Path(c['file']).name}`: {c['quantisation']} quantisation by ONNX Runtime, {c['method']}.", "",
             "| model | test_acc | size | latency, batch 1 | latency, batch 64 |", "|---|---|---|---|---|",
             *(f"| {label} | {c[f'{label}_test_acc']:.2f} | {c[f'{label}_bytes'] / 1024:.0f} kB | "
               f"{c[f'{label}_latency_ms_batch1']:.3g} ms | {c[f'{label}_latency_ms_batch64']:.3g} ms |"

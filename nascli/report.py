@@ -16,8 +16,9 @@ from nascli.rundir import RunDir, find_runs
 
 # Keys that differ between runs of the same setting and so do not split groups.
 PER_RUN_KEYS = ("seed", "run_dir", "sweep_dir", "logger")  # settings that do not change what a run finds
-METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s", "front_size", "hypervolume")
-SPREAD = ("val_acc", "test_acc", "hypervolume")  # shown as mean ± std
+METRICS = ("trials", "val_acc", "test_acc", "params", "flops", "latency_ms", "wall_s", "front_size", "hypervolume",
+           "int8_test_acc", "int8_speedup")
+SPREAD = ("val_acc", "test_acc", "hypervolume", "int8_test_acc")  # shown as mean ± std
 BASELINE = "test_acc:"  # column prefix of a baseline's test accuracy (fusion: each input alone, late fusion)
 
 
@@ -37,6 +38,7 @@ def _run_row(run: RunDir) -> dict[str, Any]:
     best = run.best()
     found = best.metrics if best is not None else {}
     costs = run.retrain_metrics() or found
+    int8 = (costs.get("compressed") or {}).get("int8") or {}
     settings = {k: v for k, v in flatten(config).items() if k.split(".")[0] not in PER_RUN_KEYS}
     return {
         "run": str(run.path),
@@ -55,6 +57,8 @@ def _run_row(run: RunDir) -> dict[str, Any]:
         "wall_s": summary.wall_seconds,
         "front_size": summary.front_size,  # several objectives: the Pareto front and its hypervolume
         "hypervolume": (summary.hypervolume or {}).get("value"),
+        "int8_test_acc": int8.get("int8_test_acc"),  # nas export --quantize int8: the int8 model's, and its speed
+        "int8_speedup": int8.get("speedup_batch64"),
         **{f"{BASELINE}{name}": acc for name, acc in (summary.baselines or {}).items()},
         "_settings": settings,
         "_key": json.dumps([summary.kind, sorted(settings.items(), key=lambda kv: kv[0])], default=str),
@@ -142,6 +146,9 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
     if table["front_size_mean"].notna().any():
         shown["front"] = table["front_size_mean"].map(_whole)
         shown["hypervolume"] = [_spread(m, s, 3) for m, s in zip(table["hypervolume_mean"], table["hypervolume_std"])]
+    if table["int8_test_acc_mean"].notna().any():
+        shown["int8 test_acc"] = [_spread(m, s) for m, s in zip(table["int8_test_acc_mean"], table["int8_test_acc_std"])]
+        shown["int8 speed-up"] = table["int8_speedup_mean"].map(lambda v: "-" if math.isnan(v) else f"{v:.2f}x")
     for column in _baselines(table):
         shown[column] = [_spread(m, s) for m, s in zip(table[f"{column}_mean"], table[f"{column}_std"])]
     if not shown["settings"].astype(bool).any():

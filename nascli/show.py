@@ -91,8 +91,13 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
-            if key not in ("confusion_matrix", "baselines"):
+            if key not in ("confusion_matrix", "baselines", "curve", "compressed"):
                 console.print(f"{key:>14}  {cell(value)}", markup=False)
+        curve = retrained.get("curve")
+        if curve:
+            console.print(f"{'curve':>14}  {len(curve)} epochs, training loss {cell(curve[0]['loss'])} -> "
+                          f"{cell(curve[-1]['loss'])}, accuracy {cell(curve[0]['acc'])} -> {cell(curve[-1]['acc'])}",
+                          markup=False)
         matrix = retrained.get("confusion_matrix")
         if matrix:
             console.print(f"{'confusion':>14}  rows: true class, columns: predicted", markup=False)
@@ -100,6 +105,11 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
                 console.print(" " * 16 + " ".join(f"{v:>5}" for v in row), markup=False)
     if retrained is not None and retrained.get("baselines"):
         _print_baselines(retrained, console)
+    for name, c in ((retrained or {}).get("compressed") or {}).items():
+        console.print(f"{name:>14}  test_acc {cell(c.get('int8_test_acc'))} (float {cell(c.get('float_test_acc'))}), "
+                      f"{_size(c.get('int8_bytes', 0))} (float {_size(c.get('float_bytes', 0))}), "
+                      f"{cell(c.get('speedup_batch1'))}x / {cell(c.get('speedup_batch64'))}x the float speed "
+                      f"(batch 1 / 64): {c.get('file')}", markup=False)
     if run.file(MODEL).exists():
         checkpoint = load_model(run_dir)[1]  # built and loaded: a checkpoint that does not fit its space is refused
         tensors = checkpoint["state_dict"].values()

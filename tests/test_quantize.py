@@ -30,6 +30,14 @@ def test_an_image_model_is_quantised_statically_and_compared(nas, workdir: Path)
     assert session.run(None, {session.get_inputs()[0].name: x})[0].shape == (5, 4)
     card = (workdir / "run" / "export" / "model_card.md").read_text()
     assert "| int8 |" in card and "| float |" in card and "static (int8 weights per channel" in card
+    kept = json.loads((workdir / "run" / "retrain" / "metrics.json").read_text())["compressed"]["int8"]
+    assert kept["file"] == "export/model_int8.onnx" and 0 <= kept["int8_test_acc"] <= 100 and kept["speedup_batch64"] > 0
+    code, out, err = nas("show", "run")
+    assert code == 0, err
+    assert "int8  test_acc" in out and "the float speed (batch 1 / 64)" in out
+    code, out, err = nas("report", "run")
+    assert code == 0, err
+    assert "int8 test_acc" in out and "int8 speed-up" in out
 
 
 def test_a_text_model_is_quantised_dynamically(nas, workdir: Path) -> None:

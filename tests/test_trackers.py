@@ -31,6 +31,9 @@ def test_every_training_keeps_its_learning_curve_for_the_report(nas, workdir: Pa
     assert [point["epoch"] for point in curve] == [1, 2]
     assert all(set(point) == {"epoch", "loss", "acc", "lr", "seconds"} for point in curve)
     assert all(0 <= point["acc"] <= 100 and point["loss"] > 0 for point in curve)
+    code, out, err = nas("show", "run")
+    assert code == 0, err
+    assert "curve  2 epochs, training loss" in out and "'epoch'" not in out
     code, out, err = nas("report", "run", "--plots", "plots")
     assert code == 0, err
     assert (workdir / "plots" / "learning-run.png").stat().st_size > 1000
