@@ -12,14 +12,18 @@ import torch
 from torch import nn
 
 
-def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None) -> None:
-    """Export `model` (on the CPU) to an ONNX file whose batch size is free; `sample` is one batch of its inputs,
-    named `names` in the file (default: "input")."""
-    batch = torch.export.Dim("batch")
-    shapes = tuple({0: batch} for _ in sample)
-    parameters = inspect.signature(model.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # forward(*inputs): one tuple argument
-        shapes = (shapes,)
+def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, names: Optional[list[str]] = None,
+               free_batch: bool = True) -> None:
+    """Export `model` (on the CPU) to an ONNX file whose batch size is free (or, without `free_batch`, the
+    sample's: a batch of 1 cannot be traced as a free size); `sample` is one batch of its inputs, named `names` in
+    the file (default: "input")."""
+    shapes: Optional[tuple] = None
+    if free_batch:
+        batch = torch.export.Dim("batch")
+        shapes = tuple({0: batch} for _ in sample)
+        parameters = inspect.signature(model.forward).parameters.values()
+        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):  # forward(*inputs): one tuple argument
+            shapes = (shapes,)
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it warns about torchvision ops our networks do not use

@@ -207,9 +207,11 @@ def test_report_draws_fronts_and_hypervolume_of_multi_objective_runs(nas, workdi
     assert "Several objectives" in (workdir / "report.html").read_text()
 
 
-def test_latency_measured_with_onnxruntime_is_an_objective(nas, workdir: Path) -> None:
+@pytest.mark.parametrize("batch", [1, 4])  # one request (the default), and a batch
+def test_latency_measured_with_onnxruntime_is_an_objective(nas, workdir: Path, batch: int) -> None:
     code, _, err = nas("search", *TINY, "strategy=random", "search.max_trials=1", "retrain.enabled=false",
-                       "evaluator.latency=onnxruntime", "search.objectives=[val_acc:max,latency_ms:min]", "run_dir=run")
+                       "evaluator.latency=onnxruntime", f"evaluator.latency_batch={batch}",
+                       "search.objectives=[val_acc:max,latency_ms:min]", "run_dir=run")
     assert code == 0, err
-    assert all(t["metrics"]["latency_ms"] > 0 for t in read_trials(workdir / "run"))
+    assert all(t["status"] == "ok" and t["metrics"]["latency_ms"] > 0 for t in read_trials(workdir / "run"))
     assert json.loads((workdir / "run" / "summary.json").read_text())["front_size"] >= 1

@@ -114,7 +114,7 @@ def measure_latency_onnxruntime(
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"
         with torch.no_grad():
-            write_onnx(cpu_model, x, path)
+            write_onnx(cpu_model, x, path, free_batch=False)  # measured at this batch only
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     return session_milliseconds(session, {given.name: part.numpy() for given, part in zip(session.get_inputs(), x)},
                                 repeats)
