@@ -191,6 +191,22 @@ def export(
 
 
 @app.command()
+def prune(
+    run_dir: Path = typer.Argument(..., help="A run directory with a retrained chain-space model (retrain/model.pt)."),
+    flops: float = typer.Option(0.5, "--flops", help="The share of the network's FLOPs to keep (0 to 1)."),
+    epochs: int = typer.Option(10, "--epochs", help="Epochs of fine-tuning of the pruned network."),
+    lr_share: float = typer.Option(0.1, "--lr-share", help="Fine-tuning's learning rate, as a share of the run's retrain.lr."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The new run directory (default: RUN_DIR-pruned-PERCENT)."),
+) -> None:
+    """Prune the retrained network's channels to a share of its FLOPs and fine-tune it, into a new run directory."""
+    from nascli.pruning import prune as prune_run
+
+    out = out or run_dir.with_name(f"{run_dir.name}-pruned-{round(100 * flops)}")
+    summary = prune_run(run_dir, flops, epochs, out, lr_share)
+    console.print(f"pruned {run_dir} to {out}: test_acc {summary.test_acc:.2f}; next: nas show {out}")
+
+
+@app.command()
 def predict(
     run_dir: Path = typer.Argument(..., help="A run directory with a retrained model (retrain/model.pt)."),
     inputs: list[Path] = typer.Argument(

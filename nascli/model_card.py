@@ -123,7 +123,14 @@ def model_card(header: ModelHeader, fmt: str, file: str, run_path: str, config: 
             lines.append(f"- retrained for {metrics['epochs']:g} epochs in {metrics.get('train_seconds', 0):.0f} s")
     if summary is not None and summary.best_value is not None:
         lines.append(f"- the search's best {summary.objective} (validation split): {summary.best_value:.4g}")
-    lines += ["", "## Compression", "", *_compression_lines(compression), "", "## How to run it", "", f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
+    pruned = (metrics or {}).get("pruned")
+    if pruned:  # a network nas prune cut from another run's and fine-tuned
+        compression_lines = [f"Pruned by `nas prune` from {pruned.get('source')} to {pruned.get('flops_share')} of its "
+                             f"FLOPs (test_acc there {pruned.get('source_test_acc')}), then fine-tuned for "
+                             f"{pruned.get('finetune_epochs')} epochs.", ""]
+    else:
+        compression_lines = []
+    lines += ["", "## Compression", "", *compression_lines, *_compression_lines(compression), "", "## How to run it", "", f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
     if not isinstance(header.input_shape, dict):  # a model of several inputs takes them in nascli.input_shape's order
         lines += [f"With the {fmt} file alone:", "", RUN_IT[fmt].format(file=file, inputs=_inputs(fmt, header))]
     lines.append("")

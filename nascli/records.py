@@ -122,7 +122,7 @@ class Record:
 Metric = Union[bool, float, None, list[Any], dict[str, Any]]  # a number or flag, or a structured one (confusion matrix)
 Curve = list[dict[str, float]]  # a training's learning curve: a point per epoch (epoch, loss, acc, lr, seconds)
 SHAPED_METRICS = {"confusion_matrix": list[list[int]], "init": dict[str, Any], "baselines": dict[str, dict[str, Any]],
-                  "curve": Curve, "compressed": dict[str, dict[str, Any]]}
+                  "curve": Curve, "compressed": dict[str, dict[str, Any]], "pruned": dict[str, Any]}
 
 
 def checked_metrics(data: Any, where: str) -> dict[str, Metric]:

@@ -91,7 +91,7 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
     if retrained is not None:
         console.rule("retraining")
         for key, value in retrained.items():
-            if key not in ("confusion_matrix", "baselines", "curve", "compressed"):
+            if key not in ("confusion_matrix", "baselines", "curve", "compressed", "pruned"):
                 console.print(f"{key:>14}  {cell(value)}", markup=False)
         curve = retrained.get("curve")
         if curve:
@@ -105,6 +105,12 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
                 console.print(" " * 16 + " ".join(f"{v:>5}" for v in row), markup=False)
     if retrained is not None and retrained.get("baselines"):
         _print_baselines(retrained, console)
+    pruned = (retrained or {}).get("pruned")
+    if pruned:
+        console.print(f"{'pruned':>14}  from {pruned.get('source')}: {cell(pruned.get('flops_share'))} of its FLOPs; "
+                      f"test_acc {cell(pruned.get('source_test_acc'))} there, {cell(pruned.get('test_acc_before_finetune'))} "
+                      f"once cut, {cell(retrained.get('test_acc'))} after {pruned.get('finetune_epochs')} epochs of "
+                      "fine-tuning", markup=False)
     for name, c in ((retrained or {}).get("compressed") or {}).items():
         console.print(f"{name:>14}  test_acc {cell(c.get('int8_test_acc'))} (float {cell(c.get('float_test_acc'))}), "
                       f"{_size(c.get('int8_bytes', 0))} (float {_size(c.get('float_bytes', 0))}), "

@@ -58,13 +58,15 @@ def stem_name(model: nn.Module, channels: int) -> Optional[str]:
     return None
 
 
-def initialise(model: nn.Module, weights: dict[str, Tensor], source: str, channels: int, strict: bool = True) -> Transfer:
-    """Copy every tensor of `weights` that fits `model` by name and shape (the head excepted; the stem adapted).
+def initialise(model: nn.Module, weights: dict[str, Tensor], source: str, channels: int, strict: bool = True,
+               keep_head: bool = False) -> Transfer:
+    """Copy every tensor of `weights` that fits `model` by name and shape (the head excepted unless `keep_head`;
+    the stem adapted).
 
     With `strict`, a source of which nothing fits is a UserError; otherwise the network simply stays as it was.
     """
     own = model.state_dict()
-    head, stem = head_names(model), stem_name(model, channels)
+    head, stem = set() if keep_head else head_names(model), stem_name(model, channels)
     transfer = Transfer(source)
     for name, tensor in own.items():
         given = weights.get(name)

@@ -32,6 +32,7 @@ class Start:
     finetune: Optional[str] = None
     copied_lr: float = 1.0
     strict: bool = True
+    keep_head: bool = False  # the classifier too (the same classes: a pruned network fine-tuned)
 
 
 @dataclass
@@ -59,7 +60,8 @@ def fit_and_score(
     model = space.build(arch, data.input_shape, data.num_classes, data.vocab_size)
     transfer, groups = None, None
     if start is not None:
-        transfer = initialise(model, start.weights(arch), start.source, input_channels(data), strict=start.strict)
+        transfer = initialise(model, start.weights(arch), start.source, input_channels(data), strict=start.strict,
+                              keep_head=start.keep_head)
         if start.finetune is not None:
             groups = parameter_groups(model, transfer, start.finetune, start.copied_lr)
     model = hardware.place(model)
