@@ -195,7 +195,7 @@ def prune(
     run_dir: Path = typer.Argument(..., help="A run directory with a retrained chain-space model (retrain/model.pt)."),
     flops: float = typer.Option(0.5, "--flops", help="The share of the network's FLOPs to keep (0 to 1)."),
     epochs: int = typer.Option(10, "--epochs", help="Epochs of fine-tuning of the pruned network."),
-    lr_share: float = typer.Option(0.1, "--lr-share", help="Fine-tuning's learning rate, as a share of the run's retrain.lr."),
+    lr_share: float = typer.Option(1.0, "--lr-share", help="Fine-tuning's peak learning rate, as a share of retrain.lr."),
     out: Optional[Path] = typer.Option(None, "--out", help="The new run directory (default: RUN_DIR-pruned-PERCENT)."),
 ) -> None:
     """Prune the retrained network's channels to a share of its FLOPs and fine-tune it, into a new run directory."""

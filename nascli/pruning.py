@@ -118,13 +118,15 @@ def sliced(state: dict[str, Tensor], roles: dict[str, tuple[Optional[int], Optio
     return out
 
 
-def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: float = 0.1) -> Summary:
+def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: float = 1.0) -> Summary:
     """Prune the run's retrained chain network to `flops_share` of its FLOPs, fine-tune it for `epochs` (at
     `lr_share` of the retraining's learning rate) and save it as a new run directory `out`."""
     if not 0 < flops_share < 1:
         raise UserError(f"--flops must be a share of the network's FLOPs between 0 and 1, got {flops_share}")
     if epochs < 1:
         raise UserError(f"--epochs must be at least 1, got {epochs}")
+    if not 0 < lr_share <= 10:
+        raise UserError(f"--lr-share must be a positive share of retrain.lr (at most 10), got {lr_share}")
     source = RunDir(run_dir)
     cfg = validate(source.config())
     if cfg.space.name != "chain":

@@ -72,6 +72,7 @@ def test_a_projected_block_stays_projected() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["--flops", "1.5"], "--flops must be a share of the network's FLOPs between 0 and 1"),
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--lr-share", "0"], "--lr-share must be a positive share of retrain.lr"),
 ])
 def test_prune_errors_are_one_line(nas, run: Path, args: list[str], message: str) -> None:
     assert_one_line_error(*nas("prune", "run", *args)[::2], message)
