@@ -126,13 +126,14 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
     if quantisation is not None and isinstance(header.input_shape, dict):
         raise UserError("--quantize takes a model of one input; this one takes several")
     given, out = out, out or run.file(EXPORT) / FORMATS[fmt]
-    card, compressed = card_beside(out), out.with_name(f"{out.stem}_{quantisation}{out.suffix}")
+    card = card_beside(out)
+    compressed = out.with_name(f"{out.stem}_{quantisation}{out.suffix}") if quantisation else None
     vocabulary, beside = run.file(VOCABULARY), out.parent / VOCABULARY
     copy_vocabulary = vocabulary.exists() and vocabulary.resolve() != beside.resolve()
     if given is not None:
         if out.is_dir():
             raise UserError(f"--out {out} is a directory; name the file to write")
-        for path in (out, card, *([beside] if copy_vocabulary else []), *([compressed] if quantisation else [])):
+        for path in (out, card, *([beside] if copy_vocabulary else []), *([compressed] if compressed else [])):
             check_output(path, force)
     data = None
     if quantisation is not None:  # loaded before anything is written: missing data is one line, and nothing else
@@ -162,7 +163,7 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
         with writing(beside):
             shutil.copyfile(vocabulary, beside)
     compression = None
-    if data is not None:
+    if data is not None and compressed is not None:
         with writing(compressed):
             method = quantize(out, compressed, data)
             set_metadata(compressed, about)
@@ -175,4 +176,4 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
                       run.retrain_metrics(), run.summary(), compression)
     with writing(card):
         card.write_text(text)
-    return Exported(out, difference, card, compressed if compression else None, compression)
+    return Exported(out, difference, card, compressed, compression)

@@ -10,6 +10,7 @@ the share found by bisection so that the network's FLOPs fall to the target.
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -121,6 +122,7 @@ def sliced(state: dict[str, Tensor], roles: dict[str, tuple[Optional[int], Optio
 def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: float = 1.0) -> Summary:
     """Prune the run's retrained chain network to `flops_share` of its FLOPs, fine-tune it for `epochs` (at
     `lr_share` of the retraining's learning rate) and save it as a new run directory `out`."""
+    started = time.perf_counter()
     if not 0 < flops_share < 1:
         raise UserError(f"--flops must be a share of the network's FLOPs between 0 and 1, got {flops_share}")
     if epochs < 1:
@@ -150,7 +152,7 @@ def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: f
     ranked = importance(model, plan)
     keep = {g: ranked[g].argsort(descending=True)[:n].sort().values for g, n in kept.items()}
     weights = sliced(model.state_dict(), _roles(model, plan), keep)
-    return _fine_tuned(source, cfg, header, arch, weights, full, epochs, lr_share, out)
+    return _fine_tuned(source, cfg, header, arch, weights, full, epochs, lr_share, out, started)
 
 
 def _space_for(cfg: Any, arch: Arch) -> ChainSpace:
@@ -160,8 +162,9 @@ def _space_for(cfg: Any, arch: Arch) -> ChainSpace:
 
 
 def _fine_tuned(source: RunDir, cfg: Any, header: ModelHeader, arch: Arch, weights: dict[str, Tensor], full: int,
-                epochs: int, lr_share: float, out: Path) -> Summary:
-    """Fine-tune the pruned network on train+validation, score it on test, and save it as a run directory."""
+                epochs: int, lr_share: float, out: Path, started: float) -> Summary:
+    """Fine-tune the pruned network on train+validation, score it on test, and save it as a run directory (its
+    wall time counted from `started`)."""
     hardware = resolve_hardware(cfg.hardware)
     data = cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
     space = _space_for(cfg, arch)
@@ -194,7 +197,8 @@ def _fine_tuned(source: RunDir, cfg: Any, header: ModelHeader, arch: Arch, weigh
         run.save_model(dataclasses.replace(header, arch=arch),
                        {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()})
         summary = Summary(kind="retrain", status="completed", source=str(source.path), dataset=cfg.dataset.name,
-                          space="chain", seed=cfg.seed, test_acc=metrics["test_acc"])
+                          space="chain", seed=cfg.seed, test_acc=metrics["test_acc"],
+                          wall_seconds=round(time.perf_counter() - started, 3))
         run.write_summary(summary)
     finally:
         run.close()
