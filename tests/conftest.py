@@ -49,6 +49,14 @@ def nas(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
     return run
 
 
+@pytest.fixture
+def run(nas, workdir: Path) -> Path:
+    """A tiny search's run directory (a test module may define its own `run`)."""
+    code, _, err = nas("search", *TINY, "run_dir=run")
+    assert code == 0, err
+    return workdir / "run"
+
+
 def interrupt_on_call(monkeypatch: pytest.MonkeyPatch, call: int) -> None:
     """Make the train evaluator's `call`-th evaluation raise KeyboardInterrupt, as Ctrl-C would."""
     from nascli.evaluators.train import TrainEvaluator

@@ -29,6 +29,15 @@ def tone(path: Path, frequency: float, seconds: float, seed: int) -> None:
     wavfile.write(path, RATE, (wave * 32767).astype(np.int16))
 
 
+def write_fsdd(root: Path, digits: int, per_speaker: int, seconds: float) -> Path:
+    """A tiny FSDD under `root`: `digits` digits x 2 speakers x `per_speaker` tones, named as FSDD names them."""
+    for digit in range(digits):
+        for speaker in ("ann", "bob"):
+            for index in range(per_speaker):
+                tone(root / "recordings" / f"{digit}_{speaker}_{index}.wav", 300 * (digit + 1), seconds, seed=index)
+    return root
+
+
 def test_audio_folder_search_end_to_end_with_a_corrupt_file_skipped(nas, workdir: Path) -> None:
     for c, frequency in enumerate((300, 900, 2000)):
         for i in range(12):
@@ -43,11 +52,7 @@ def test_audio_folder_search_end_to_end_with_a_corrupt_file_skipped(nas, workdir
 
 
 def test_fsdd_keeps_the_official_split_and_shapes(workdir: Path) -> None:
-    for digit in range(3):
-        for speaker in ("ann", "bob"):
-            for index in range(12):
-                tone(workdir / "fsdd" / "recordings" / f"{digit}_{speaker}_{index}.wav", 300 * (digit + 1), 0.4,
-                     seed=index)
+    write_fsdd(workdir / "fsdd", 3, 12, 0.4)
     cfg = load_config(["dataset=fsdd", f"dataset.root={workdir / 'fsdd'}", "dataset.workers=1", "dataset.cache_dir=cache"])
     splits = cfg.dataset.cls(cfg.dataset.settings).load()
     assert splits.input_shape == (1, 40, 63)  # 40 mels, 1 s at 8 kHz with a hop of 128 samples

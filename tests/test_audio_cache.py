@@ -17,7 +17,7 @@ from nascli.data import audio, folder
 from nascli.data.audio import FSDD, AudioFolder, AudioSettings, CachedSpectrogramSettings
 from nascli.data.folder import FolderSettings, ImageFolder
 from nascli.errors import UserError
-from test_audio import tone
+from test_audio import tone, write_fsdd
 
 pytest.importorskip("librosa")
 
@@ -27,12 +27,7 @@ SHARED_FSDD = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fsd
 @pytest.fixture
 def recordings(workdir: Path) -> Path:
     """A tiny FSDD: 2 digits x 2 speakers x 6 recordings of a fifth of a second."""
-    for digit in range(2):
-        for speaker in ("ann", "bob"):
-            for index in range(6):
-                tone(workdir / "fsdd" / "recordings" / f"{digit}_{speaker}_{index}.wav", 300 * (digit + 1), 0.2,
-                     seed=index)
-    return workdir / "fsdd"
+    return write_fsdd(workdir / "fsdd", 2, 6, 0.2)
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import TINY
 from test_errors import assert_one_line_error
 from test_predict import FOLDER, NOT_DATA
 from test_user_data import write_images
@@ -17,13 +16,6 @@ from test_user_data import write_images
 from nascli.data.folder import decode_images
 
 onnxruntime = pytest.importorskip("onnxruntime")
-
-
-@pytest.fixture
-def run(nas, workdir: Path) -> Path:
-    code, _, err = nas("search", *TINY, "run_dir=run")
-    assert code == 0, err
-    return workdir / "run"
 
 
 def test_onnx_carries_classes_preprocessing_and_architecture(nas, run: Path, workdir: Path) -> None:

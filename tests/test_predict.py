@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY
 from test_errors import assert_one_line_error
-from test_text import QUICK as TEXT_QUICK, sentences
+from test_text import QUICK as TEXT_QUICK, text_data
 from test_user_data import write_images
 
 from nascli import api
@@ -147,9 +147,7 @@ def test_arrays_are_labelled_as_the_run_scored_its_test_split(nas, workdir: Path
 
 
 def test_sentences_are_labelled_as_the_run_scored_its_test_split(nas, workdir: Path) -> None:
-    sentences(80, 0).to_csv(workdir / "train.csv", index=False)
-    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
-    data = ["dataset=text", "dataset.train=train.csv", "dataset.test=test.csv"]
+    data = text_data(workdir)
     code, _, err = nas("search", *data, *TEXT_QUICK, "run_dir=run")
     assert code == 0, err
     code, out, err = nas("predict", "run", "test.csv", "--out", "preds.csv")

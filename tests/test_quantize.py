@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from conftest import TINY
 from test_errors import assert_one_line_error
-from test_text import QUICK as TEXT_QUICK, sentences
+from test_text import QUICK as TEXT_QUICK, text_data
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
@@ -41,9 +41,7 @@ def test_an_image_model_is_quantised_statically_and_compared(nas, workdir: Path)
 
 
 def test_a_text_model_is_quantised_dynamically(nas, workdir: Path) -> None:
-    sentences(80, 0).to_csv(workdir / "train.csv", index=False)
-    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
-    data = ["dataset=text", "dataset.train=train.csv", "dataset.test=test.csv"]
+    data = text_data(workdir)
     assert nas("search", *data, *TEXT_QUICK, "run_dir=run")[0] == 0
     code, out, err = nas("export", "run", "--format", "onnx", "--quantize", "int8", "--out", "m.onnx")
     assert code == 0, err

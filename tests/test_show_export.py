@@ -12,13 +12,6 @@ from conftest import TINY
 from nascli.spaces.stored import load_model
 
 
-@pytest.fixture
-def run(nas, workdir: Path) -> Path:
-    code, _, err = nas("search", *TINY, "run_dir=run")
-    assert code == 0, err
-    return workdir / "run"
-
-
 def test_show_prints_outcome_config_architecture_trials_retraining_and_files(nas, run: Path) -> None:
     code, out, err = nas("show", str(run), "--top", "2")
     assert code == 0, err

@@ -36,6 +36,13 @@ def sentences(n: int, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def text_data(workdir: Path) -> list[str]:
+    """Writes a small train.csv and test.csv of sentences; the overrides of a text dataset reading them."""
+    sentences(80, 0).to_csv(workdir / "train.csv", index=False)
+    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
+    return ["dataset=text", "dataset.train=train.csv", "dataset.test=test.csv"]
+
+
 def test_vocabulary_comes_from_the_training_split_only(workdir: Path) -> None:
     train = sentences(60, 0)
     train.loc[0, "text"] = "zebra " * 3
@@ -91,9 +98,7 @@ def test_fold_column_names_the_test_set(workdir: Path) -> None:
 
 
 def test_text_search_retrain_and_export_keep_the_vocabulary(nas, workdir: Path) -> None:
-    sentences(80, 0).to_csv(workdir / "train.csv", index=False)
-    sentences(20, 1).to_csv(workdir / "test.csv", index=False)
-    data = ["dataset=text", "dataset.train=train.csv", "dataset.test=test.csv"]
+    data = text_data(workdir)
     code, _, err = nas("search", *data, *QUICK, "run_dir=run")
     assert code == 0, err
     vocabulary = json.loads((workdir / "run" / "vocabulary.json").read_text())
