@@ -32,21 +32,16 @@ def write_onnx(model: nn.Module, sample: tuple[torch.Tensor, ...], out: Path, na
             warnings.simplefilter("ignore", FutureWarning)
             warnings.filterwarnings("ignore", message="# The axis name")  # several inputs share the batch axis
             torch.onnx.export(model, sample, str(out), input_names=names or ["input"], output_names=["logits"],
-                              dynamic_shapes=shapes, dynamo=True, verbose=False,
-                              report=False)
+                              dynamic_shapes=shapes, dynamo=True, verbose=False, report=False,
+                              external_data=False)  # one self-contained file: nascli's networks are far under 2 GB
     finally:
         exporter_log.setLevel(level)
 
 
 def set_metadata(path: Path, properties: dict[str, str]) -> None:
-    """Write `properties` into an ONNX file's metadata (ONNX Runtime reads them: session.get_modelmeta()), and
-    its weights into the file itself: one self-contained file, whatever the exporter put beside it."""
+    """Write `properties` into an ONNX file's metadata (ONNX Runtime reads them: session.get_modelmeta())."""
     import onnx  # the optional onnx package, checked by the caller
 
-    beside = {entry.value for tensor in onnx.load(str(path), load_external_data=False).graph.initializer
-              for entry in tensor.external_data if entry.key == "location"}
     model = onnx.load(str(path))
     onnx.helper.set_model_props(model, properties)
     onnx.save(model, str(path))
-    for name in beside:
-        (path.parent / name).unlink(missing_ok=True)
