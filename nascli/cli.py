@@ -200,10 +200,14 @@ def prune(
 ) -> None:
     """Prune the retrained network's channels to a share of its FLOPs and fine-tune it, into a new run directory."""
     from nascli.pruning import prune as prune_run
+    from nascli.records import kept_flops_share
+    from nascli.rundir import RunDir
 
     out = out or run_dir.with_name(f"{run_dir.name}-pruned-{round(100 * flops)}")
-    summary = prune_run(run_dir, flops, epochs, out, lr_share)
-    console.print(f"pruned {run_dir} to {out}: test_acc {summary.test_acc:.2f}; next: nas show {out}")
+    if prune_run(run_dir, flops, epochs, out, lr_share).status != "completed":
+        raise typer.Exit(1)  # the closing lines said why
+    share = kept_flops_share(RunDir(out).retrain_metrics() or {})
+    console.print(f"pruned: {share:.3g} of the FLOPs of {run_dir}'s network")
 
 
 @app.command()

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from nascli import __version__
-from nascli.records import ModelHeader, Summary
+from nascli.printout import cell
+from nascli.records import ModelHeader, Summary, kept_flops_share
 
 RUN_IT = {
     "onnx": """```python
@@ -57,7 +58,8 @@ def _preprocessing_lines(header: ModelHeader) -> list[str]:
                      "channel(s)" + (f", pixels divided by {described.pixel_divisor:g}" if described.pixel_divisor
                                      else ""))
     if described.audio:
-        lines.append("- recordings as log-mel spectrograms: " + ", ".join(f"{k} {v}" for k, v in described.audio.items()))
+        settings = ", ".join(f"{k} {v}" for k, v in described.audio.items())
+        lines.append(f"- recordings as log-mel spectrograms: {settings}")
     if described.vocabulary:
         vocabulary = described.vocabulary
         lines.append(f"- sentences tokenized by `{vocabulary.get('token_pattern')}` (lowercase: "
@@ -88,7 +90,7 @@ def _inputs(fmt: str, header: ModelHeader) -> str:
     """The lines of the example that make a batch of inputs and run it."""
     described = header.preprocessing
     if described is not None and described.kind == "text":
-        name, batch = "ids", "ids = np.array([[2, 3, 4]])  # a sentence's token ids (its vocabulary: nascli.preprocessing)"
+        name, batch = "ids", "ids = np.array([[2, 3, 4]])  # token ids of a sentence (vocabulary: nascli.preprocessing)"
     else:
         shape = ", ".join(str(n) for n in header.input_shape)
         name, batch = "x", f"x = np.random.randn(4, {shape}).astype(np.float32)  # inputs made as under Preprocessing"
@@ -124,13 +126,13 @@ def model_card(header: ModelHeader, fmt: str, file: str, run_path: str, config: 
     if summary is not None and summary.best_value is not None:
         lines.append(f"- the search's best {summary.objective} (validation split): {summary.best_value:.4g}")
     pruned = (metrics or {}).get("pruned")
+    lines += ["", "## Compression", ""]
     if pruned:  # a network nas prune cut from another run's and fine-tuned
-        compression_lines = [f"Pruned by `nas prune` from {pruned.get('source')} to {pruned.get('flops_share')} of its "
-                             f"FLOPs (test_acc there {pruned.get('source_test_acc')}), then fine-tuned for "
-                             f"{pruned.get('finetune_epochs')} epochs.", ""]
-    else:
-        compression_lines = []
-    lines += ["", "## Compression", "", *compression_lines, *_compression_lines(compression), "", "## How to run it", "", f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
+        lines += [f"Pruned by `nas prune` from {pruned.get('source')} to {cell(kept_flops_share(metrics))} of its "
+                  f"FLOPs (test_acc there {pruned.get('source_test_acc')}), then fine-tuned for "
+                  f"{pruned.get('finetune_epochs')} epochs.", ""]
+    lines += [*_compression_lines(compression), "", "## How to run it", "",
+              f"`nas predict {run_path} INPUTS...` labels raw files with the checkpoint."]
     if not isinstance(header.input_shape, dict):  # a model of several inputs takes them in nascli.input_shape's order
         lines += [f"With the {fmt} file alone:", "", RUN_IT[fmt].format(file=file, inputs=_inputs(fmt, header))]
     lines.append("")

@@ -10,23 +10,23 @@ the share found by bisection so that the network's FLOPs fall to the target.
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 from torch import Tensor, nn
 
-from nascli.config import validate
+from nascli.config import RunConfig, validate
 from nascli.errors import UserError
-from nascli.evaluators.fitting import Start, fit_and_score
+from nascli.evaluators.fitting import Start
 from nascli.evaluators.metrics import evaluate_model
-from nascli.evaluators.profile import count_flops, measure_latency
+from nascli.evaluators.profile import count_flops
+from nascli.factory import build_space, load_data
 from nascli.hardware import resolve_hardware
 from nascli.records import Best, ModelHeader, Summary
 from nascli.rundir import MODEL, RunDir
-from nascli.seeding import derive_seed
+from nascli.runner import retraining, run_record, start_run, summary_written
 from nascli.spaces.base import Arch
 from nascli.spaces.chain import ChainSpace
 from nascli.spaces.stored import load_model
@@ -120,9 +120,8 @@ def sliced(state: dict[str, Tensor], roles: dict[str, tuple[Optional[int], Optio
 
 
 def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: float = 1.0) -> Summary:
-    """Prune the run's retrained chain network to `flops_share` of its FLOPs, fine-tune it for `epochs` (at
-    `lr_share` of the retraining's learning rate) and save it as a new run directory `out`."""
-    started = time.perf_counter()
+    """Prune the run's retrained chain network to `flops_share` of its FLOPs, fine-tune it for `epochs` (its
+    one-cycle schedule peaking at `lr_share` of the retraining's learning rate) into the new run directory `out`."""
     if not 0 < flops_share < 1:
         raise UserError(f"--flops must be a share of the network's FLOPs between 0 and 1, got {flops_share}")
     if epochs < 1:
@@ -136,13 +135,13 @@ def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: f
     RunDir(out).ensure_free()
     model, checkpoint = load_model(run_dir)
     header = ModelHeader.from_dict(checkpoint, str(source.file(MODEL)))
-    space, shape = cfg.space.cls(cfg.space.settings), tuple(header.input_shape)
-    plan = layout(space, header.arch, shape)
+    shape = tuple(header.input_shape)
+    plan = layout(build_space(cfg), header.arch, shape)
     full = count_flops(model, shape, "cpu")
 
     def flops(share: float) -> int:
         arch, _ = pruned_arch(header.arch, plan, share)
-        return count_flops(_space_for(cfg, arch).build(arch, shape, header.num_classes), shape, "cpu")
+        return count_flops(build_space(_widened(cfg, arch)).build(arch, shape, header.num_classes), shape, "cpu")
 
     low, high = 0.0, 1.0  # bisection of the kept share: the largest whose FLOPs meet the target
     for _ in range(12):
@@ -152,55 +151,39 @@ def prune(run_dir: Path, flops_share: float, epochs: int, out: Path, lr_share: f
     ranked = importance(model, plan)
     keep = {g: ranked[g].argsort(descending=True)[:n].sort().values for g, n in kept.items()}
     weights = sliced(model.state_dict(), _roles(model, plan), keep)
-    return _fine_tuned(source, cfg, header, arch, weights, full, epochs, lr_share, out, started)
+    settings = dataclasses.replace(cfg.retrain, epochs=epochs, lr=cfg.retrain.lr * lr_share, max_seconds=None,
+                                   init=None)
+    pruned = dataclasses.replace(_widened(cfg, arch), retrain=settings).at(out)
+    return _fine_tuned(source, pruned, arch, weights, full)
 
 
-def _space_for(cfg: Any, arch: Arch) -> ChainSpace:
-    """The run's chain space, its widths extended by the pruned architecture's."""
+def _widened(cfg: RunConfig, arch: Arch) -> RunConfig:
+    """The run's config with its chain space's widths extended by `arch`'s (the stored config says so too)."""
     widths = sorted({*cfg.space.settings.widths, *(block["width"] for block in arch["blocks"])})
-    return ChainSpace(dataclasses.replace(cfg.space.settings, widths=widths))
-
-
-def _fine_tuned(source: RunDir, cfg: Any, header: ModelHeader, arch: Arch, weights: dict[str, Tensor], full: int,
-                epochs: int, lr_share: float, out: Path, started: float) -> Summary:
-    """Fine-tune the pruned network on train+validation, score it on test, and save it as a run directory (its
-    wall time counted from `started`)."""
-    hardware = resolve_hardware(cfg.hardware)
-    data = cfg.dataset.cls(cfg.dataset.settings).load(hardware.device).to(hardware.device)
-    space = _space_for(cfg, arch)
-    settings = dataclasses.replace(cfg.retrain, epochs=epochs, lr=cfg.retrain.lr * lr_share, max_seconds=None)
-    shape = tuple(header.input_shape)
-    model = space.build(arch, shape, header.num_classes)
-    model.load_state_dict(weights)
-    before = evaluate_model(hardware.place(model), data.test_x, data.test_y, hardware, "test")["test_acc"]
-    start = Start(str(source.path), lambda _: weights, keep_head=True)
-
-    def latency(net: nn.Module) -> float:  # one request, as a search measures it by default
-        return measure_latency(net, shape, 1, hardware)
-
-    fitted = fit_and_score(space, arch, data, settings, hardware, derive_seed(cfg.seed, "retrain"), epochs, latency,
-                           final=True, start=start)
-    original = source.retrain_metrics() or {}
-    metrics = {**fitted.metrics,
-               "pruned": {"source": str(source.path), "flops_share": round(fitted.metrics["flops"] / full, 4),
-                          "source_flops": full, "source_test_acc": original.get("test_acc"),
-                          "test_acc_before_finetune": before, "finetune_epochs": epochs,
-                          "finetune_lr": settings.lr}}
     raw = cfg.raw.copy()
-    raw.space.widths = list(space.s.widths)
-    raw.run_dir = str(out)
-    record = {"command": "prune", "source": str(source.path), "overrides": []}
-    run = RunDir.create(out, raw, record)
-    try:
-        run.write_best(Best(arch, space.hash(arch), "chain", source=str(source.path)))
-        run.write_retrain_metrics(metrics)
-        run.save_model(dataclasses.replace(header, arch=arch),
-                       {k: v.detach().cpu().contiguous() for k, v in fitted.model.state_dict().items()})
-        summary = Summary(kind="retrain", status="completed", source=str(source.path), dataset=cfg.dataset.name,
-                          space="chain", seed=cfg.seed, test_acc=metrics["test_acc"],
-                          wall_seconds=round(time.perf_counter() - started, 3))
-        run.write_summary(summary)
-    finally:
-        run.close()
-    return summary
+    raw.space.widths = widths
+    space = dataclasses.replace(cfg.space, settings=dataclasses.replace(cfg.space.settings, widths=widths))
+    return dataclasses.replace(cfg, space=space, raw=raw)
 
+
+def _fine_tuned(source: RunDir, cfg: RunConfig, arch: Arch, weights: dict[str, Tensor], full: int) -> Summary:
+    """Fine-tune the pruned network as a retraining starting from `weights` (its classifier too) into the new run
+    directory of `cfg`, noting where it came from."""
+    hardware = resolve_hardware(cfg.hardware)
+    data = load_data(cfg, hardware)
+    space = build_space(cfg)
+    model = space.build(arch, data.input_shape, data.num_classes)
+    model.load_state_dict(weights)
+    cut = evaluate_model(hardware.place(model), data.test_x, data.test_y, hardware, "test")["test_acc"]
+    start = Start(str(source.path), lambda _: weights, keep_head=True)
+    run = start_run(cfg, run_record("prune", [], hardware, source=str(source.path)), data)
+    run.write_best(Best(arch, space.hash(arch), cfg.space.name, source=str(source.path)))
+    summary = Summary(kind="retrain", source=str(source.path), dataset=cfg.dataset.name, space=cfg.space.name,
+                      seed=cfg.seed)
+    noted = {"pruned": {"source": str(source.path), "source_flops": full,
+                        "source_test_acc": (source.retrain_metrics() or {}).get("test_acc"),
+                        "test_acc_before_finetune": cut, "finetune_epochs": cfg.retrain.epochs,
+                        "finetune_lr": cfg.retrain.lr}}
+    with summary_written(run, summary, cfg.logger):
+        retraining(cfg, space, data, hardware, start).into(run, summary, arch, noted, label="fine-tune")
+    return summary

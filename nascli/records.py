@@ -125,6 +125,12 @@ SHAPED_METRICS = {"confusion_matrix": list[list[int]], "init": dict[str, Any], "
                   "curve": Curve, "compressed": dict[str, dict[str, Any]], "pruned": dict[str, Any]}
 
 
+def kept_flops_share(metrics: dict[str, Any]) -> Optional[float]:
+    """The share of its source's FLOPs a pruned network keeps (its retraining metrics' `pruned`), or None."""
+    source = (metrics.get("pruned") or {}).get("source_flops")
+    return metrics["flops"] / source if source and isinstance(metrics.get("flops"), (int, float)) else None
+
+
 def checked_metrics(data: Any, where: str) -> dict[str, Metric]:
     """A metrics object read from a file (retrain/metrics.json): numbers by name, and the structured ones in their
     own shapes; anything else is a UserError naming the key."""

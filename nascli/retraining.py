@@ -28,19 +28,20 @@ class Retraining:
     """Retrains architectures of `space` on `data` with the `retrain.*` settings, each on the same seed.
 
     `latency_batch` is the batch the trials measured latency at; `baselines` is `search.baselines` (None: the
-    space's baselines where it has them).
+    space's baselines where it has them); `start`, the weights to start from (None: those `retrain.init` names).
     """
 
     def __init__(self, settings: RetrainSettings, space: SearchSpace, space_name: str, data: DataSplits,
-                 hardware: Hardware, seed: int, latency_batch: int, baselines: Optional[bool] = None) -> None:
+                 hardware: Hardware, seed: int, latency_batch: int, baselines: Optional[bool] = None,
+                 start: Optional[Start] = None) -> None:
         self.settings, self.space, self.space_name = settings, space, space_name
         self.data, self.hardware = data, hardware
         self.seed = derive_seed(seed, "retrain")  # the same for every architecture: baselines on common random numbers
         self.latency_batch, self.baselines = latency_batch, baselines
-        self._start: Optional[Start] = None
+        self._start = start
 
     def start(self) -> Optional[Start]:
-        """The weights `retrain.init` names (read once), or None."""
+        """The weights given, or those `retrain.init` names (read once), or None."""
         init = self.settings.init
         if init and self._start is None:
             self._start = Start(init, weight_source(init), self.settings.finetune, self.settings.copied_lr)
@@ -82,18 +83,20 @@ class Retraining:
             fitted.metrics["init"] = {**fitted.transfer.summary(), "finetune": settings.finetune}
         return fitted
 
-    def into(self, run: RunDir, summary: Summary, arch: Arch) -> None:
-        """Retrain `arch`, save its metrics and checkpoint in `run`, and update the summary; then the baselines.
+    def into(self, run: RunDir, summary: Summary, arch: Arch, noted: Optional[dict[str, Any]] = None,
+             label: str = "retrain") -> None:
+        """Retrain `arch`, save its metrics (with `noted` ones) and checkpoint in `run`, and update the summary; then
+        the baselines.
 
         With baselines (search.baselines, by default where the space has them), each baseline architecture is
         retrained the same way and its metrics are saved beside the found one's.
         """
         try:
-            fitted = self.fit(arch)
+            fitted = self.fit(arch, label)
         except FAILURES as exc:
             summary.status, summary.error = "failed", f"retraining failed: {failure_reason(exc)}"
             return
-        metrics, data = fitted.metrics, self.data
+        metrics, data = {**fitted.metrics, **(noted or {})}, self.data
         run.write_retrain_metrics(metrics)
         shape = ({name: list(part) for name, part in data.input_shape.items()} if isinstance(data.input_shape, dict)
                  else list(data.input_shape))

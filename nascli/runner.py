@@ -15,6 +15,7 @@ from nascli.console import progress
 from nascli.data.base import DataSplits
 from nascli.errors import Stopped, StorageError, UserError, first_line, require_extra
 from nascli.evaluators.base import Evaluator
+from nascli.evaluators.fitting import Start
 from nascli.evaluators.profile import LATENCY_BATCH
 from nascli.executors.ray import check_cluster
 from nascli.factory import (build_evaluator, build_executor, build_space, build_strategy, check_data, load_data,
@@ -49,7 +50,8 @@ class SearchParts:
     knowledge: Optional[Knowledge] = None
 
 
-def _record(command: str, overrides: list[str], hardware: Hardware, **extra: Any) -> dict[str, Any]:
+def run_record(command: str, overrides: list[str], hardware: Hardware, **extra: Any) -> dict[str, Any]:
+    """run.json: the command, its overrides, when it started, what else it names (`extra`), and the machine."""
     return {
         "command": command,
         "overrides": overrides,
@@ -142,8 +144,8 @@ def search(cfg: RunConfig, run_dir: Path, overrides: list[str], job_index: Optio
     RunDir(run_dir).ensure_free()
     cfg = cfg.at(run_dir)
     parts = _parts(cfg, job_index)
-    record = _record("search", overrides, parts.hardware, trial_devices=parts.devices)
-    run = _start_run(cfg, record, parts.evaluator.data)
+    record = run_record("search", overrides, parts.hardware, trial_devices=parts.devices)
+    run = start_run(cfg, record, parts.evaluator.data)
     return _search(cfg, run, parts)
 
 
@@ -156,7 +158,7 @@ def _check_fits(cfg: RunConfig, space: SearchSpace, data: DataSplits) -> None:
                         f"dataset={cfg.dataset.name} gives {data.modality}; use {hint}")
 
 
-def _start_run(cfg: RunConfig, record: dict[str, Any], data: Optional[DataSplits]) -> RunDir:
+def start_run(cfg: RunConfig, record: dict[str, Any], data: Optional[DataSplits]) -> RunDir:
     """Create the config's run directory with its config and record, and the tokenizer when the data is text."""
     run = RunDir.create(Path(cfg.run_dir), cfg.raw, record)
     if data is not None and data.vocabulary is not None:
@@ -204,7 +206,8 @@ def resume(run_dir: Path, overrides: list[str]) -> Summary:
     try:
         logged = run.recover_trials()
         run.save_config(cfg.raw)
-        record.setdefault("resumed", []).append(_record("resume", overrides, parts.hardware, trial_devices=parts.devices))
+        record.setdefault("resumed", []).append(
+            run_record("resume", overrides, parts.hardware, trial_devices=parts.devices))
         run.write_record(record)
     except BaseException:
         run.close()
@@ -228,7 +231,7 @@ def _search(
     if goal.constraints:
         summary.n_feasible, summary.n_screened = 0, 0
 
-    with _summary_written(run, summary, cfg.logger, state.elapsed if state else 0.0) as track:
+    with summary_written(run, summary, cfg.logger, state.elapsed if state else 0.0) as track:
         for line in cfg.derived.values():
             say(line)
         parts.strategy.before_trials(run, evaluator, cfg.seed)
@@ -277,14 +280,14 @@ def _search(
                 summary.status, summary.error = "failed", f"none of the {summary.n_trials} trials succeeded{met}"
             elif cfg.retrain.enabled:
                 data = parts.evaluator.data if parts.evaluator.data is not None else load_data(cfg, parts.hardware)
-                _retraining(cfg, parts.space, data, parts.hardware).into(run, summary, best.trial.arch)
+                retraining(cfg, parts.space, data, parts.hardware).into(run, summary, best.trial.arch)
             else:
                 summary.status = "completed"
     return summary
 
 
 @contextmanager
-def _summary_written(
+def summary_written(
     run: RunDir, summary: Summary, logger: Optional[Component], elapsed_before: float = 0.0
 ) -> Iterator[Callable[[Trial], None]]:
     """Write summary.json with the wall time however the work ends, release the run, and print the result; the
@@ -324,10 +327,12 @@ def _summary_written(
         raise SystemExit(130)
 
 
-def _retraining(cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: Hardware) -> Retraining:
-    """The retraining of found architectures, measuring latency at the batch the trials used."""
+def retraining(cfg: RunConfig, space: SearchSpace, data: DataSplits, hardware: Hardware,
+               start: Optional[Start] = None) -> Retraining:
+    """Retraining at the trials' latency batch; `start`: weights to start from other than retrain.init's."""
     latency_batch = getattr(cfg.evaluator.settings, "latency_batch", LATENCY_BATCH)
-    return Retraining(cfg.retrain, space, cfg.space.name, data, hardware, cfg.seed, latency_batch, cfg.search.baselines)
+    return Retraining(cfg.retrain, space, cfg.space.name, data, hardware, cfg.seed, latency_batch, cfg.search.baselines,
+                      start)
 
 
 def retrain_overrides(source: Path, args: list[str], pick: Optional[int] = None) -> list[str]:
@@ -404,12 +409,12 @@ def retrain(cfg: RunConfig, run_dir: Path, overrides: list[str]) -> Summary:
     hardware = resolve_hardware(cfg.hardware)
     data = load_data(cfg, hardware)
     _check_fits(cfg, space, data)
-    retraining = _retraining(cfg, space, data, hardware)
-    retraining.check_start(arch)  # fails now, before the run directory exists, if nothing fits
-    run = _start_run(cfg.at(run_dir), _record("retrain", overrides, hardware, source=str(source)), data)
+    retrainer = retraining(cfg, space, data, hardware)
+    retrainer.check_start(arch)  # fails now, before the run directory exists, if nothing fits
+    run = start_run(cfg.at(run_dir), run_record("retrain", overrides, hardware, source=str(source)), data)
     run.write_best(Best(arch, space.hash(arch), cfg.space.name, source=str(source), trial=cfg.pick))
     summary = Summary(kind="retrain", source=str(source), dataset=cfg.dataset.name, space=cfg.space.name,
                       seed=cfg.seed)
-    with _summary_written(run, summary, cfg.logger):
-        retraining.into(run, summary, arch)
+    with summary_written(run, summary, cfg.logger):
+        retrainer.into(run, summary, arch)
     return summary

@@ -13,11 +13,10 @@ from rich.table import Table
 
 from nascli.goal import parse_constraints
 from nascli.printout import TRIAL_COLUMNS, cell
-from nascli.records import Front, GoalRecord, Summary, WarmStartRecord
+from nascli.records import Front, GoalRecord, Summary, WarmStartRecord, kept_flops_share
 from nascli.rundir import MODEL, RunDir
 from nascli.settings import SearchSettings, typed_settings
 from nascli.spaces.stored import load_model
-
 
 
 def _size(n: int) -> str:
@@ -107,10 +106,10 @@ def show(run_dir: Path, console: Console, top: int = 10) -> None:
         _print_baselines(retrained, console)
     pruned = (retrained or {}).get("pruned")
     if pruned:
-        console.print(f"{'pruned':>14}  from {pruned.get('source')}: {cell(pruned.get('flops_share'))} of its FLOPs; "
-                      f"test_acc {cell(pruned.get('source_test_acc'))} there, {cell(pruned.get('test_acc_before_finetune'))} "
-                      f"once cut, {cell(retrained.get('test_acc'))} after {pruned.get('finetune_epochs')} epochs of "
-                      "fine-tuning", markup=False)
+        console.print(f"{'pruned':>14}  from {pruned.get('source')}: {cell(kept_flops_share(retrained))} of its "
+                      f"FLOPs; test_acc {cell(pruned.get('source_test_acc'))} there, "
+                      f"{cell(pruned.get('test_acc_before_finetune'))} once cut, {cell(retrained.get('test_acc'))} "
+                      f"after {pruned.get('finetune_epochs')} epochs of fine-tuning", markup=False)
     for name, c in ((retrained or {}).get("compressed") or {}).items():
         console.print(f"{name:>14}  test_acc {cell(c.get('int8_test_acc'))} (float {cell(c.get('float_test_acc'))}), "
                       f"{_size(c.get('int8_bytes', 0))} (float {_size(c.get('float_bytes', 0))}), "
