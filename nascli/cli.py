@@ -295,6 +295,6 @@ def main() -> None:
     """Entry point of the `nas` console script."""
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        app()
+        app(prog_name="nas")  # also under `python -m nascli`: shell completion and usage lines name the command
     except UserError as exc:
         exit_with(exc)
