@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import TINY
 from test_errors import assert_one_line_error
+from test_text import QUICK as TEXT_QUICK, text_data
 
 from nascli.pruning import layout, pruned_arch
 from nascli.records import kept_flops_share
@@ -68,6 +69,12 @@ def test_a_projected_block_stays_projected() -> None:
     plan = layout(space, arch, (1, 8, 8))
     pruned, _ = pruned_arch(arch, plan, 0.5)  # 32 halves to the stem's 16: the first block would lose its projection
     assert [b["width"] for b in pruned["blocks"]] == [17, 17]  # the second adds into the first's channels
+
+
+def test_a_run_of_another_space_is_refused_in_one_line(nas, workdir: Path) -> None:
+    assert nas("search", *text_data(workdir), *TEXT_QUICK, "search.max_trials=1", "run_dir=text")[0] == 0
+    assert_one_line_error(*nas("prune", "text")[::2], "nas prune takes a run of the chain space; text is of space=text")
+    assert not (workdir / "text-pruned-50").exists()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from conftest import TINY, read_trials
+from test_errors import assert_one_line_error
 
 SEARCH = [*TINY, "search.max_trials=2", "run_dir=run"]
 
@@ -88,6 +89,23 @@ def test_mlflow_holds_a_run_per_search_with_a_nested_run_per_trial(nas, workdir:
     curve = retrained_curve(workdir / "run")
     assert [m.step for m in history] == [p["epoch"] for p in curve]
     assert [m.value for m in history] == pytest.approx([p["loss"] for p in curve])
+
+
+def test_mlflow_writes_to_the_tracking_uri_given(nas, workdir: Path) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    store = f"sqlite:///{workdir / 'shared.db'}"
+    code, out, err = nas("search", *SEARCH, "logger=mlflow", f"logger.tracking_uri={store}", "logger.experiment=mine",
+                         "logger.figures=false")
+    assert code == 0, err
+    assert f"experiment mine at {store}" in out and not (workdir / "run" / "trackers" / "mlflow").exists()
+    mlflow.set_tracking_uri(store)
+    assert len(mlflow.search_runs(experiment_names=["mine"])) == 4  # the search, its 2 trials, the retraining
+
+
+def test_a_tracker_setting_out_of_range_is_one_line(nas, workdir: Path) -> None:
+    assert_one_line_error(*nas("search", *SEARCH, "logger=wandb", "logger.mode=cloud")[::2],
+                          "mode must be one of offline, online, disabled")
+    assert not (workdir / "run").exists()
 
 
 def test_csv_files_hold_trials_curves_and_outcome(nas, workdir: Path) -> None:
