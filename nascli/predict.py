@@ -3,6 +3,7 @@ same code, settings and statistics as its training data (all read from retrain/m
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from nascli.config import RunConfig, validate
 from nascli.console import progress
 from nascli.data.arrays import unlabelled_samples
 from nascli.data.audio import AUDIO_SUFFIXES, front_end_settings, spectrograms
@@ -20,12 +22,11 @@ from nascli.data.base import Inputs, StreamedSamples
 from nascli.data.cache import decoded_chunks
 from nascli.data.folder import CHUNK, IMAGE_SUFFIXES, decode_images
 from nascli.data.text import encode, read_table
-from nascli.errors import UserError, first_line, warn, writing
+from nascli.errors import UserError, warn, writing
 from nascli.evaluators.metrics import EVAL_BATCH, predict as class_probabilities
 from nascli.hardware import Hardware, resolve_hardware
 from nascli.records import ModelHeader, Preprocessing
 from nascli.rundir import MODEL, RunDir, check_output
-from nascli.settings import HardwareSettings
 from nascli.spaces.stored import load_model
 
 ARRAY_SUFFIXES = frozenset({".npy", ".npz"})
@@ -148,7 +149,7 @@ def _recordings(paths: list[Path], described: Preprocessing, where: str, found: 
     found.rows.append(features)
 
 
-def _sentences(path: Path, column: Optional[str], default: str, described: Preprocessing, found: Samples) -> None:
+def _sentences(path: Path, column: Optional[str], default: Optional[str], described: Preprocessing, found: Samples) -> None:
     """A table's sentences (its `column`; none given: the `default` column, else its only one) as token ids of the
     model's vocabulary."""
     table = read_table(path, set(), "")
@@ -171,7 +172,7 @@ def _arrays(path: Path, shape: list[int], found: Samples) -> None:
 
 
 def read_inputs(inputs: list[Path], header: ModelHeader, where: str, column: Optional[str] = None,
-                default_column: str = "text") -> Samples:
+                default_column: Optional[str] = None) -> Samples:
     """Every input as the network's rows before normalisation: the image or audio files first (folders' sorted),
     then the array or table files, each in the order given."""
     described, found = header.preprocessing, Samples([], [], [])
@@ -224,17 +225,11 @@ def labelled_table(names: list[str], probabilities: Tensor, classes: list[str], 
     return table
 
 
-def hardware_for(run: RunDir, device: str) -> Hardware:
+def hardware_for(cfg: RunConfig, device: str) -> Hardware:
     """`device` (auto: a GPU when one is visible) with the precision and memory layout the run scored its model in."""
     if device not in DEVICES:
         raise UserError(f"--device must be one of {', '.join(DEVICES)}, got {device!r}")
-    stored = run.config().get("hardware") or {}
-    try:
-        settings = HardwareSettings(device=device, amp=stored.get("amp", "auto"),
-                                    channels_last=stored.get("channels_last", "auto"))
-    except ValueError as exc:
-        raise UserError(f"{run.file('config.yaml')} holds no valid hardware settings ({first_line(exc)})") from None
-    return resolve_hardware(settings)
+    return resolve_hardware(dataclasses.replace(cfg.hardware, device=device, gpus=None))
 
 
 def predict(run_dir: Path, inputs: list[Path], column: Optional[str] = None, top: int = 3, device: str = "auto",
@@ -245,12 +240,11 @@ def predict(run_dir: Path, inputs: list[Path], column: Optional[str] = None, top
         raise UserError(f"--top must be at least 1, got {top}")
     if out is not None:
         check_output(out, force)
-    run = RunDir(run_dir)
+    cfg = validate(RunDir(run_dir).config())
     model, header, where = described_model(run_dir)
     described = header.preprocessing
-    default_column = str((run.config().get("dataset") or {}).get("text_column", "text"))
-    found = read_inputs(inputs, header, where, column, default_column)
-    hardware = hardware_for(run, device)
+    found = read_inputs(inputs, header, where, column, getattr(cfg.dataset.settings, "text_column", None))
+    hardware = hardware_for(cfg, device)
     probabilities = scored(hardware.place(model), network_rows(found, described, hardware.device), hardware)
     table = labelled_table(found.names, probabilities, described.classes, top)
     if out is not None:
