@@ -15,11 +15,14 @@ from torch import Tensor, nn
 
 from nascli.config import validate
 from nascli.errors import UserError, require_extra, warn, writing
+from nascli.factory import load_data
+from nascli.hardware import resolve_hardware
 from nascli.model_card import card_beside, description, model_card
 from nascli.onnx_writer import set_metadata, write_onnx
 from nascli.quantize import compared, quantize
 from nascli.records import ModelHeader, Preprocessing
 from nascli.rundir import EXPORT, MODEL, VOCABULARY, RunDir, check_output
+from nascli.settings import HardwareSettings
 from nascli.spaces.stored import load_model
 
 FORMATS = {"torchscript": "model.ts", "onnx": "model.onnx"}
@@ -137,8 +140,7 @@ def export(run_dir: Path, fmt: str, out: Optional[Path] = None, force: bool = Fa
             check_output(path, force)
     data = None
     if quantisation is not None:  # loaded before anything is written: missing data is one line, and nothing else
-        cfg = validate(run.config())
-        data = cfg.dataset.cls(cfg.dataset.settings).load()
+        data = load_data(validate(run.config()), resolve_hardware(HardwareSettings(device="cpu")))  # ONNX Runtime: CPU
     generator = torch.Generator().manual_seed(0)
     exported, sample = (_with_preprocessing(model, header, generator) if with_preprocessing
                         else (model, _samples(header, generator)))
